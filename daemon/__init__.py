@@ -1,0 +1,3 @@
+"""healthd: a health-check daemon."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,20 @@
+"""Probes: one module per check type, one coroutine each, joined in `PROBES`.
+
+Every probe has the same shape: `async def probe_X(check) -> ProbeOutcome`,
+raising `ProbeError` (or an OSError/TimeoutError) on failure. The caller
+applies the timeout and measures the total.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from daemon.probes.tcp import probe_tcp
+from daemon.results import ProbeOutcome
+
+Probe = Callable[[Any], Awaitable[ProbeOutcome]]
+
+PROBES: dict[str, Probe] = {
+    "tcp": probe_tcp,
+}

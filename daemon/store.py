@@ -1,0 +1,187 @@
+"""Per-check state: the rise/fall state machine, bounded history, counters.
+
+Pure: no I/O, never awaits. Only the scheduler writes; the API and the
+metrics collector read. Memory per check is fixed by `history`.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from daemon.histogram import LAG_BUCKETS, PROBE_DURATION_BUCKETS, Histogram
+from daemon.results import ProbeResult
+
+CheckKey = tuple[str, str]  # (service, check)
+
+
+class Status(StrEnum):
+    UNKNOWN = "unknown"
+    UP = "up"
+    DOWN = "down"
+    DEGRADED = "degraded"  # services only
+
+
+@dataclass(frozen=True, slots=True)
+class CheckInfo:
+    """What the store needs to know of a check's definition."""
+
+    service: str
+    name: str
+    type: str
+    target: str
+    rise: int
+    fall: int
+    history: int
+    settings: Mapping[str, Any] = field(default_factory=dict)  # JSON-ready, secrets redacted
+
+    @property
+    def key(self) -> CheckKey:
+        return (self.service, self.name)
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceInfo:
+    name: str
+    labels: Mapping[str, str]
+    checks: tuple[CheckInfo, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Transition:
+    info: CheckInfo
+    old: Status
+    new: Status
+    result: ProbeResult
+    streak: int  # consecutive results that made the change
+
+
+class CheckState:
+    """One check's debounced state. Read it; only `Store.record` changes it."""
+
+    __slots__ = (
+        "counts",
+        "duration_histogram",
+        "history",
+        "info",
+        "last",
+        "since",
+        "status",
+        "streak_fail",
+        "streak_ok",
+        "transitions",
+    )
+
+    def __init__(self, info: CheckInfo, with_histogram: bool) -> None:
+        self.info = info
+        self.status = Status.UNKNOWN
+        self.since: float | None = None
+        self.streak_ok = 0
+        self.streak_fail = 0
+        self.counts: dict[str, int] = {}
+        self.transitions = {Status.UP.value: 0, Status.DOWN.value: 0}
+        self.history: deque[ProbeResult] = deque(maxlen=info.history)
+        self.last: ProbeResult | None = None
+        self.duration_histogram = Histogram(PROBE_DURATION_BUCKETS) if with_histogram else None
+
+    def apply(self, result: ProbeResult) -> Transition | None:
+        self.last = result
+        self.history.append(result)
+        label = result.result_label
+        self.counts[label] = self.counts.get(label, 0) + 1
+        if self.duration_histogram is not None:
+            self.duration_histogram.observe(result.duration)
+        if result.ok:
+            self.streak_ok, self.streak_fail = self.streak_ok + 1, 0
+        else:
+            self.streak_ok, self.streak_fail = 0, self.streak_fail + 1
+        new = self._next_status(result.ok)
+        if new is self.status:
+            return None
+        old, self.status, self.since = self.status, new, result.time
+        if old is not Status.UNKNOWN:  # the first verdict is not a change of state
+            self.transitions[new.value] += 1
+        streak = self.streak_ok if result.ok else self.streak_fail
+        return Transition(self.info, old, new, result, streak)
+
+    def _next_status(self, ok: bool) -> Status:
+        # rise/fall debounce changes; the first verdict needs one result
+        if self.status is Status.UNKNOWN:
+            return Status.UP if ok else Status.DOWN
+        if self.status is Status.DOWN and self.streak_ok >= self.info.rise:
+            return Status.UP
+        if self.status is Status.UP and self.streak_fail >= self.info.fall:
+            return Status.DOWN
+        return self.status
+
+
+def service_status(states: Iterable[CheckState]) -> Status:
+    statuses = {state.status for state in states}
+    if statuses == {Status.UP}:
+        return Status.UP
+    if statuses == {Status.DOWN}:
+        return Status.DOWN
+    if Status.DOWN not in statuses and Status.UNKNOWN in statuses:
+        return Status.UNKNOWN
+    return Status.DEGRADED
+
+
+@dataclass
+class DaemonState:
+    """Facts about the daemon itself that the API and metrics report."""
+
+    ready: bool = False
+    last_reload_ok: bool = True
+    last_reload_success_time: float = 0.0
+    skipped_runs: int = 0  # planned runs skipped because the previous run overran
+    notes: dict[str, str] = field(default_factory=dict)  # e.g. {"icmp_mode_ipv4": "raw"}
+
+
+class Store:
+    def __init__(self, probe_histograms: bool = True) -> None:
+        self.probe_histograms = probe_histograms
+        self.services: tuple[ServiceInfo, ...] = ()
+        self._states: dict[CheckKey, CheckState] = {}
+        self.lag = Histogram(LAG_BUCKETS)
+        self.daemon = DaemonState()
+
+    def apply(self, services: Sequence[ServiceInfo], restart: Collection[CheckKey] = ()) -> None:
+        """Install a new set of services; unchanged checks keep their state and history."""
+        states: dict[CheckKey, CheckState] = {}
+        for service in services:
+            for info in service.checks:
+                old = self._states.get(info.key)
+                if old is not None and info.key not in restart and old.info.history == info.history:
+                    old.info = info
+                    states[info.key] = old
+                else:
+                    states[info.key] = CheckState(info, self.probe_histograms)
+        self.services = tuple(services)
+        self._states = states
+
+    def record(self, key: CheckKey, result: ProbeResult) -> Transition | None:
+        """Add a result; returns the state change it caused, if any. Unknown keys are ignored
+        (a probe of a check removed by a reload may finish after the reload)."""
+        state = self._states.get(key)
+        return state.apply(result) if state is not None else None
+
+    def record_lag(self, seconds: float) -> None:
+        self.lag.observe(max(seconds, 0.0))
+
+    def check(self, key: CheckKey) -> CheckState | None:
+        return self._states.get(key)
+
+    def service(self, name: str) -> ServiceInfo | None:
+        return next((svc for svc in self.services if svc.name == name), None)
+
+    def states_of(self, service: ServiceInfo) -> list[CheckState]:
+        return [self._states[info.key] for info in service.checks]
+
+    def all_states(self) -> Iterable[CheckState]:
+        return self._states.values()
+
+    def status_of(self, service: ServiceInfo) -> Status:
+        return service_status(self.states_of(service))
