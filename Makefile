@@ -1,0 +1,33 @@
+# The two quickstart commands: `make run` and `make test`. Each sets up what it needs.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: run test lint test-tools bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[test]'
+	touch $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/healthd run -c config.example.yaml
+
+# Debian tools the namespace, capture and reference-tool tests use (root only; skipped otherwise).
+test-tools:
+	@sh .ci/install-test-tools.sh
+
+lint: $(STAMP)
+	$(BIN)/ruff check daemon tests bench
+	$(BIN)/mypy daemon
+
+test: $(STAMP) test-tools lint
+	$(BIN)/pytest -q
+
+bench: $(STAMP) test-tools
+	$(BIN)/python bench/run.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

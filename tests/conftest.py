@@ -1,0 +1,70 @@
+"""Shared fixtures: real listeners on loopback, closed ports, network namespaces."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+
+import pytest
+
+from tests.netlab import Namespace, namespace
+
+
+@dataclass
+class TcpServer:
+    host: str
+    port: int
+    accepted: list[tuple[str, int]] = field(default_factory=list)
+
+    @property
+    def target(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+
+async def start_tcp_server(host: str = "127.0.0.1") -> tuple[TcpServer, asyncio.Server]:
+    info = TcpServer(host, 0)
+
+    async def on_connect(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        info.accepted.append(writer.get_extra_info("peername")[:2])
+        writer.close()
+
+    server = await asyncio.start_server(on_connect, host, 0)
+    info.port = server.sockets[0].getsockname()[1]
+    return info, server
+
+
+@pytest.fixture
+async def tcp_server() -> AsyncIterator[TcpServer]:
+    """A listener on 127.0.0.1, port 0, that records every accepted connection."""
+    info, server = await start_tcp_server()
+    async with server:
+        yield info
+
+
+@pytest.fixture
+async def tcp_server6() -> AsyncIterator[TcpServer]:
+    if not socket.has_ipv6:
+        pytest.skip("no IPv6")
+    info, server = await start_tcp_server("::1")
+    async with server:
+        yield info
+
+
+@pytest.fixture
+def closed_port() -> Iterator[int]:
+    """A port on 127.0.0.1 that answers SYN with RST: bound (so nobody else takes it), not listening."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    try:
+        yield sock.getsockname()[1]
+    finally:
+        sock.close()
+
+
+@pytest.fixture
+def netns() -> Iterator[Namespace]:
+    """A second host in its own network namespace, deleted after the test (root only)."""
+    with namespace() as ns:
+        yield ns

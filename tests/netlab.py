@@ -1,0 +1,135 @@
+"""Real network namespaces for tests: a second host joined to this one by a veth pair.
+
+Everything created here is deleted again when the context exits, also on failure.
+Addresses come from 10.200.0.0/16 and fd00:200::/32, only ever inside namespaces
+this module created (the network rule: tests send traffic only to loopback or to them).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import itertools
+import os
+import shutil
+import socket
+import subprocess
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import TypeVar
+
+import pytest
+
+CLONE_NEWNET = 0x40000000
+_counter = itertools.count()
+T = TypeVar("T")
+
+
+def skip_unless_root(*tools: str) -> None:
+    """Skip the calling test, with a reason, where namespaces or a tool are unavailable."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root to create network namespaces (CI runs as root)")
+    for tool in ("ip", *tools):
+        if shutil.which(tool) is None:
+            pytest.skip(f"needs {tool!r} (installed by `make test` as root)")
+
+
+def sh(*cmd: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(cmd, check=check, capture_output=True, text=True, timeout=30)
+
+
+@dataclass
+class Namespace:
+    name: str
+    index: int
+    host_if: str
+    ns_if: str
+
+    @property
+    def host_ip(self) -> str:
+        return f"10.200.{self.index}.1"
+
+    @property
+    def ns_ip(self) -> str:
+        return f"10.200.{self.index}.2"
+
+    @property
+    def host_ip6(self) -> str:
+        return f"fd00:200:{self.index:x}::1"
+
+    @property
+    def ns_ip6(self) -> str:
+        return f"fd00:200:{self.index:x}::2"
+
+    def exec(self, *cmd: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        return sh("ip", "netns", "exec", self.name, *cmd, check=check)
+
+    def popen(self, *cmd: str, **kwargs: object) -> subprocess.Popen[bytes]:
+        return subprocess.Popen(["ip", "netns", "exec", self.name, *cmd], **kwargs)  # type: ignore[call-overload,no-any-return]
+
+    def iptables(self, *rule: str) -> None:
+        self.exec("iptables", "-w", *rule)
+
+    def ip6tables(self, *rule: str) -> None:
+        self.exec("ip6tables", "-w", *rule)
+
+    def sysctl(self, key: str, value: str) -> None:
+        self.exec("sysctl", "-q", "-w", f"{key}={value}")
+
+    def call(self, fn: Callable[[], T]) -> T:
+        """Run `fn` in a thread that has entered this namespace (e.g. to open a socket there).
+
+        A socket keeps the namespace it was created in, so it can then be used from
+        any thread of the test process.
+        """
+        return run_in_netns(self.name, fn)
+
+    def socket(self, family: int, kind: int, proto: int = 0) -> socket.socket:
+        return self.call(lambda: socket.socket(family, kind, proto))
+
+
+def run_in_netns(name: str, fn: Callable[[], T]) -> T:
+    box: dict[str, object] = {}
+
+    def target() -> None:
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            with open(f"/var/run/netns/{name}") as ns_file:
+                if libc.setns(ns_file.fileno(), CLONE_NEWNET) != 0:
+                    raise OSError(ctypes.get_errno(), f"setns {name}")
+            box["value"] = fn()
+        except BaseException as exc:
+            box["error"] = exc
+
+    thread = threading.Thread(target=target)
+    thread.start()
+    thread.join()
+    if "error" in box:
+        raise box["error"]  # type: ignore[misc]
+    return box["value"]  # type: ignore[return-value]
+
+
+@contextmanager
+def namespace() -> Iterator[Namespace]:
+    """A namespace `ns` with ns_ip/ns_ip6, reachable from here via host_ip/host_ip6."""
+    skip_unless_root()
+    n = next(_counter)
+    tag = f"{os.getpid() % 100000}{n}"
+    index = (os.getpid() + n * 7) % 250 + 1
+    ns = Namespace(name=f"hdtest{tag}", index=index, host_if=f"hdh{tag}", ns_if=f"hdn{tag}")
+    sh("ip", "netns", "add", ns.name)
+    try:
+        sh("ip", "link", "add", ns.host_if, "type", "veth", "peer", "name", ns.ns_if)
+        sh("ip", "link", "set", ns.ns_if, "netns", ns.name)
+        sh("ip", "addr", "add", f"{ns.host_ip}/24", "dev", ns.host_if)
+        sh("ip", "-6", "addr", "add", f"{ns.host_ip6}/64", "dev", ns.host_if, "nodad")
+        sh("ip", "link", "set", ns.host_if, "up")
+        ns.exec("ip", "addr", "add", f"{ns.ns_ip}/24", "dev", ns.ns_if)
+        ns.exec("ip", "-6", "addr", "add", f"{ns.ns_ip6}/64", "dev", ns.ns_if, "nodad")
+        ns.exec("ip", "link", "set", ns.ns_if, "up")
+        ns.exec("ip", "link", "set", "lo", "up")
+        yield ns
+    finally:
+        sh("ip", "link", "del", ns.host_if, check=False)
+        sh("ip", "netns", "del", ns.name, check=False)
