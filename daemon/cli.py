@@ -203,7 +203,7 @@ def run(path: str, listen: str | None) -> int:
         return EXIT_USAGE
     address = listen or config.server.listen
     try:
-        host, port = split_host_port(address)
+        host, port = split_host_port(address, allow_port_zero=True)
     except ValueError as exc:
         print(f"healthd: --listen: {exc}", file=sys.stderr)
         return EXIT_USAGE

@@ -26,7 +26,7 @@ class ServerConfig(Strict):
     @field_validator("listen")
     @classmethod
     def _listen_is_host_port(cls, value: str) -> str:
-        split_host_port(value)
+        split_host_port(value, allow_port_zero=True)
         return value
 
 

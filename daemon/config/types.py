@@ -46,8 +46,11 @@ Duration = Annotated[
 Name = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.-]+$", max_length=128)]
 
 
-def split_host_port(value: str) -> tuple[str, int]:
-    """Split `HOST:PORT` / `[IPv6]:PORT`; raise ValueError with a readable reason."""
+def split_host_port(value: str, allow_port_zero: bool = False) -> tuple[str, int]:
+    """Split `HOST:PORT` / `[IPv6]:PORT`; raise ValueError with a readable reason.
+
+    Port 0 ("any free port") makes sense only for a listening address.
+    """
     if value.startswith("["):
         host, sep, rest = value[1:].partition("]")
         if not sep or not rest.startswith(":"):
@@ -63,8 +66,9 @@ def split_host_port(value: str) -> tuple[str, int]:
             raise ValueError(f"{value!r} is not HOST:PORT")
         if ":" in host:
             raise ValueError(f"{value!r}: write an IPv6 address in brackets, [addr]:port")
-    if not port_text.isdigit() or not 0 < int(port_text) < 65536:
-        raise ValueError(f"port {port_text!r} is not a number from 1 to 65535")
+    lowest = 0 if allow_port_zero else 1
+    if not port_text.isdigit() or not lowest <= int(port_text) < 65536:
+        raise ValueError(f"port {port_text!r} is not a number from {lowest} to 65535")
     return host, int(port_text)
 
 

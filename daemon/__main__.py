@@ -1,0 +1,5 @@
+"""`python -m daemon` is `healthd`."""
+
+from daemon.cli import main
+
+main()
