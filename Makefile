@@ -20,7 +20,7 @@ test-tools:
 	@sh .ci/install-test-tools.sh
 
 lint: $(STAMP)
-	$(BIN)/ruff check daemon tests bench
+	$(BIN)/ruff check .
 	$(BIN)/mypy daemon
 
 test: $(STAMP) test-tools lint
