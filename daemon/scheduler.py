@@ -35,6 +35,7 @@ async def run_probe(
     *,
     clock: Clock = time.perf_counter,
     wall: Clock = time.time,
+    check_id: str = "",
 ) -> ProbeResult:
     """Run one probe under its timeout; the one place exceptions become results."""
     started_wall, started = wall(), clock()
@@ -47,7 +48,8 @@ async def run_probe(
         message = f"no answer within {format_duration(check.timeout)}"
         return _failure(started_wall, clock() - started, ErrorKind.TIMEOUT, message)
     except Exception as exc:  # a bug or an unforeseen OS condition: never kill the loop
-        log.exception("probe %s raised unexpectedly (target %s)", check.name, check.display_target)
+        where = check_id or check.name
+        log.exception("probe of %s raised unexpectedly (target %s)", where, check.display_target)
         return _failure(started_wall, clock() - started, ErrorKind.ERROR, f"{type(exc).__name__}: {exc}")
     duration = clock() - started
     return ProbeResult(
@@ -176,6 +178,7 @@ class Scheduler:
         self._tasks[key] = asyncio.create_task(self._run_check(key, check, probe), name=name)
 
     async def _run_check(self, key: CheckKey, check: CheckBase, probe: Probe) -> None:
+        check_id = f"{key[0]}/{key[1]}"
         planned = first_slot(key, check.interval, self._clock(), self._wall())
         while True:
             delay = planned - self._clock()
@@ -183,7 +186,7 @@ class Scheduler:
                 await self._sleep(delay)
             async with self._in_flight:
                 self._store.record_lag(self._clock() - planned)
-                result = await run_probe(probe, check)
+                result = await run_probe(probe, check, check_id=check_id)
             transition = self._store.record(key, result)
             if transition is not None:
                 self._on_transition(transition)

@@ -144,6 +144,7 @@ class Store:
     def __init__(self, probe_histograms: bool = True) -> None:
         self.probe_histograms = probe_histograms
         self.services: tuple[ServiceInfo, ...] = ()
+        self._services_by_name: dict[str, ServiceInfo] = {}
         self._states: dict[CheckKey, CheckState] = {}
         self.lag = Histogram(LAG_BUCKETS)
         self.daemon = DaemonState()
@@ -160,6 +161,7 @@ class Store:
                 else:
                     states[info.key] = CheckState(info, self.probe_histograms)
         self.services = tuple(services)
+        self._services_by_name = {service.name: service for service in services}
         self._states = states
 
     def record(self, key: CheckKey, result: ProbeResult) -> Transition | None:
@@ -175,7 +177,7 @@ class Store:
         return self._states.get(key)
 
     def service(self, name: str) -> ServiceInfo | None:
-        return next((svc for svc in self.services if svc.name == name), None)
+        return self._services_by_name.get(name)
 
     def states_of(self, service: ServiceInfo) -> list[CheckState]:
         return [self._states[info.key] for info in service.checks]
