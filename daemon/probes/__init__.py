@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from daemon.probes.syn import probe_syn
 from daemon.probes.tcp import probe_tcp
 from daemon.results import ProbeOutcome
 
@@ -17,4 +18,5 @@ Probe = Callable[[Any], Awaitable[ProbeOutcome]]
 
 PROBES: dict[str, Probe] = {
     "tcp": probe_tcp,
+    "syn": probe_syn,
 }

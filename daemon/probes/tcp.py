@@ -7,29 +7,23 @@ Phases: `resolve` (name lookup; ~0 for IP literals) and `connect`.
 
 from __future__ import annotations
 
-import asyncio
 import socket
 import time
 
 from daemon.config import TcpCheck
-from daemon.errors import from_os_error
 from daemon.probes._resolve import format_sockaddr, resolve
-from daemon.probes._sockets import open_socket, set_zero_linger
+from daemon.probes._sockets import connect, open_socket, set_zero_linger
 from daemon.results import ProbeOutcome
 
 
 async def probe_tcp(check: TcpCheck) -> ProbeOutcome:
-    loop = asyncio.get_running_loop()
     started = time.perf_counter()
     family, addr = await resolve(check.host, check.port, check.ip_family, check.source_ip)
     resolved = time.perf_counter()
     with open_socket(
         family, socket.SOCK_STREAM, source_ip=check.source_ip, interface=check.interface
     ) as sock:
-        try:
-            await loop.sock_connect(sock, addr)
-        except OSError as exc:
-            raise from_os_error(exc, f"connect to {format_sockaddr(addr)}") from None
+        await connect(sock, addr)
         connected = time.perf_counter()
         if check.close == "reset":
             set_zero_linger(sock)
