@@ -70,7 +70,6 @@ class ProbePermissionError(ProbeError):
 
 _ERRNO_KINDS: dict[int, ErrorKind] = {
     errno.ECONNREFUSED: ErrorKind.REFUSED,
-    errno.ECONNRESET: ErrorKind.REFUSED,
     errno.EHOSTUNREACH: ErrorKind.UNREACHABLE,
     errno.ENETUNREACH: ErrorKind.UNREACHABLE,
     errno.EHOSTDOWN: ErrorKind.UNREACHABLE,
