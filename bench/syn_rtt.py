@@ -124,8 +124,10 @@ def main(argv: list[str] | None = None) -> int:
         f"p90 {cost.inbound_p90 * 1000:.3f} ms; back median {cost.outbound_median * 1000:.3f} ms "
         f"p90 {cost.outbound_p90 * 1000:.3f} ms"
     )
-    print(f"  wire SYN -> SYN-ACK (capture on {link.host_if}): median {wire * 1000:.3f} ms (healthd run), "
-          f"{hping_wire * 1000:.3f} ms (hping3 run)")
+    print(
+        f"  wire SYN -> SYN-ACK (capture on {link.host_if}): median {wire * 1000:.3f} ms (healthd run), "
+        f"{hping_wire * 1000:.3f} ms (hping3 run)"
+    )
     print(f"  healthd syn, reported RTT (TCP_INFO):   {summary(kernel_err)}")
     print(f"  healthd syn, wall time connect phase:   {summary(wall_err)}")
     print(f"  hping3 -S, printed rtt (0.1 ms steps):  {summary(hping_err)}")

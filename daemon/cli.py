@@ -11,6 +11,7 @@ import resource
 import signal
 import sys
 import time
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -190,8 +191,27 @@ def _render(kind: str, target: str, result: ProbeResult, as_json: bool) -> str:
         lines = [f"{kind} {target}: FAIL {result.error_kind}: {result.error_message} (after {total})"]
     if result.phases:
         lines.append("  phases: " + ", ".join(f"{k} {v * 1000:.3f} ms" for k, v in result.phases.items()))
-    lines += [f"  {key}: {value}" for key, value in result.details.items()]
+    summary = _echo_summary(result.details)
+    shown = {k: v for k, v in result.details.items() if not (summary and k in _ECHO_STATS)}
+    lines += [f"  {key}: {value}" for key, value in shown.items()]
+    if summary:
+        lines.append(f"  {result.details.get('address', target)} : {summary}")
     return "\n".join(lines)
+
+
+_ECHO_STATS = ("sent", "received", "loss_ratio", "rtt_min_ms", "rtt_avg_ms", "rtt_max_ms", "rtt_stddev_ms")
+
+
+def _echo_summary(details: Mapping[str, Any]) -> str:
+    """fping's closing line for echo statistics (icmp), e.g. `xmt/rcv/%loss = 5/5/0%, min/avg/max/...`."""
+    if "sent" not in details or "received" not in details:
+        return ""
+    sent, received = details["sent"], details["received"]
+    line = f"xmt/rcv/%loss = {sent}/{received}/{round(100 * details.get('loss_ratio', 0))}%"
+    if received:
+        times = "/".join(f"{details[f'rtt_{name}_ms']:.3f}" for name in ("min", "avg", "max", "stddev"))
+        line += f", min/avg/max/stddev = {times} ms"
+    return line
 
 
 # ---- run -----------------------------------------------------------------------------
@@ -229,7 +249,7 @@ async def serve(app: web.Application, host: str, port: int) -> int:
     notifier = Notifier()
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
     await runner.setup()
-    site = web.TCPSite(runner, host, port, shutdown_timeout=0.5)
+    site = web.TCPSite(runner, host, port)
     try:
         await site.start()
     except OSError as exc:

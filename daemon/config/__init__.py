@@ -1,6 +1,15 @@
 """Config: YAML -> validated, immutable pydantic models."""
 
-from daemon.config.checks import CHECK_MODELS, Check, CheckBase, HostPortCheck, SynCheck, TcpCheck
+from daemon.config.checks import (
+    CHECK_MODELS,
+    Check,
+    CheckBase,
+    HostPortCheck,
+    HttpCheck,
+    IcmpCheck,
+    SynCheck,
+    TcpCheck,
+)
 from daemon.config.diff import CheckKey, ConfigDiff, checks_by_key, diff_configs
 from daemon.config.loader import build_config, load_config
 from daemon.config.model import Config, MetricsConfig, SchedulerConfig, ServerConfig, Service
@@ -14,6 +23,8 @@ __all__ = [
     "Config",
     "ConfigDiff",
     "HostPortCheck",
+    "HttpCheck",
+    "IcmpCheck",
     "MetricsConfig",
     "SchedulerConfig",
     "ServerConfig",

@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from daemon.probes.http import probe_http
+from daemon.probes.icmp import probe_icmp
 from daemon.probes.syn import probe_syn
 from daemon.probes.tcp import probe_tcp
 from daemon.results import ProbeOutcome
@@ -19,4 +21,6 @@ Probe = Callable[[Any], Awaitable[ProbeOutcome]]
 PROBES: dict[str, Probe] = {
     "tcp": probe_tcp,
     "syn": probe_syn,
+    "icmp": probe_icmp,
+    "http": probe_http,
 }

@@ -7,6 +7,7 @@ default pool (which would turn into fake DNS timeouts elsewhere).
 from __future__ import annotations
 
 import asyncio
+import functools
 import ipaddress
 import socket
 from concurrent.futures import ThreadPoolExecutor
@@ -60,6 +61,7 @@ async def resolve(
     return socket.AddressFamily(family), sockaddr  # type: ignore[return-value]
 
 
+@functools.lru_cache(maxsize=4096)  # parsing is slow pure Python; checks reuse their targets
 def _literal(host: str) -> IPv4Address | IPv6Address | None:
     try:
         return ipaddress.ip_address(host.split("%", 1)[0])

@@ -10,6 +10,7 @@ import errno
 import os
 import socket
 import struct
+from collections.abc import Sequence
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv6Address
 
@@ -172,7 +173,7 @@ ICMP_DATAGRAM, ICMP_RAW = "datagram", "raw"
 #: a burst of replies (1000 loopback targets at once) must fit before the loop reads them
 ICMP_RCVBUF = 4 * 1024 * 1024
 
-Ancillary = list[tuple[int, int, bytes]]
+Ancillary = Sequence[tuple[int, int, bytes]]  # sendmsg() control messages: (level, type, data)
 
 
 def open_icmp_socket(family: socket.AddressFamily, wanted: tuple[int, ...]) -> tuple[socket.socket, str]:
@@ -277,7 +278,7 @@ def echo_ancillary(
     or interface, nor carry one check's TTL: each request says so itself.
     (IPv4's DF bit has no control message: see `set_dont_fragment`.)
     """
-    messages: Ancillary = []
+    messages: list[tuple[int, int, bytes]] = []
     if family == socket.AF_INET6:
         if ttl is not None:
             messages.append((socket.IPPROTO_IPV6, IPV6_HOPLIMIT, struct.pack("i", ttl)))
