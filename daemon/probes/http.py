@@ -29,10 +29,10 @@ from multidict import CIMultiDictProxy
 from daemon import __version__
 from daemon.config import HttpCheck, format_duration
 from daemon.config.checks import redact_url
+from daemon.config.http_rules import Expectations, Mismatch, Observed, judge
 from daemon.errors import ProbeError, ProbeTimeout, from_os_error
 from daemon.probes._http_conn import PhaseClock, connector_for
 from daemon.probes._http_tls import TlsInfo, TlsSettings, client_context, expiry_shortfall, ssl_reason
-from daemon.probes._http_verdict import Expectations, Mismatch, Observed, judge
 from daemon.results import ErrorKind, ProbeOutcome
 
 log = logging.getLogger(__name__)

@@ -6,8 +6,7 @@ import re
 
 import pytest
 
-from daemon.probes._http_tls import TlsInfo, expiry_shortfall, ssl_reason
-from daemon.probes._http_verdict import (
+from daemon.config.http_rules import (
     Expectations,
     Observed,
     evaluate,
@@ -17,6 +16,7 @@ from daemon.probes._http_verdict import (
     parse_status,
     status_matches,
 )
+from daemon.probes._http_tls import TlsInfo, expiry_shortfall, ssl_reason
 from daemon.results import ErrorKind
 
 

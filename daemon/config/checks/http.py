@@ -1,16 +1,10 @@
-"""One config model per check type, joined in a union discriminated on `type`.
-
-A new probe type adds its model here and to `Check`; nothing else in the
-config machinery changes.
-"""
+"""The `http` check: a request, and the verdict on status, headers, body and TLS."""
 
 from __future__ import annotations
 
 import re
 import ssl
-from ipaddress import IPv4Address, IPv6Address
 from pathlib import Path
-from types import ModuleType
 from typing import Annotated, ClassVar, Literal
 
 from pydantic import (
@@ -27,163 +21,13 @@ from pydantic import (
 )
 from yarl import URL
 
-from daemon.config.types import (
-    Duration,
-    HostPort,
-    Name,
-    format_duration,
-    parse_duration,
-    split_host_port,
-)
-
-IpFamily = Literal["auto", "ipv4", "ipv6"]
-
-
-class CheckBase(BaseModel):
-    """Options every check takes."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    #: the option that names what is probed (`healthd probe TYPE TARGET` fills it)
-    TARGET_FIELD: ClassVar[str] = "target"
-
-    name: Name
-    type: str
-    interval: Duration = 10.0
-    timeout: Duration = 2.0
-    rise: int = Field(2, ge=1, le=100)
-    fall: int = Field(3, ge=1, le=100)
-    history: int = Field(120, ge=1, le=10_000)
-    source_ip: IPv4Address | IPv6Address | None = None
-    interface: str | None = Field(None, min_length=1, max_length=15)
-    ip_family: IpFamily = "auto"
-
-    @model_validator(mode="after")
-    def _timeout_within_interval(self) -> CheckBase:
-        if self.timeout > self.interval:
-            raise ValueError(
-                f"timeout {format_duration(self.timeout)} exceeds interval {format_duration(self.interval)}"
-            )
-        if self.source_ip is not None and self.ip_family != "auto":
-            wanted = 4 if self.ip_family == "ipv4" else 6
-            if self.source_ip.version != wanted:
-                raise ValueError(f"source_ip {self.source_ip} is not {self.ip_family}")
-        return self
-
-    @property
-    def display_target(self) -> str:
-        """What the API and the metrics' `target` label show for this check."""
-        raise NotImplementedError
-
-
-class HostPortCheck(CheckBase):
-    """A check aimed at `HOST:PORT`."""
-
-    target: HostPort
-    # parsed once: probes read them on every run
-    _host: str = PrivateAttr("")
-    _port: int = PrivateAttr(0)
-
-    def model_post_init(self, context: object, /) -> None:
-        self._host, self._port = split_host_port(self.target)
-
-    @property
-    def host(self) -> str:
-        return self._host
-
-    @property
-    def port(self) -> int:
-        return self._port
-
-    @property
-    def display_target(self) -> str:
-        return self.target
-
-
-class TcpCheck(HostPortCheck):
-    """TCP connect: a full handshake, then close."""
-
-    type: Literal["tcp"]
-    # reset: close with RST (SO_LINGER 0) so the prober keeps no TIME_WAIT sockets
-    close: Literal["graceful", "reset"] = "graceful"
-
-
-class SynCheck(HostPortCheck):
-    """SYN-only (half-open): SYN, SYN-ACK, RST; the application never sees a connection."""
-
-    type: Literal["syn"]
-
-
-# ---- ICMP ------------------------------------------------------------------------------
-
-_HOSTNAME = re.compile(r"^[A-Za-z0-9_](?:[A-Za-z0-9_.-]{0,252})$")
-
-
-def _check_host(value: object) -> object:
-    """A host to ping: a name, an IPv4 address or an IPv6 address (no port, no brackets)."""
-    if not isinstance(value, str):
-        return value
-    if value.startswith("[") or ("." in value and value.count(":") == 1):
-        raise ValueError(f"{value!r}: an icmp target is a host without port or brackets, e.g. ::1")
-    if ":" in value:
-        try:
-            IPv6Address(value.partition("%")[0])
-        except ValueError:
-            raise ValueError(f"{value!r} is neither a host name nor an IP address") from None
-    elif not _HOSTNAME.match(value):
-        raise ValueError(f"{value!r} is neither a host name nor an IP address")
-    return value
-
-
-Host = Annotated[str, BeforeValidator(_check_host)]
-
-
-class IcmpCheck(CheckBase):
-    """ICMP echo: `count` requests `packet_interval` apart; loss and RTT statistics over them."""
-
-    type: Literal["icmp"]
-    target: Host
-    count: int = Field(1, ge=1, le=1000)
-    # spacing within one probe's requests; 100ms keeps count 5 well inside the 2s default timeout
-    packet_interval: Duration = Field(0.1, ge=0.001)
-    payload_size: int = Field(56, ge=0, le=65_507)  # ping's default: 64-byte ICMP messages
-    ttl: int | None = Field(None, ge=1, le=255)
-    dont_fragment: bool = False
-    # None: success when any reply arrives; a ratio: success when the loss is at most this
-    max_loss: float | None = Field(None, ge=0, lt=1)
-
-    @model_validator(mode="after")
-    def _requests_fit_in_timeout(self) -> IcmpCheck:
-        spread = (self.count - 1) * self.packet_interval
-        if spread >= self.timeout:
-            raise ValueError(
-                f"count {self.count} requests {format_duration(self.packet_interval)} apart take "
-                f"{format_duration(spread)}, leaving no time for replies within timeout "
-                f"{format_duration(self.timeout)}: lower count or packet_interval, or raise timeout"
-            )
-        return self
-
-    @property
-    def host(self) -> str:
-        return self.target
-
-    @property
-    def display_target(self) -> str:
-        return self.target
-
-
-# ---- HTTP ------------------------------------------------------------------------------
+from daemon.config import http_rules
+from daemon.config.checks.base import CheckBase
+from daemon.config.types import Duration, parse_duration
 
 _MIB = 1024 * 1024
 _HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
 _METHOD = re.compile(r"^[A-Z]+$")
-
-
-def _http_rules() -> ModuleType:
-    # The probe's pure parsers; imported late because the probes package imports this one.
-    from daemon.probes import _http_verdict
-
-    return _http_verdict
 
 
 def _compile_regex(value: object) -> object:
@@ -207,11 +51,11 @@ def _as_list(value: object) -> object:
 
 
 def _status(value: object) -> str:
-    return str(_http_rules().parse_status(value))
+    return str(http_rules.parse_status(value))
 
 
 def _condition(value: str) -> str:
-    _http_rules().parse_condition(value)
+    http_rules.parse_condition(value)
     return value
 
 
@@ -382,14 +226,3 @@ class HttpCheck(CheckBase):
             except (OSError, ssl.SSLError) as exc:
                 raise ValueError(f"ca_file {self.ca_file}: no usable CA certificate: {exc}") from None
         return self
-
-
-Check = Annotated[TcpCheck | SynCheck | IcmpCheck | HttpCheck, Field(discriminator="type")]
-
-#: type name -> model, for the loader (defaults that apply) and the one-shot CLI.
-CHECK_MODELS: dict[str, type[CheckBase]] = {
-    "tcp": TcpCheck,
-    "syn": SynCheck,
-    "icmp": IcmpCheck,
-    "http": HttpCheck,
-}
