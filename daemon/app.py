@@ -16,7 +16,7 @@ from daemon.config import Config, diff_configs, load_config
 from daemon.errors import ConfigError
 from daemon.metrics import StoreCollector
 from daemon.openapi import build_openapi
-from daemon.probes import PROBES, Probe
+from daemon.probes import PROBES, Probe, close_shared_resources
 from daemon.scheduler import Scheduler
 from daemon.store import CheckInfo, ServiceInfo, Store
 
@@ -157,3 +157,4 @@ async def _run_scheduler(app: web.Application) -> AsyncIterator[None]:
     yield
     daemon.store.daemon.ready = False
     await daemon.scheduler.stop()
+    await close_shared_resources()

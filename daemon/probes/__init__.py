@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from daemon.probes._http_conn import close_pools
+from daemon.probes._icmp_socket import close_icmp_sockets
 from daemon.probes.http import probe_http
 from daemon.probes.icmp import probe_icmp
 from daemon.probes.syn import probe_syn
@@ -24,3 +26,9 @@ PROBES: dict[str, Probe] = {
     "icmp": probe_icmp,
     "http": probe_http,
 }
+
+
+async def close_shared_resources() -> None:
+    """Close what probes keep between runs (ICMP sockets, HTTP keepalive pools), at shutdown."""
+    close_icmp_sockets()
+    await close_pools()

@@ -232,3 +232,13 @@ def _drop_pool(key: int) -> None:
     closing = asyncio.ensure_future(connector.close(), loop=connector.loop)
     _closing.add(closing)
     closing.add_done_callback(_closing.discard)
+
+
+async def close_pools() -> None:
+    """Close every keepalive pool of the running loop (at shutdown)."""
+    loop = asyncio.get_running_loop()
+    for key, connector in list(_pools.items()):
+        if connector.loop is loop:
+            del _pools[key]
+            if not connector.closed:
+                await connector.close()
