@@ -55,7 +55,7 @@ class Auth:
 STORE = web.AppKey("store", Store)
 AUTH = web.AppKey("auth", Auth)
 Reloader = Callable[[], Awaitable[ReloadOutcome]]
-MetricsRenderer = Callable[[], bytes]
+MetricsRenderer = Callable[[], Awaitable[bytes]]
 RELOAD: web.AppKey[Reloader] = web.AppKey("reload")
 RENDER_METRICS: web.AppKey[MetricsRenderer] = web.AppKey("render_metrics")
 OPENAPI = web.AppKey("openapi", dict)
@@ -160,7 +160,7 @@ async def readyz(request: web.Request) -> web.Response:
 
 
 async def metrics(request: web.Request) -> web.Response:
-    body = request.app[RENDER_METRICS]()
+    body = await request.app[RENDER_METRICS]()
     return web.Response(body=body, headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"})
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from pathlib import Path
 
 from aiohttp import web
@@ -14,7 +14,7 @@ from prometheus_client import CollectorRegistry, ProcessCollector, generate_late
 from daemon import api
 from daemon.config import Config, diff_configs, load_config
 from daemon.errors import ConfigError
-from daemon.metrics import StoreCollector
+from daemon.metrics import Exposition
 from daemon.openapi import build_openapi
 from daemon.probes import PROBES, Probe, close_shared_resources
 from daemon.scheduler import Scheduler
@@ -143,11 +143,15 @@ def create_app(
     return app
 
 
-def _metrics_renderer(store: Store) -> Callable[[], bytes]:
-    registry = CollectorRegistry(auto_describe=False)
-    registry.register(StoreCollector(store))
-    registry.register(ProcessCollector(registry=None))
-    return lambda: generate_latest(registry)
+def _metrics_renderer(store: Store) -> Callable[[], Awaitable[bytes]]:
+    exposition = Exposition(store)
+    process = CollectorRegistry(auto_describe=False)
+    process.register(ProcessCollector(registry=None))
+
+    async def render() -> bytes:
+        return await exposition.render_async() + generate_latest(process)
+
+    return render
 
 
 async def _run_scheduler(app: web.Application) -> AsyncIterator[None]:

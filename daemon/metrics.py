@@ -1,14 +1,24 @@
 """Prometheus exposition built from the store at scrape time.
 
-Nothing is updated per probe: each scrape walks the store once and yields
+Nothing is updated per probe: each scrape walks the store once and writes
 fresh families, so removed checks vanish by themselves.
+
+The per-check families are written as text directly rather than through
+prometheus_client's families: it formats about 13 µs a sample, 3.3 s for
+10,000 checks with histograms, all of it blocking the event loop. Here each
+check's label strings are built once and reused across scrapes, and its
+histogram is one %-template filled with its counts. The few families that
+are not per check go through prometheus_client (`DaemonCollector`).
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections import defaultdict
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
+from itertools import accumulate
 
+from prometheus_client import generate_latest
 from prometheus_client.core import (
     CounterMetricFamily,
     GaugeMetricFamily,
@@ -18,82 +28,37 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 from prometheus_client.samples import Sample
 
-from daemon.histogram import Histogram
+from daemon.histogram import PROBE_DURATION_BUCKETS, Histogram
 from daemon.results import GAUGE_HELP
-from daemon.store import CheckState, Status, Store
+from daemon.store import CheckInfo, CheckState, Status, Store
 
-CHECK_LABELS = ["service", "check", "type", "target"]
+HELP = {
+    "probe_success": "Last probe succeeded (1) or not (0)",
+    "probe_duration_seconds": "Duration of the last probe",
+    "healthd_check_up": "Debounced check state: 1 up, 0 down; absent while unknown",
+    "healthd_probes": "Probes run, by result",
+    "healthd_check_transitions": "Check state changes",
+    "healthd_probe_duration_seconds": "Probe latency",
+}
 
 
-class StoreCollector(Collector):
+def _phase_help(probe_type: str) -> str:
+    return f"Duration of each phase of the last {probe_type} probe"
+
+
+def _gauge_help(name: str) -> str:
+    return GAUGE_HELP.get(name, "Reported by the last probe")
+
+
+class DaemonCollector(Collector):
+    """The families that are not per check: services, scheduler, config, check counts."""
+
     def __init__(self, store: Store) -> None:
         self._store = store
 
     def collect(self) -> Iterator[Metric]:
-        yield from self._check_families(self._store.all_states())
         yield self._service_info()
         yield from self._daemon_families()
-
-    def _check_families(self, states: Iterable[CheckState]) -> Iterator[Metric]:
-        success = GaugeMetricFamily(
-            "probe_success", "Last probe succeeded (1) or not (0)", labels=CHECK_LABELS
-        )
-        duration = GaugeMetricFamily(
-            "probe_duration_seconds", "Duration of the last probe", labels=CHECK_LABELS
-        )
-        up = GaugeMetricFamily(
-            "healthd_check_up",
-            "Debounced check state: 1 up, 0 down; absent while unknown",
-            labels=CHECK_LABELS,
-        )
-        probes = CounterMetricFamily(
-            "healthd_probes", "Probes run, by result", labels=[*CHECK_LABELS, "result"]
-        )
-        transitions = CounterMetricFamily(
-            "healthd_check_transitions", "Check state changes", labels=[*CHECK_LABELS, "to"]
-        )
-        histogram = HistogramMetricFamily(
-            "healthd_probe_duration_seconds", "Probe latency", labels=CHECK_LABELS
-        )
-        phases: dict[str, GaugeMetricFamily] = {}
-        gauges: dict[str, GaugeMetricFamily] = {}
-        for state in states:
-            info = state.info
-            labels = [info.service, info.name, info.type, info.target]
-            for to, count in state.transitions.items():
-                transitions.add_metric([*labels, to], count)
-            for result, count in state.counts.items():
-                probes.add_metric([*labels, result], count)
-            if state.status is not Status.UNKNOWN:
-                up.add_metric(labels, 1.0 if state.status is Status.UP else 0.0)
-            if state.duration_histogram is not None:
-                histogram.add_metric(labels, *_buckets(state.duration_histogram))
-            last = state.last
-            if last is None:
-                continue
-            success.add_metric(labels, 1.0 if last.ok else 0.0)
-            duration.add_metric(labels, last.duration)
-            for phase, seconds in last.phases.items():
-                family = phases.get(info.type)
-                if family is None:
-                    family = phases[info.type] = GaugeMetricFamily(
-                        f"probe_{info.type}_duration_seconds",
-                        f"Duration of each phase of the last {info.type} probe",
-                        labels=[*CHECK_LABELS, "phase"],
-                    )
-                family.add_metric([*labels, phase], seconds)
-            for name, value in last.gauges.items():
-                family = gauges.get(name)
-                if family is None:
-                    family = gauges[name] = GaugeMetricFamily(
-                        name, GAUGE_HELP.get(name, "Reported by the last probe"), labels=CHECK_LABELS
-                    )
-                family.add_metric(labels, value)
-        yield from (success, duration, up, probes, transitions)
-        if self._store.probe_histograms:
-            yield histogram
-        yield from phases.values()
-        yield from gauges.values()
 
     def _service_info(self) -> Metric:
         info = GaugeMetricFamily("healthd_service_info", "Configured services and their labels", labels=None)
@@ -144,3 +109,140 @@ def _buckets(histogram: Histogram) -> tuple[list[tuple[str, float]], float]:
 
 def _bound(bound: float) -> str:
     return "+Inf" if bound == float("inf") else repr(bound)
+
+
+# ---- per-check families, written as text ------------------------------------------------
+
+
+class Exposition:
+    """Renders the store; keeps each check's label strings between scrapes."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+        self._labels: dict[int, _CheckLabels] = {}  # by id() of the CheckInfo
+
+    def render(self) -> bytes:
+        text = _CheckText(self._store.probe_histograms)
+        for state in self._store.all_states():
+            text.add(state, self._labels_of(state.info))
+        return self._finish(text)
+
+    async def render_async(self, checks_per_pause: int = 1000) -> bytes:
+        """`render()`, handing the event loop back every `checks_per_pause` checks.
+
+        Each check's lines are written in one piece, so its samples agree with
+        one another; probes due meanwhile start at most one slice late.
+        """
+        text = _CheckText(self._store.probe_histograms)
+        for count, state in enumerate(list(self._store.all_states()), 1):
+            text.add(state, self._labels_of(state.info))
+            if count % checks_per_pause == 0:
+                await asyncio.sleep(0)
+        return self._finish(text)
+
+    def _labels_of(self, info: CheckInfo) -> _CheckLabels:
+        cached = self._labels.get(id(info))
+        if cached is None or cached.info is not info:  # new check, or a reload made a new info
+            cached = self._labels[id(info)] = _CheckLabels(info)
+        return cached
+
+    def _finish(self, text: _CheckText) -> bytes:
+        if len(self._labels) > 2 * text.checks:  # forget checks that reloads removed
+            live = {id(state.info) for state in self._store.all_states()}
+            self._labels = {key: value for key, value in self._labels.items() if key in live}
+        return text.render().encode() + generate_latest(DaemonCollector(self._store))
+
+
+_LE = tuple(_bound(bound) for bound in (*PROBE_DURATION_BUCKETS, float("inf")))
+
+
+class _CheckLabels:
+    """A check's label set, escaped once, and its histogram as one %-template."""
+
+    __slots__ = ("histogram", "info", "labels")
+
+    def __init__(self, info: CheckInfo) -> None:
+        self.info = info
+        self.labels = labels = (
+            f'service="{_escape(info.service)}",check="{_escape(info.name)}",'
+            f'type="{_escape(info.type)}",target="{_escape(info.target)}"'
+        )
+        name = "healthd_probe_duration_seconds"
+        buckets = "".join(f'{name}_bucket{{{labels},le="{le}"}} %d\n' for le in _LE)
+        self.histogram = f"{buckets}{name}_count{{{labels}}} %d\n{name}_sum{{{labels}}} %r\n"
+
+
+class _CheckText:
+    """Per-check sample lines, grouped by family as the text format requires."""
+
+    def __init__(self, histograms: bool) -> None:
+        self.histograms = histograms
+        self.checks = 0
+        self.success: list[str] = []
+        self.duration: list[str] = []
+        self.up: list[str] = []
+        self.probes: list[str] = []
+        self.transitions: list[str] = []
+        self.histogram: list[str] = []
+        self.phases: dict[str, list[str]] = {}
+        self.gauges: dict[str, list[str]] = {}
+
+    def add(self, state: CheckState, check: _CheckLabels) -> None:
+        self.checks += 1
+        labels = check.labels
+        for to, count in state.transitions.items():
+            self.transitions.append(f'healthd_check_transitions_total{{{labels},to="{to}"}} {count}\n')
+        for result, count in state.counts.items():
+            self.probes.append(f'healthd_probes_total{{{labels},result="{result}"}} {count}\n')
+        if state.status is not Status.UNKNOWN:
+            self.up.append(f"healthd_check_up{{{labels}}} {1.0 if state.status is Status.UP else 0.0}\n")
+        histogram = state.duration_histogram
+        if histogram is not None:
+            counts = tuple(accumulate(histogram.counts))
+            self.histogram.append(check.histogram % (*counts, counts[-1], histogram.sum))
+        last = state.last
+        if last is None:
+            return
+        self.success.append(f"probe_success{{{labels}}} {1.0 if last.ok else 0.0}\n")
+        self.duration.append(f"probe_duration_seconds{{{labels}}} {last.duration!r}\n")
+        if last.phases:
+            lines = self.phases.setdefault(state.info.type, [])
+            name = f"probe_{state.info.type}_duration_seconds"
+            for phase, seconds in last.phases.items():
+                lines.append(f'{name}{{{labels},phase="{_escape(phase)}"}} {float(seconds)!r}\n')
+        for name, value in last.gauges.items():
+            self.gauges.setdefault(name, []).append(f"{name}{{{labels}}} {float(value)!r}\n")
+
+    def render(self) -> str:
+        parts: list[str] = []
+        for name, kind, lines in (
+            ("probe_success", "gauge", self.success),
+            ("probe_duration_seconds", "gauge", self.duration),
+            ("healthd_check_up", "gauge", self.up),
+            ("healthd_probes", "counter", self.probes),
+            ("healthd_check_transitions", "counter", self.transitions),
+        ):
+            parts.extend(_family(name, kind, HELP[name], lines))
+        if self.histograms:
+            name = "healthd_probe_duration_seconds"
+            parts.extend(_family(name, "histogram", HELP[name], self.histogram))
+        for probe_type, lines in self.phases.items():
+            parts.extend(
+                _family(f"probe_{probe_type}_duration_seconds", "gauge", _phase_help(probe_type), lines)
+            )
+        for name, lines in self.gauges.items():
+            parts.extend(_family(name, "gauge", _gauge_help(name), lines))
+        return "".join(parts)
+
+
+def _family(name: str, kind: str, help_text: str, lines: list[str]) -> list[str]:
+    exposed = f"{name}_total" if kind == "counter" else name
+    escaped = help_text.replace("\\", r"\\").replace("\n", r"\n")
+    return [f"# HELP {exposed} {escaped}\n# TYPE {exposed} {kind}\n", *lines]
+
+
+def _escape(value: str) -> str:
+    # label value escaping of the text format: backslash, double quote, line feed
+    if "\\" in value or '"' in value or "\n" in value:
+        return value.replace("\\", r"\\").replace('"', r"\"").replace("\n", r"\n")
+    return value

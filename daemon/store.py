@@ -6,14 +6,15 @@ metrics collector read. Memory per check is fixed by `history`.
 
 from __future__ import annotations
 
-from collections import deque
-from collections.abc import Collection, Iterable, Mapping, Sequence
+import math
+from array import array
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
 from daemon.histogram import LAG_BUCKETS, PROBE_DURATION_BUCKETS, Histogram
-from daemon.results import ProbeResult
+from daemon.results import ErrorKind, ProbeResult
 
 CheckKey = tuple[str, str]  # (service, check)
 
@@ -59,6 +60,125 @@ class Transition:
     streak: int  # consecutive results that made the change
 
 
+@dataclass(frozen=True, slots=True)
+class _Shape:
+    """What a result shares with its neighbours: verdict, error, phase names, details, gauges."""
+
+    ok: bool
+    error_kind: ErrorKind | None
+    error_message: str | None
+    phase_names: tuple[str, ...]
+    details: Mapping[str, Any]
+    gauges: Mapping[str, float]
+
+    def fits(self, result: ProbeResult) -> bool:
+        return (
+            self.ok == result.ok
+            and self.error_kind == result.error_kind
+            and self.error_message == result.error_message
+            and len(self.phase_names) == len(result.phases)
+            and all(a == b for a, b in zip(self.phase_names, result.phases, strict=False))
+            and self.details == result.details
+            and self.gauges == result.gauges
+        )
+
+
+class History:
+    """The last `maxlen` results of one check, oldest first, kept compactly.
+
+    As objects a TCP result costs ~780 bytes (six floats, three dicts, the
+    address string): 10,000 checks x 120 results would hold ~900 MB. Here the
+    numbers of each result (time, duration, latency, phase values) sit in one
+    flat array of doubles, and what repeats from one result to the next is a
+    shared `_Shape`: ~50 bytes a result for a steady check. A result with
+    more phases than the check's first one is kept whole. Reading rebuilds
+    equal `ProbeResult` values.
+    """
+
+    __slots__ = ("_numbers", "_shapes", "_start", "_width", "maxlen")
+
+    def __init__(self, maxlen: int) -> None:
+        self.maxlen = maxlen
+        self._numbers = array("d")
+        self._shapes: list[_Shape | ProbeResult] = []
+        self._start = 0  # slot of the oldest result once the ring is full
+        self._width = -1  # doubles per slot: 3 + phases of the first result
+
+    def __len__(self) -> int:
+        return len(self._shapes)
+
+    def append(self, result: ProbeResult) -> None:
+        if self._width < 0:
+            self._width = 3 + len(result.phases)
+        slot = len(self._shapes) if len(self._shapes) < self.maxlen else self._start
+        shape = self._shape_for(result)
+        numbers = self._numbers_of(result) if isinstance(shape, _Shape) else (0.0,) * self._width
+        if slot == len(self._shapes):
+            self._shapes.append(shape)
+            self._numbers.extend(numbers)
+        else:
+            self._shapes[slot] = shape
+            offset = slot * self._width
+            self._numbers[offset : offset + self._width] = array("d", numbers)
+            self._start = (slot + 1) % self.maxlen
+
+    def _shape_for(self, result: ProbeResult) -> _Shape | ProbeResult:
+        if len(result.phases) > self._width - 3:
+            return result
+        newest = self._shapes[self._start - 1] if self._shapes else None
+        if isinstance(newest, _Shape) and newest.fits(result):
+            return newest
+        return _Shape(
+            result.ok,
+            result.error_kind,
+            result.error_message,
+            tuple(result.phases),
+            result.details,
+            result.gauges,
+        )
+
+    def _numbers_of(self, result: ProbeResult) -> tuple[float, ...]:
+        latency = math.nan if result.latency is None else result.latency
+        padding = (0.0,) * (self._width - 3 - len(result.phases))
+        return (result.time, result.duration, latency, *result.phases.values(), *padding)
+
+    def _result(self, slot: int) -> ProbeResult:
+        shape = self._shapes[slot]
+        if isinstance(shape, ProbeResult):
+            return shape
+        offset = slot * self._width
+        time, duration, latency = self._numbers[offset : offset + 3]
+        values = self._numbers[offset + 3 : offset + 3 + len(shape.phase_names)]
+        return ProbeResult(
+            time=time,
+            ok=shape.ok,
+            duration=duration,
+            latency=None if math.isnan(latency) else latency,
+            error_kind=shape.error_kind,
+            error_message=shape.error_message,
+            phases=dict(zip(shape.phase_names, values, strict=True)),
+            details=shape.details,
+            gauges=shape.gauges,
+        )
+
+    def _slots(self) -> range:
+        return range(self._start, self._start + len(self._shapes))
+
+    def __iter__(self) -> Iterator[ProbeResult]:
+        count = len(self._shapes)
+        return (self._result(i % count) for i in self._slots())
+
+    def __reversed__(self) -> Iterator[ProbeResult]:
+        count = len(self._shapes)
+        return (self._result(i % count) for i in reversed(self._slots()))
+
+    def __getitem__(self, index: int) -> ProbeResult:
+        count = len(self._shapes)
+        if not -count <= index < count:
+            raise IndexError("history index out of range")
+        return self._result((self._start + index % count) % count)
+
+
 class CheckState:
     """One check's debounced state. Read it; only `Store.record` changes it."""
 
@@ -83,7 +203,7 @@ class CheckState:
         self.streak_fail = 0
         self.counts: dict[str, int] = {}
         self.transitions = {Status.UP.value: 0, Status.DOWN.value: 0}
-        self.history: deque[ProbeResult] = deque(maxlen=info.history)
+        self.history = History(info.history)
         self.last: ProbeResult | None = None
         self.duration_histogram = Histogram(PROBE_DURATION_BUCKETS) if with_histogram else None
 

@@ -6,10 +6,9 @@ import shutil
 import subprocess
 
 import pytest
-from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from daemon.metrics import StoreCollector
+from daemon.metrics import Exposition
 from daemon.results import ErrorKind, ProbeResult
 from daemon.store import CheckInfo, ServiceInfo, Store
 
@@ -49,9 +48,7 @@ def store() -> Store:
 
 
 def scrape(store: Store) -> str:
-    registry = CollectorRegistry(auto_describe=False)
-    registry.register(StoreCollector(store))
-    return generate_latest(registry).decode()
+    return Exposition(store).render().decode()
 
 
 def samples(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:

@@ -225,9 +225,9 @@ def test_cli_prints_fping_like_statistics(capsys: pytest.CaptureFixture[str], ic
 
 
 async def test_metrics_export_rtt_phase_and_loss_gauge(icmp: None) -> None:
-    from prometheus_client import CollectorRegistry, generate_latest
+    from prometheus_client.parser import text_string_to_metric_families
 
-    from daemon.metrics import StoreCollector
+    from daemon.metrics import Exposition
     from daemon.store import CheckInfo, ServiceInfo, Store
 
     info = CheckInfo("svc", "ping", "icmp", "127.0.0.1", rise=1, fall=1, history=5)
@@ -235,13 +235,17 @@ async def test_metrics_export_rtt_phase_and_loss_gauge(icmp: None) -> None:
     store.apply([ServiceInfo("svc", {}, (info,))])
     result = await probe("127.0.0.1", count=2, packet_interval="10ms")
     store.record(info.key, result)
-    registry = CollectorRegistry(auto_describe=False)
-    registry.register(StoreCollector(store))
+    text = Exposition(store).render().decode()
+    samples = {
+        (s.name, frozenset(s.labels.items())): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
     labels = {"service": "svc", "check": "ping", "type": "icmp", "target": "127.0.0.1"}
-    rtt = registry.get_sample_value("probe_icmp_duration_seconds", {**labels, "phase": "rtt"})
-    assert rtt == result.latency and rtt is not None and rtt > 0
-    assert registry.get_sample_value(LOSS_GAUGE, labels) == 0.0
-    assert f"# HELP {LOSS_GAUGE} {GAUGE_HELP[LOSS_GAUGE]}" in generate_latest(registry).decode()
+    rtt = samples[("probe_icmp_duration_seconds", frozenset({**labels, "phase": "rtt"}.items()))]
+    assert rtt == result.latency and rtt > 0
+    assert samples[(LOSS_GAUGE, frozenset(labels.items()))] == 0.0
+    assert f"# HELP {LOSS_GAUGE} {GAUGE_HELP[LOSS_GAUGE]}" in text
 
 
 # ---- a second host: filtered, rejected, lossy, routed -----------------------------------
