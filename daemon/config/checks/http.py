@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import ssl
+from functools import cached_property
 from pathlib import Path
 from typing import Annotated, ClassVar, Literal
 
@@ -14,7 +15,6 @@ from pydantic import (
     ConfigDict,
     Field,
     PlainSerializer,
-    PrivateAttr,
     SecretStr,
     field_validator,
     model_validator,
@@ -162,18 +162,13 @@ class HttpCheck(CheckBase):
     server_name: str | None = Field(None, min_length=1, max_length=253)
     min_tls_version: Literal["1.0", "1.1", "1.2", "1.3"] | None = None
     cert_expiry_min: CertDuration | None = None
-    _url: URL = PrivateAttr()
-
-    def model_post_init(self, context: object, /) -> None:
-        self._url = URL(self.url)
-
-    @property
+    @cached_property  # parsed once; cheaper to read than a pydantic private attribute
     def parsed_url(self) -> URL:
-        return self._url
+        return URL(self.url)
 
     @property
     def display_target(self) -> str:
-        return str(self._url.with_query(None).with_fragment(None))
+        return str(self.parsed_url.with_query(None).with_fragment(None))
 
     @field_validator("method", mode="before")
     @classmethod
