@@ -10,12 +10,14 @@ import errno
 import os
 import socket
 import struct
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv6Address
 
+from daemon.config import HostPortCheck
 from daemon.errors import ProbeError, ProbePermissionError, from_os_error
-from daemon.probes._resolve import SockAddr, format_sockaddr
+from daemon.probes._resolve import SockAddr, format_sockaddr, resolve
 
 # Linux values; the socket module does not export all of them everywhere.
 SO_BINDTODEVICE = getattr(socket, "SO_BINDTODEVICE", 25)
@@ -50,6 +52,19 @@ def open_socket(
         sock.close()
         raise
     return sock
+
+
+async def open_stream_for(check: HostPortCheck) -> tuple[socket.socket, SockAddr, float]:
+    """Resolve a check's HOST:PORT and open a bound, non-blocking TCP socket for it.
+
+    Returns the socket (the caller closes it), the address to connect to, and the
+    seconds the resolution took (the probe's `resolve` phase).
+    """
+    started = time.perf_counter()
+    family, addr = await resolve(check.host, check.port, check.ip_family, check.source_ip)
+    resolving = time.perf_counter() - started
+    sock = open_socket(family, socket.SOCK_STREAM, source_ip=check.source_ip, interface=check.interface)
+    return sock, addr, resolving
 
 
 def bind_source(

@@ -36,12 +36,13 @@ from contextlib import contextmanager
 
 from daemon.config import SynCheck
 from daemon.errors import ProbeError
-from daemon.probes._resolve import format_sockaddr, resolve
+from daemon.probes._resolve import format_sockaddr
 from daemon.probes._sockets import (
     connect,
     disable_quickack,
     handshake_info,
     open_socket,
+    open_stream_for,
     set_zero_linger,
 )
 from daemon.results import ProbeOutcome
@@ -57,25 +58,22 @@ _mode: str | None = None  # this process's mode, once the self-test has run
 
 async def probe_syn(check: SynCheck) -> ProbeOutcome:
     expected = await host_mode()
-    started = time.perf_counter()
-    family, addr = await resolve(check.host, check.port, check.ip_family, check.source_ip)
-    resolved = time.perf_counter()
-    with open_socket(
-        family, socket.SOCK_STREAM, source_ip=check.source_ip, interface=check.interface
-    ) as sock:
+    sock, addr, resolving = await open_stream_for(check)
+    with sock:
         held = disable_quickack(sock)
         set_zero_linger(sock)
+        started = time.perf_counter()
         await connect(sock, addr)
-        connected = time.perf_counter()
+        connecting = time.perf_counter() - started
         handshake = handshake_info(sock)
     # leaving the block closed the socket at once: the RST left before any delayed ACK
     if handshake.ack_sent is not None:  # this socket's own count of segments sent is the truth
         mode = CONNECT_RST if handshake.ack_sent else HALF_OPEN
     else:
         mode = HALF_OPEN if held and expected == HALF_OPEN else CONNECT_RST
-    rtt = handshake.rtt if handshake.rtt is not None else connected - resolved
+    rtt = handshake.rtt if handshake.rtt is not None else connecting
     return ProbeOutcome(
-        phases={"resolve": resolved - started, "connect": connected - resolved},
+        phases={"resolve": resolving, "connect": connecting},
         details={
             "address": format_sockaddr(addr),
             "mode": mode,
