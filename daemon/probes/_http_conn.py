@@ -1,18 +1,33 @@
-"""Connections of the HTTP probe: sockets bound as the check asks, a phase clock, pools.
+"""Connections of the HTTP probe: kept sessions, sockets bound as the check asks, a phase clock.
 
-aiohttp owns the connection; these pieces plug into it. A connector per probe
-(force-closed) gives one fresh TCP connection per probe; with `keepalive` the
-check keeps one connector across probes. Names are resolved by the probes'
-own resolver (bounded pool, `ip_family`, `source_ip`), one address per
-attempt, no happy eyeballs: a check measures exactly one path.
+aiohttp owns the connection; these pieces plug into it. A ClientSession and
+connector built for every probe, with aiohttp's trace hooks, took over a
+fifth of the probe's CPU (bench/http_cpu.py). So sessions are kept: one per
+route (`ip_family`, `source_ip`, `interface`), shared by the checks that take
+it, whose connector force-closes every connection after its response, so
+each probe still opens a fresh TCP connection and does a fresh TLS
+handshake; and, with `keepalive`, one per check, whose connector keeps its
+connection between probes. Sessions live on the loop that made them until
+`close_pools()` (at shutdown) or, for a keepalive check, until the check is
+dropped. Per route rather than per check: a session and its connector take
+~5 KB, which 10,000 checks would multiply.
+
+Names are resolved by the probes' own resolver (bounded pool, `ip_family`,
+`source_ip`), one address per attempt, no happy eyeballs: a check measures
+exactly one path. The connector and resolver serve concurrent probes, so
+each finds the clock of the probe it works for in a context variable.
 """
 
 from __future__ import annotations
 
 import asyncio
+import atexit
 import socket
 import time
 import weakref
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv6Address
 from typing import Any
@@ -42,7 +57,14 @@ _STAGE_PHASE = {
 
 
 class PhaseClock:
-    """Charges the time between aiohttp's trace events to the five phases."""
+    """Charges the time between the exchange's events to the five phases.
+
+    The events come from our connector and resolver (connection wanted,
+    name resolved, TCP handshake done, connection ready) and from the probe
+    (response headers in, body read). aiohttp's tracing hooks would tell
+    most of them too, but with any trace config set aiohttp builds and
+    awaits an event object at every step of every request.
+    """
 
     def __init__(self) -> None:
         self.phases: dict[str, float] = dict.fromkeys(PHASES, 0.0)
@@ -52,35 +74,27 @@ class PhaseClock:
         self._tcp_done: float | None = None
         self.stage = "connect"  # or resolve, tls, request (being sent or answered), response
 
-    def trace_config(self) -> aiohttp.TraceConfig:
-        config = aiohttp.TraceConfig()
-        config.on_connection_create_start.append(self._restart)
-        config.on_dns_resolvehost_start.append(self._resolving)
-        config.on_dns_resolvehost_end.append(self._resolved)
-        config.on_request_redirect.append(self._headers)
-        config.on_request_end.append(self._headers)
-        return config
-
     def _charge(self, phase: str) -> None:
         now = time.perf_counter()
         self.phases[phase] += now - self._mark
         self._mark = now
 
-    async def _restart(self, *_: object) -> None:
-        self._mark = time.perf_counter()
+    def connecting(self) -> None:
+        """aiohttp wants a connection: for the first request, or for the next after a redirect."""
+        if self.stage == "request":
+            # the previous request was answered with a redirect: its wait was processing
+            self._charge("processing")
+        else:
+            self._mark = time.perf_counter()
         self.stage = "connect"
 
-    async def _resolving(self, *_: object) -> None:
+    def resolving(self) -> None:
         self._mark = time.perf_counter()
         self.stage = "resolve"
 
-    async def _resolved(self, *_: object) -> None:
+    def resolved(self) -> None:
         self._charge("resolve")
         self.stage = "connect"
-
-    async def _headers(self, *_: object) -> None:
-        self._charge("processing")
-        self.stage = "response"
 
     def tcp_connected(self) -> None:
         self._tcp_done = time.perf_counter()
@@ -102,12 +116,30 @@ class PhaseClock:
         peer = transport.get_extra_info("peername") if transport else None
         self.address = format_sockaddr(peer) if peer else None
 
+    def answered(self) -> None:
+        """The final response's headers are in."""
+        self._charge("processing")
+        self.stage = "response"
+
     def body_read(self) -> None:
         self._charge("transfer")
 
     def interrupted(self) -> None:
         """The exchange failed: the time since the last event goes to the phase it failed in."""
         self._charge(_STAGE_PHASE[self.stage])
+
+
+_running_clock: ContextVar[PhaseClock] = ContextVar("http_probe_clock")
+
+
+@contextmanager
+def timing(clock: PhaseClock) -> Iterator[None]:
+    """Within this block, the connector and resolver report to `clock` (this task's probe)."""
+    token = _running_clock.set(clock)
+    try:
+        yield
+    finally:
+        _running_clock.reset(token)
 
 
 class _TimedSocket(socket.socket):
@@ -140,7 +172,7 @@ class _TimedSocket(socket.socket):
 
 @dataclass(frozen=True, slots=True)
 class _Route:
-    """How the check's sockets go out. A copy, not the check: a pool must not keep its check alive."""
+    """How the check's sockets go out. A copy, not the check: a session must not keep its check alive."""
 
     ip_family: str
     source_ip: IPv4Address | IPv6Address | None
@@ -156,7 +188,10 @@ class _Resolver(AbstractResolver):
     async def resolve(
         self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
     ) -> list[ResolveResult]:
+        clock = _running_clock.get()
+        clock.resolving()
         found, addr = await resolve(host, port, self._route.ip_family, self._route.source_ip)
+        clock.resolved()
         flags = socket.AI_NUMERICHOST | socket.AI_NUMERICSERV
         return [ResolveResult(hostname=host, host=addr[0], port=addr[1], family=found, proto=0, flags=flags)]
 
@@ -165,18 +200,18 @@ class _Resolver(AbstractResolver):
 
 
 class ProbeConnector(aiohttp.TCPConnector):
-    """One address per attempt (no happy eyeballs), sockets bound as the check asks."""
+    """One address per attempt (no happy eyeballs), sockets bound as the route asks.
 
-    def __init__(self, check: HttpCheck, clock: PhaseClock) -> None:
-        self.clock = clock
-        self.loop = asyncio.get_running_loop()
-        self._route = _Route(check.ip_family, check.source_ip, check.interface)
+    Without a `keepalive_timeout`, every connection is closed after its response.
+    """
+
+    def __init__(self, route: _Route, keepalive_timeout: float | None) -> None:
+        self._route = route
         reuse: dict[str, Any] = {"force_close": True}
-        if check.keepalive:
-            # idle longer than a probe cycle means the check is gone: let the pool close it
-            reuse = {"keepalive_timeout": check.interval + check.timeout + 1.0}
+        if keepalive_timeout is not None:
+            reuse = {"keepalive_timeout": keepalive_timeout}
         super().__init__(
-            resolver=_Resolver(self._route),
+            resolver=_Resolver(route),
             use_dns_cache=False,
             happy_eyeballs_delay=None,
             socket_factory=self._open_socket,
@@ -196,49 +231,91 @@ class ProbeConnector(aiohttp.TCPConnector):
         plain = open_socket(family, kind, proto, source_ip=route.source_ip, interface=route.interface)
         timed = _TimedSocket(plain.family, plain.type, plain.proto, fileno=plain.detach())
         timed.setblocking(False)
-        timed.clock = self.clock
+        timed.clock = _running_clock.get()
         return timed
 
     async def connect(
         self, req: ClientRequest, traces: list[Trace], timeout: aiohttp.ClientTimeout
     ) -> Connection:
+        clock = _running_clock.get()
+        clock.connecting()
         connection = await super().connect(req, traces, timeout)
-        self.clock.connected(connection.transport)
+        clock.connected(connection.transport)
         return connection
 
 
-# keepalive: one connector per check object, closed when the check is dropped (e.g. at reload)
-_pools: dict[int, ProbeConnector] = {}
+# ---- sessions kept between probes --------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Kept:
+    session: aiohttp.ClientSession
+    loop: asyncio.AbstractEventLoop
+
+
+# by route (fresh connections: shared by the route's checks) or by check id (keepalive)
+_kept: dict[_Route | int, _Kept] = {}
 _closing: set[asyncio.Future[None]] = set()
 
 
-def connector_for(check: HttpCheck, clock: PhaseClock) -> tuple[ProbeConnector, bool]:
-    """A fresh connector owned by this probe, or the check's pooled one (not owned)."""
-    if not check.keepalive:
-        return ProbeConnector(check, clock), True
-    pooled = _pools.get(id(check))
-    if pooled is None or pooled.closed or pooled.loop is not asyncio.get_running_loop():
-        if pooled is None:
-            weakref.finalize(check, _drop_pool, id(check))
-        pooled = _pools[id(check)] = ProbeConnector(check, clock)
-    pooled.clock = clock
-    return pooled, False
+def session_for(check: HttpCheck) -> aiohttp.ClientSession:
+    """The session the check's probes go through, made on first use on the running loop."""
+    route = _Route(check.ip_family, check.source_ip, check.interface)
+    key: _Route | int = id(check) if check.keepalive else route
+    loop = asyncio.get_running_loop()
+    kept = _kept.get(key)
+    if kept is not None and kept.loop is loop and not kept.session.closed:
+        return kept.session
+    if kept is not None:
+        _retire(kept)
+    elif check.keepalive:
+        # a keepalive pool goes with its check (e.g. when a reload replaces the check)
+        weakref.finalize(check, _drop, key)
+    # idle longer than a probe cycle means the check is gone: let the pool close it
+    idle = check.interval + check.timeout + 1.0 if check.keepalive else None
+    session = aiohttp.ClientSession(
+        connector=ProbeConnector(route, idle),
+        cookie_jar=aiohttp.DummyCookieJar(),  # no cookie of one probe reaches the next
+    )
+    _kept[key] = _Kept(session, loop)
+    return session
 
 
-def _drop_pool(key: int) -> None:
-    connector = _pools.pop(key, None)
-    if connector is None or connector.closed or connector.loop.is_closed():
+def _drop(key: _Route | int) -> None:
+    kept = _kept.pop(key, None)
+    if kept is not None:
+        _retire(kept)
+
+
+def _retire(kept: _Kept) -> None:
+    """Close a session no longer used: on its loop, or at once if that loop has ended."""
+    if kept.session.closed:
         return
-    closing = asyncio.ensure_future(connector.close(), loop=connector.loop)
+    if kept.loop.is_closed():
+        # nothing can run there any more; a force-closing connector holds no connection
+        # then, and detaching marks the session closed so that it does not warn when collected
+        kept.session.detach()
+        return
+    closing = asyncio.ensure_future(kept.session.close(), loop=kept.loop)
     _closing.add(closing)
     closing.add_done_callback(_closing.discard)
 
 
 async def close_pools() -> None:
-    """Close every keepalive pool of the running loop (at shutdown)."""
+    """Close every kept session: those of the running loop now (at shutdown), others on theirs."""
     loop = asyncio.get_running_loop()
-    for key, connector in list(_pools.items()):
-        if connector.loop is loop:
-            del _pools[key]
-            if not connector.closed:
-                await connector.close()
+    for key, kept in list(_kept.items()):
+        del _kept[key]
+        if kept.loop is loop:
+            await kept.session.close()
+        else:
+            _retire(kept)
+
+
+@atexit.register
+def _forget_ended_loops() -> None:
+    # a one-shot run (the CLI's `asyncio.run`) ends its loop without close_pools
+    for key, kept in list(_kept.items()):
+        if kept.loop.is_closed():
+            del _kept[key]
+            _retire(kept)

@@ -10,8 +10,7 @@ Phases, summed over redirects as blackbox_exporter does: `resolve` (name
 lookup; 0 for an IP literal), `connect` (TCP handshake), `tls` (TLS handshake;
 0 for http), `processing` (connection ready -> response headers: sending the
 request plus the server's time) and `transfer` (headers -> body read).
-aiohttp's tracing hooks give the timestamps, except the end of the TCP
-handshake, which aiohttp does not report: the probe's socket notes it.
+Our connector, resolver and socket note the timestamps (see _http_conn).
 """
 
 from __future__ import annotations
@@ -31,7 +30,7 @@ from daemon.config import HttpCheck, format_duration
 from daemon.config.checks import redact_url
 from daemon.config.http_rules import Expectations, Mismatch, Observed, judge
 from daemon.errors import ProbeError, ProbeTimeout, from_os_error
-from daemon.probes._http_conn import PhaseClock, connector_for
+from daemon.probes._http_conn import PhaseClock, session_for, timing
 from daemon.probes._http_tls import TlsInfo, TlsSettings, client_context, expiry_shortfall, ssl_reason
 from daemon.results import ErrorKind, ProbeOutcome
 
@@ -44,17 +43,9 @@ USER_AGENT = f"healthd/{__version__}"
 
 async def probe_http(check: HttpCheck) -> ProbeOutcome:
     clock = PhaseClock()
-    connector, owned = connector_for(check, clock)
-    session = aiohttp.ClientSession(
-        connector=connector,
-        connector_owner=owned,
-        trace_configs=[clock.trace_config()],
-        # a backstop for direct callers: the scheduler's own deadline (the same) fires first
-        timeout=aiohttp.ClientTimeout(total=check.timeout),
-        cookie_jar=aiohttp.DummyCookieJar(),
-    )
+    session = session_for(check)
     try:
-        async with session:
+        with timing(clock):
             seen, response = await _exchange(session, check, clock)
     except ProbeError as exc:  # from our resolver, socket factory or TLS files
         clock.interrupted()
@@ -85,7 +76,10 @@ async def _exchange(
         max_redirects=MAX_REDIRECTS,
         ssl=client_context(_tls_settings(check)) if _may_use_tls(check) else True,
         server_hostname=check.server_name,
+        # a backstop for direct callers: the scheduler's own deadline (the same) fires first
+        timeout=aiohttp.ClientTimeout(total=check.timeout),
     ) as response:
+        clock.answered()
         body, truncated = await _read_bounded(response.content, check.max_body_bytes)
         clock.body_read()
     seen = Observed(
@@ -176,14 +170,15 @@ def _verdict(
     mismatch = judge(expect, seen) or _cert_mismatch(check, tls)
     phases = dict(clock.phases)
     latency = sum(phases.values()) - phases["resolve"]
-    log.debug(
-        "http check %s: %s %s -> %d%s",
-        check.name,
-        check.method,
-        check.display_target,
-        seen.status,
-        f" ({mismatch.kind}: {mismatch.message})" if mismatch else "",
-    )
+    if log.isEnabledFor(logging.DEBUG):  # display_target and the message are built on every call
+        log.debug(
+            "http check %s: %s %s -> %d%s",
+            check.name,
+            check.method,
+            check.display_target,
+            seen.status,
+            f" ({mismatch.kind}: {mismatch.message})" if mismatch else "",
+        )
     if mismatch is not None:
         raise ProbeError(
             mismatch.message,

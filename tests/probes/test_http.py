@@ -29,6 +29,7 @@ from cryptography import x509
 from daemon.app import create_app
 from daemon.config import HttpCheck, build_config, load_config
 from daemon.errors import ConfigError, ProbeError
+from daemon.probes import close_shared_resources
 from daemon.probes._http_tls import TlsSettings, client_context
 from daemon.probes.http import probe_http
 from daemon.results import ErrorKind, ProbeResult
@@ -82,6 +83,9 @@ def make_app(seen: Seen) -> web.Application:
     async def loop(request: web.Request) -> web.Response:
         raise web.HTTPFound("/loop")
 
+    async def elsewhere(request: web.Request) -> web.Response:
+        raise web.HTTPFound(f"http://127.0.0.1:{int(request.match_info['port'])}/ok")  # loopback only
+
     async def empty(request: web.Request) -> web.Response:
         return web.Response(status=204)
 
@@ -115,6 +119,7 @@ def make_app(seen: Seen) -> web.Application:
     app.router.add_get("/json", health_json)
     app.router.add_get("/redirect", redirect)
     app.router.add_get("/loop", loop)
+    app.router.add_get("/elsewhere/{port}", elsewhere)
     app.router.add_get("/empty", empty)
     app.router.add_get("/trickle", trickle)
     app.router.add_get("/big", big)
@@ -276,6 +281,8 @@ async def test_redirect_counts_against_expect_status_unless_followed(server: str
     follow = await probe(f"{server}/redirect", follow_redirects=True, body_regex="healthy")
     assert follow.ok, follow.error_message
     assert follow.details["final_url"] == f"{server}/ok" and follow.details["redirects"] == 1
+    assert follow.phases["connect"] > 0 and follow.phases["processing"] > 0
+    assert sum(follow.phases.values()) <= follow.duration  # two hops, each moment charged once
     loop = await probe(f"{server}/loop", follow_redirects=True)
     assert loop.error_kind is ErrorKind.HTTP_STATUS and "more than 10 redirects" in (loop.error_message or "")
 
@@ -310,6 +317,7 @@ async def test_family_source_ip_and_interface(server: str, seen: Seen) -> None:
     assert (await probe(f"{server}/ok", source_ip="127.0.0.2")).ok
     assert seen.requests[-1]["peer"][0] == "127.0.0.2"
     assert (await probe(f"{server}/ok", interface="lo")).ok
+    assert seen.requests[-1]["peer"][0] == "127.0.0.1"  # each route has its own session
     missing = await probe(f"{server}/ok", interface="nosuchif0")
     assert missing.error_kind in (ErrorKind.ERROR, ErrorKind.PERMISSION)
 
@@ -402,6 +410,36 @@ async def test_fresh_connection_per_probe_unless_keepalive(server: str, seen: Se
     del pooled  # the check is dropped (as at a reload): its pool goes with it
     await settle()
     assert open_fds() == before
+
+
+async def test_concurrent_probes_each_get_their_own_connection_and_phases(seen: Seen) -> None:
+    # the session and connector are shared: each probe's clock must see only its own events,
+    # also for the second connection of a redirect, opened while the other probes are under way
+    async with serving(make_app(seen)) as first, serving(make_app(seen)) as second:
+        hops = [(first, second), (second, first)] * 10
+        checks = [http_check(f"{a}/elsewhere/{b.rsplit(':', 1)[1]}", follow_redirects=True) for a, b in hops]
+        results = await asyncio.gather(*(run_probe(probe_http, check) for check in checks))
+    for (_, final), result in zip(hops, results, strict=True):
+        assert result.ok, result.error_message
+        assert result.details["address"] == final.removeprefix("http://")
+        assert result.details["redirects"] == 1
+        assert result.phases["connect"] > 0 and result.phases["processing"] > 0
+        assert sum(result.phases.values()) <= result.duration
+    assert len({r["peer"] for r in seen.requests}) == 2 * len(checks)  # a fresh connection each time
+
+
+async def test_shutdown_closes_the_kept_sessions(server: str) -> None:
+    fresh, pooled = http_check(f"{server}/ok"), http_check(f"{server}/ok", keepalive=True)
+    await settle()
+    before = open_fds()
+    for check in (fresh, pooled):
+        assert (await run_probe(probe_http, check)).ok
+    await close_shared_resources()  # as the app does when it stops
+    await settle()
+    assert open_fds() == before  # the keepalive connection went with its session
+    for check in (fresh, pooled):  # and the next probe (a new daemon in tests) makes new ones
+        assert (await run_probe(probe_http, check)).ok
+    await close_shared_resources()
 
 
 # ---- TLS -----------------------------------------------------------------------------
@@ -596,8 +634,14 @@ async def test_header_secret_never_leaves_the_probe(
     assert body["last"] is not None and body["last"]["error"]["kind"] == "http_status"
     assert any(r["headers"].get("X-Api-Key") == SECRET for r in seen.requests)  # it was sent
     metrics = await (await client.get("/metrics")).text()
-    assert 'probe_http_status_code{check="http"' in metrics
-    assert 'probe_http_duration_seconds{check="http",phase="processing"' in metrics
+    lines = metrics.splitlines()  # label order is the exposition writer's business
+    assert any(line.startswith("probe_http_status_code{") and 'check="http"' in line for line in lines)
+    assert any(
+        line.startswith("probe_http_duration_seconds{")
+        and 'check="http"' in line
+        and 'phase="processing"' in line
+        for line in lines
+    )
     check_text = await (await client.get("/api/v1/services/web/checks/http")).text()
     listing = await (await client.get("/api/v1/services")).text()
     for where, text in (
@@ -732,6 +776,7 @@ def test_one_shot_cli_prints_the_phases() -> None:
             timeout=30,
         )
     assert done.returncode == 0, done.stderr
+    assert "Unclosed" not in done.stderr  # the kept session of the finished loop is let go quietly
     lines = done.stdout.splitlines()
     assert lines[0].startswith(f"http {base}/health: ok, latency ")
     assert lines[1].startswith("  phases: resolve ")
