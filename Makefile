@@ -26,7 +26,9 @@ lint: $(STAMP)
 test: $(STAMP) test-tools lint
 	$(BIN)/pytest -q
 
-bench: $(STAMP) test-tools
+# The benchmark: healthd against blackbox_exporter (scheduled by Prometheus) and fping, same run.
+bench: $(STAMP)
+	@sh .ci/install-test-tools.sh prometheus-blackbox-exporter
 	$(BIN)/python bench/run.py
 
 clean:

@@ -2,7 +2,8 @@
 # Installs the Debian packages the real-network tests need, when we are root and they are missing.
 # Tests that need a missing tool skip with a reason, so a non-root developer can still run the suite.
 set -e
-PACKAGES="iptables iproute2 tcpdump fping prometheus systemd hping3 libcap2-bin"
+# extra packages may be named on the command line (the benchmark adds its reference tools)
+PACKAGES="$* iptables iproute2 tcpdump fping prometheus systemd hping3 libcap2-bin"
 missing=""
 for pkg in $PACKAGES; do
     dpkg -s "$pkg" >/dev/null 2>&1 || missing="$missing $pkg"
