@@ -16,7 +16,7 @@ from daemon.config import Config, diff_configs, load_config
 from daemon.errors import ConfigError
 from daemon.metrics import Exposition
 from daemon.openapi import build_openapi
-from daemon.probes import PROBES, Probe, close_shared_resources
+from daemon.probes import PROBES, Probe, close_shared_resources, open_shared_resources
 from daemon.scheduler import Scheduler
 from daemon.store import CheckInfo, ServiceInfo, Store
 
@@ -156,6 +156,7 @@ def _metrics_renderer(store: Store) -> Callable[[], Awaitable[bytes]]:
 
 async def _run_scheduler(app: web.Application) -> AsyncIterator[None]:
     daemon = app[DAEMON]
+    open_shared_resources(check for service in daemon.config.services for check in service.checks)
     daemon.scheduler.start(daemon.config)
     daemon.store.daemon.ready = True
     yield

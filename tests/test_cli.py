@@ -255,3 +255,30 @@ def get_status(port: int) -> int:
         return get(f"http://127.0.0.1:{port}/readyz")[0]
     except OSError:
         return 0
+
+
+def test_icmp_mode_is_in_the_start_up_log(tmp_path: Path) -> None:
+    port = free_port()
+    config = tmp_path / "c.yaml"
+    config.write_text(f"""\
+server: {{listen: "127.0.0.1:{port}"}}
+services:
+  - name: ping
+    checks:
+      - {{type: icmp, target: 127.0.0.1, interval: 1h}}
+""")
+    proc = subprocess.Popen([*HEALTHD, "run", "-c", str(config)], stderr=subprocess.PIPE, text=True)
+    try:
+        for _ in range(50):
+            if get_status(port) == 200:
+                break
+            time.sleep(0.1)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=5) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        stderr = proc.communicate(timeout=5)[1]
+    # said at start, before any probe ran (the first one is up to an hour away)
+    assert "ICMP IPv4 checks" in stderr, stderr
+    assert "ICMP IPv6 checks" not in stderr

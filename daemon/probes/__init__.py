@@ -7,11 +7,13 @@ applies the timeout and measures the total.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import socket
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
+from daemon.config import CheckBase
 from daemon.probes._http_conn import close_pools
-from daemon.probes._icmp_socket import close_icmp_sockets
+from daemon.probes._icmp_socket import close_icmp_sockets, open_icmp_sockets
 from daemon.probes.http import probe_http
 from daemon.probes.icmp import probe_icmp
 from daemon.probes.syn import probe_syn
@@ -26,6 +28,17 @@ PROBES: dict[str, Probe] = {
     "icmp": probe_icmp,
     "http": probe_http,
 }
+
+
+def open_shared_resources(checks: Iterable[CheckBase]) -> None:
+    """Open at start what probes share, so the start-up log tells at once which ICMP
+    socket mode each address family uses (or what is missing)."""
+    families = {
+        socket.AF_INET6 if ":" in check.display_target or check.ip_family == "ipv6" else socket.AF_INET
+        for check in checks
+        if check.type == "icmp"
+    }
+    open_icmp_sockets(sorted(families))
 
 
 async def close_shared_resources() -> None:

@@ -28,7 +28,7 @@ import socket
 import struct
 import time
 import weakref
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv6Address
 
@@ -340,6 +340,24 @@ def echo_socket(family: socket.AddressFamily) -> EchoSocket:
         shared = per_loop[family] = EchoSocket(sock, mode, loop)
         _announce(family, mode, shared.ident)
     return shared
+
+
+def open_icmp_sockets(families: Iterable[socket.AddressFamily]) -> None:
+    """Open the shared sockets now, so the start-up log says which mode each family uses.
+
+    A family that cannot be opened is only logged here; its probes report the error.
+    """
+    for family in families:
+        try:
+            echo_socket(family)
+        except ProbePermissionError:
+            pass  # echo_socket has logged what to change
+        except ProbeError as exc:
+            log.warning("ICMP %s checks cannot run yet: %s", _family_name(family), exc.message)
+
+
+def _family_name(family: socket.AddressFamily) -> str:
+    return "IPv6" if family == socket.AF_INET6 else "IPv4"
 
 
 def close_icmp_sockets() -> None:
