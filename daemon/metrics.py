@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 from collections import defaultdict
 from collections.abc import Iterator
+from io import StringIO
 from itertools import accumulate
 
 from prometheus_client import generate_latest
@@ -156,62 +157,72 @@ class Exposition:
 _LE = tuple(_bound(bound) for bound in (*PROBE_DURATION_BUCKETS, float("inf")))
 
 
-class _CheckLabels:
-    """A check's label set, escaped once, and its histogram as one %-template."""
+# One %-template for every check's histogram: its label set goes in before each count.
+_HISTOGRAM = "".join(f'healthd_probe_duration_seconds_bucket{{%s,le="{le}"}} %d\n' for le in _LE) + (
+    "healthd_probe_duration_seconds_count{%s} %d\nhealthd_probe_duration_seconds_sum{%s} %r\n"
+)
 
-    __slots__ = ("histogram", "info", "labels")
+
+class _CheckLabels:
+    """A check's label set, escaped once."""
+
+    __slots__ = ("info", "labels")
 
     def __init__(self, info: CheckInfo) -> None:
         self.info = info
-        self.labels = labels = (
+        self.labels = (
             f'service="{_escape(info.service)}",check="{_escape(info.name)}",'
             f'type="{_escape(info.type)}",target="{_escape(info.target)}"'
         )
-        name = "healthd_probe_duration_seconds"
-        buckets = "".join(f'{name}_bucket{{{labels},le="{le}"}} %d\n' for le in _LE)
-        self.histogram = f"{buckets}{name}_count{{{labels}}} %d\n{name}_sum{{{labels}}} %r\n"
 
 
 class _CheckText:
-    """Per-check sample lines, grouped by family as the text format requires."""
+    """Per-check sample lines, grouped by family as the text format requires.
+
+    One growing buffer per family rather than a list of lines: 100,000 small
+    strings kept until the end would fragment the heap (RSS stays up after).
+    """
 
     def __init__(self, histograms: bool) -> None:
         self.histograms = histograms
         self.checks = 0
-        self.success: list[str] = []
-        self.duration: list[str] = []
-        self.up: list[str] = []
-        self.probes: list[str] = []
-        self.transitions: list[str] = []
-        self.histogram: list[str] = []
-        self.phases: dict[str, list[str]] = {}
-        self.gauges: dict[str, list[str]] = {}
+        self.success = StringIO()
+        self.duration = StringIO()
+        self.up = StringIO()
+        self.probes = StringIO()
+        self.transitions = StringIO()
+        self.histogram = StringIO()
+        self.phases: dict[str, StringIO] = {}
+        self.gauges: dict[str, StringIO] = {}
 
     def add(self, state: CheckState, check: _CheckLabels) -> None:
         self.checks += 1
         labels = check.labels
         for to, count in state.transitions.items():
-            self.transitions.append(f'healthd_check_transitions_total{{{labels},to="{to}"}} {count}\n')
+            self.transitions.write(f'healthd_check_transitions_total{{{labels},to="{to}"}} {count}\n')
         for result, count in state.counts.items():
-            self.probes.append(f'healthd_probes_total{{{labels},result="{result}"}} {count}\n')
+            self.probes.write(f'healthd_probes_total{{{labels},result="{result}"}} {count}\n')
         if state.status is not Status.UNKNOWN:
-            self.up.append(f"healthd_check_up{{{labels}}} {1.0 if state.status is Status.UP else 0.0}\n")
+            self.up.write(f"healthd_check_up{{{labels}}} {1.0 if state.status is Status.UP else 0.0}\n")
         histogram = state.duration_histogram
         if histogram is not None:
-            counts = tuple(accumulate(histogram.counts))
-            self.histogram.append(check.histogram % (*counts, counts[-1], histogram.sum))
+            values: list[object] = []
+            for count in accumulate(histogram.counts):
+                values += (labels, count)
+            values += (labels, values[-1], labels, histogram.sum)
+            self.histogram.write(_HISTOGRAM % tuple(values))
         last = state.last
         if last is None:
             return
-        self.success.append(f"probe_success{{{labels}}} {1.0 if last.ok else 0.0}\n")
-        self.duration.append(f"probe_duration_seconds{{{labels}}} {last.duration!r}\n")
+        self.success.write(f"probe_success{{{labels}}} {1.0 if last.ok else 0.0}\n")
+        self.duration.write(f"probe_duration_seconds{{{labels}}} {last.duration!r}\n")
         if last.phases:
-            lines = self.phases.setdefault(state.info.type, [])
+            lines = _buffer(self.phases, state.info.type)
             name = f"probe_{state.info.type}_duration_seconds"
             for phase, seconds in last.phases.items():
-                lines.append(f'{name}{{{labels},phase="{_escape(phase)}"}} {float(seconds)!r}\n')
+                lines.write(f'{name}{{{labels},phase="{_escape(phase)}"}} {float(seconds)!r}\n')
         for name, value in last.gauges.items():
-            self.gauges.setdefault(name, []).append(f"{name}{{{labels}}} {float(value)!r}\n")
+            _buffer(self.gauges, name).write(f"{name}{{{labels}}} {float(value)!r}\n")
 
     def render(self) -> str:
         parts: list[str] = []
@@ -235,10 +246,17 @@ class _CheckText:
         return "".join(parts)
 
 
-def _family(name: str, kind: str, help_text: str, lines: list[str]) -> list[str]:
+def _buffer(buffers: dict[str, StringIO], key: str) -> StringIO:
+    buffer = buffers.get(key)
+    if buffer is None:
+        buffer = buffers[key] = StringIO()
+    return buffer
+
+
+def _family(name: str, kind: str, help_text: str, lines: StringIO) -> list[str]:
     exposed = f"{name}_total" if kind == "counter" else name
     escaped = help_text.replace("\\", r"\\").replace("\n", r"\n")
-    return [f"# HELP {exposed} {escaped}\n# TYPE {exposed} {kind}\n", *lines]
+    return [f"# HELP {exposed} {escaped}\n# TYPE {exposed} {kind}\n", lines.getvalue()]
 
 
 def _escape(value: str) -> str:
