@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import logging
 import os
@@ -256,6 +257,10 @@ async def serve(app: web.Application, host: str, port: int) -> int:
         log.error("cannot listen on %s:%d: %s", host, port, exc.strerror or exc)
         await runner.cleanup()
         return EXIT_FAILURE
+    # Everything built so far (config, check tasks, modules) lives as long as the process:
+    # keep it out of the cyclic GC's full collections, which otherwise scan it all and
+    # pause the loop for ~100 ms at 5,000 checks (measured as scheduler lag).
+    gc.freeze()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     pending: set[asyncio.Task[None]] = set()
