@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 from pathlib import Path
 
 from aiohttp import web
@@ -11,10 +10,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from daemon.app import create_app
 from daemon.config import load_config
-
-
-def open_fds() -> int:
-    return len(os.listdir("/proc/self/fd"))
+from tests.fds import open_fds
 
 
 async def test_shutdown_closes_shared_probe_sockets(tmp_path: Path) -> None:

@@ -34,6 +34,7 @@ from daemon.probes._http_tls import TlsSettings, client_context
 from daemon.probes.http import probe_http
 from daemon.results import ErrorKind, ProbeResult
 from daemon.scheduler import run_probe
+from tests.fds import open_fds
 from tests.netlab import Namespace
 
 MiB = 1024 * 1024
@@ -181,9 +182,6 @@ def http_check(url: str, **options: object) -> HttpCheck:
 async def probe(url: str, **options: object) -> ProbeResult:
     return await run_probe(probe_http, http_check(url, **options))
 
-
-def open_fds() -> int:
-    return len(os.listdir("/proc/self/fd"))
 
 
 async def settle() -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import socket
 import statistics
 import subprocess
@@ -25,6 +24,7 @@ from daemon.probes._sockets import open_icmp_socket
 from daemon.probes.icmp import LOSS_GAUGE, probe_icmp
 from daemon.results import GAUGE_HELP, ErrorKind, ProbeResult
 from daemon.scheduler import run_probe
+from tests.fds import open_fds
 from tests.netlab import Namespace, sh, skip_unless_root
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -34,9 +34,6 @@ ADMIT_ALL, ADMIT_NONE = "0 2147483647", "1 0"
 def icmp_check(target: str, **options: object) -> IcmpCheck:
     return IcmpCheck.model_validate({"type": "icmp", "name": "i", "target": target, **options})
 
-
-def open_fds() -> int:
-    return len(os.listdir("/proc/self/fd"))
 
 
 async def probe(target: str, **options: object) -> ProbeResult:

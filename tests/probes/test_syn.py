@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import socket
 import statistics
 import subprocess
@@ -30,6 +29,7 @@ from daemon.results import ErrorKind
 from daemon.scheduler import run_probe
 from tests.capture import ACK, RST, SYN, Capture, Packet
 from tests.delaylink import delay_link
+from tests.fds import open_fds
 from tests.netlab import Namespace, skip_unless_root
 
 
@@ -40,9 +40,6 @@ def syn_check(target: str, **options: object) -> SynCheck:
 def tcp_check(target: str) -> TcpCheck:
     return TcpCheck.model_validate({"type": "tcp", "name": "t", "target": target})
 
-
-def open_fds() -> int:
-    return len(os.listdir("/proc/self/fd"))
 
 
 def join(host: str, port: int) -> str:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import socket
 import time
 
@@ -14,15 +13,13 @@ from daemon.probes.tcp import probe_tcp
 from daemon.results import ErrorKind
 from daemon.scheduler import run_probe
 from tests.conftest import TcpServer
+from tests.fds import open_fds
 from tests.netlab import Namespace
 
 
 def tcp_check(target: str, **options: object) -> TcpCheck:
     return TcpCheck.model_validate({"type": "tcp", "name": "t", "target": target, **options})
 
-
-def open_fds() -> int:
-    return len(os.listdir("/proc/self/fd"))
 
 
 async def test_listener_gives_success_with_phases(tcp_server: TcpServer) -> None:
