@@ -1,4 +1,4 @@
-"""Counting this process's open descriptors, for the "no socket survives" tests."""
+"""This process's open descriptors, for the "no socket survives a probe" tests."""
 
 from __future__ import annotations
 
@@ -6,8 +6,23 @@ import gc
 import os
 
 
-def open_fds() -> int:
-    # Collect first: an earlier test's loop, session or shared socket may still be waiting
-    # for its finalizer, and would close (and shift the count) in the middle of this test.
-    gc.collect()
-    return len(os.listdir("/proc/self/fd"))
+def open_fds() -> set[str]:
+    """Each open descriptor as `fd -> what it is` (e.g. `7 -> socket:[1234]`)."""
+    gc.collect()  # let finalizers of earlier tests' loops and sessions run first
+    found = set()
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            found.add(f"{fd} -> {os.readlink(f'/proc/self/fd/{fd}')}")
+        except OSError:  # the listing's own descriptor, gone by now
+            continue
+    return found
+
+
+def new_fds(before: set[str]) -> set[str]:
+    """Descriptors opened since `before` and still open.
+
+    Descriptors that closed meanwhile do not count: a capture or delay-link thread
+    of an earlier test may close its own at any time, which a plain count would
+    mistake for this test's doing.
+    """
+    return open_fds() - before

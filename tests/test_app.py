@@ -10,7 +10,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from daemon.app import create_app
 from daemon.config import load_config
-from tests.fds import open_fds
+from tests.fds import new_fds, open_fds
 
 
 async def test_shutdown_closes_shared_probe_sockets(tmp_path: Path) -> None:
@@ -42,7 +42,7 @@ services:
                 break
             await asyncio.sleep(0.05)
         assert all(check["last"] is not None for check in body["checks"]), body
-        assert open_fds() > before  # the ICMP socket and the pooled HTTP connection are open
+        assert new_fds(before)  # the ICMP socket and the pooled HTTP connection are open
         await client.close()
         await asyncio.sleep(0)
-        assert open_fds() == before
+        assert new_fds(before) == set()

@@ -34,7 +34,7 @@ from daemon.probes._http_tls import TlsSettings, client_context
 from daemon.probes.http import probe_http
 from daemon.results import ErrorKind, ProbeResult
 from daemon.scheduler import run_probe
-from tests.fds import open_fds
+from tests.fds import new_fds, open_fds
 from tests.netlab import Namespace
 
 MiB = 1024 * 1024
@@ -56,7 +56,9 @@ class Seen:
 def make_app(seen: Seen) -> web.Application:
     @web.middleware
     async def record(request: web.Request, handler: Any) -> web.StreamResponse:
-        peer = request.transport.get_extra_info("peername") if request.transport else None
+        transport = request.transport
+        peer = transport.get_extra_info("peername") if transport else None
+        local = transport.get_extra_info("sockname") if transport else None
         seen.requests.append(
             {
                 "method": request.method,
@@ -64,6 +66,7 @@ def make_app(seen: Seen) -> web.Application:
                 "headers": dict(request.headers),
                 "body": await request.read(),
                 "peer": peer,
+                "connection": (peer, local),  # a client port may be reused towards another server
             }
         )
         response: web.StreamResponse = await handler(request)
@@ -331,7 +334,7 @@ async def test_trickling_body_times_out_on_time(server: str) -> None:
     assert result.error_kind is ErrorKind.TIMEOUT
     assert 0.4 <= elapsed < 0.4 + 0.15  # never past its timeout (plus scheduling slack)
     await settle()
-    assert open_fds() == before
+    assert new_fds(before) == set()
 
 
 async def test_silent_server_times_out_in_tls_and_in_processing(silent_port: int) -> None:
@@ -342,7 +345,7 @@ async def test_silent_server_times_out_in_tls_and_in_processing(silent_port: int
         assert result.error_kind is ErrorKind.TIMEOUT, (scheme, result.error_message)
         assert time.monotonic() - started < 0.3 + 0.15
     await settle()
-    assert open_fds() == before
+    assert new_fds(before) == set()
 
 
 async def test_huge_body_stops_at_max_body_bytes_with_flat_memory(server: str, seen: Seen) -> None:
@@ -378,7 +381,7 @@ async def test_no_descriptor_survives_any_path(server: str, closed_port: int) ->
         for _ in range(10):
             await probe(url)
     await settle()
-    assert open_fds() == before
+    assert new_fds(before) == set()
 
 
 async def test_cancelled_probe_leaves_no_socket(server: str) -> None:
@@ -390,7 +393,7 @@ async def test_cancelled_probe_leaves_no_socket(server: str) -> None:
         with pytest.raises(asyncio.CancelledError):
             await task
     await settle()
-    assert open_fds() == before
+    assert new_fds(before) == set()
 
 
 async def test_fresh_connection_per_probe_unless_keepalive(server: str, seen: Seen) -> None:
@@ -404,10 +407,10 @@ async def test_fresh_connection_per_probe_unless_keepalive(server: str, seen: Se
     for _ in range(3):
         assert (await run_probe(probe_http, pooled)).ok
     assert len({r["peer"] for r in seen.requests[2:]}) == 1
-    assert open_fds() == before + 2  # the pooled connection: our end and the in-process server's
+    assert len(new_fds(before)) == 2  # the pooled connection: our end and the in-process server's
     del pooled  # the check is dropped (as at a reload): its pool goes with it
     await settle()
-    assert open_fds() == before
+    assert new_fds(before) == set()
 
 
 async def test_concurrent_probes_each_get_their_own_connection_and_phases(seen: Seen) -> None:
@@ -423,7 +426,7 @@ async def test_concurrent_probes_each_get_their_own_connection_and_phases(seen: 
         assert result.details["redirects"] == 1
         assert result.phases["connect"] > 0 and result.phases["processing"] > 0
         assert sum(result.phases.values()) <= result.duration
-    assert len({r["peer"] for r in seen.requests}) == 2 * len(checks)  # a fresh connection each time
+    assert len({r["connection"] for r in seen.requests}) == 2 * len(checks)  # a fresh connection each time
 
 
 async def test_shutdown_closes_the_kept_sessions(server: str) -> None:
@@ -434,7 +437,7 @@ async def test_shutdown_closes_the_kept_sessions(server: str) -> None:
         assert (await run_probe(probe_http, check)).ok
     await close_shared_resources()  # as the app does when it stops
     await settle()
-    assert open_fds() == before  # the keepalive connection went with its session
+    assert new_fds(before) == set()  # the keepalive connection went with its session
     for check in (fresh, pooled):  # and the next probe (a new daemon in tests) makes new ones
         assert (await run_probe(probe_http, check)).ok
     await close_shared_resources()
@@ -796,4 +799,4 @@ async def test_blackholed_target_times_out_on_time(netns: Namespace) -> None:
     assert result.error_kind is ErrorKind.TIMEOUT
     assert 0.3 <= elapsed < 0.3 + 0.1
     await settle()
-    assert open_fds() == before
+    assert new_fds(before) == set()

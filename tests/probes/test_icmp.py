@@ -24,7 +24,7 @@ from daemon.probes._sockets import open_icmp_socket
 from daemon.probes.icmp import LOSS_GAUGE, probe_icmp
 from daemon.results import GAUGE_HELP, ErrorKind, ProbeResult
 from daemon.scheduler import run_probe
-from tests.fds import open_fds
+from tests.fds import new_fds, open_fds
 from tests.netlab import Namespace, sh, skip_unless_root
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -171,7 +171,7 @@ async def test_many_checks_share_one_socket_per_family(warm: None) -> None:
         assert result.ok, (target, result.error_message)
         assert result.details["address"] == target
         assert result.details["received"] == 3
-    assert open_fds() == before  # no socket per probe: the shared ones were already open
+    assert new_fds(before) == set()  # no socket per probe: the shared ones were already open
     assert echo_socket(socket.AF_INET).in_flight == echo_socket(socket.AF_INET6).in_flight == 0
 
 
@@ -210,7 +210,7 @@ async def test_no_descriptor_survives_any_path(warm: None) -> None:
     for options in ({}, {"source_ip": "192.0.2.1"}, {"interface": "nosuchif0"}, {"ip_family": "ipv6"}):
         for _ in range(10):
             await probe("127.0.0.1", **options)
-    assert open_fds() == before
+    assert new_fds(before) == set()
 
 
 def test_cli_prints_fping_like_statistics(capsys: pytest.CaptureFixture[str], icmp: None) -> None:
@@ -261,7 +261,7 @@ async def test_filtered_target_times_out_before_timeout_with_loss(netns: Namespa
     assert result.gauges == {LOSS_GAUGE: 1.0}  # the probe itself reports the loss: not cut off
     assert result.latency is None and "rtt" not in result.phases
     assert elapsed < 0.5 + 0.1
-    assert open_fds() == before
+    assert new_fds(before) == set()
 
 
 @pytest.mark.netns
@@ -386,7 +386,7 @@ async def test_cancelled_probe_leaves_nothing_behind(netns: Namespace, warm: Non
     assert shared.waiting(netns.ns_ip) == []
     await asyncio.sleep(0.1)  # no request is sent after the cancel
     assert shared.in_flight == 0
-    assert open_fds() == before
+    assert new_fds(before) == set()
 
 
 @pytest.mark.netns

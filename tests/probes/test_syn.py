@@ -29,7 +29,7 @@ from daemon.results import ErrorKind
 from daemon.scheduler import run_probe
 from tests.capture import ACK, RST, SYN, Capture, Packet
 from tests.delaylink import delay_link
-from tests.fds import open_fds
+from tests.fds import new_fds, open_fds
 from tests.netlab import Namespace, skip_unless_root
 
 
@@ -179,7 +179,7 @@ async def test_no_descriptor_survives_any_path(closed_port: int) -> None:
         for target in (join("127.0.0.1", server.getsockname()[1]), f"127.0.0.1:{closed_port}", "nx.invalid:1"):
             for _ in range(20):
                 await run_probe(probe_syn, syn_check(target))
-        assert open_fds() == before
+        assert new_fds(before) == set()
 
 
 async def test_many_concurrent_probes_all_succeed_and_none_is_accepted() -> None:
@@ -189,7 +189,7 @@ async def test_many_concurrent_probes_all_succeed_and_none_is_accepted() -> None
         before = open_fds()
         results = await asyncio.gather(*(run_probe(probe_syn, check) for _ in range(300)))
         assert [r.error_message for r in results if not r.ok] == []
-        assert open_fds() == before
+        assert new_fds(before) == set()
         await asyncio.sleep(0.25)
         assert accepted(server) == 0
 
@@ -292,7 +292,7 @@ async def test_blackholed_target_times_out_on_time(netns: Namespace) -> None:
     elapsed = time.monotonic() - started
     assert result.error_kind is ErrorKind.TIMEOUT
     assert 0.3 <= elapsed < 0.3 + 0.1
-    assert open_fds() == before
+    assert new_fds(before) == set()
 
 
 @pytest.mark.netns
@@ -311,11 +311,11 @@ async def test_cancelled_probe_closes_its_socket(netns: Namespace) -> None:
     before = open_fds()
     task = asyncio.create_task(probe_syn(syn_check(f"{netns.ns_ip}:8082")))
     await asyncio.sleep(0.1)  # waiting for a SYN-ACK that never comes
-    assert open_fds() == before + 1
+    assert len(new_fds(before)) == 1
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
-    assert open_fds() == before
+    assert new_fds(before) == set()
 
 
 # ---- RTT against the wire, through a 20 ms link --------------------------------------
