@@ -4,6 +4,15 @@ from __future__ import annotations
 
 import gc
 import os
+import re
+from pathlib import Path
+
+# Sockets of the test process's background threads: the resolver (UDP to the name server,
+# netlink for AI_ADDRCONFIG), captures (packet), the event loop's self-pipe (unix).
+_BACKGROUND_TABLES = ("udp", "udp6", "netlink", "packet", "unix")
+# the inode's column in each /proc/net table (0-based)
+_INODE_COLUMN = {"udp": 9, "udp6": 9, "netlink": 9, "packet": 8, "unix": 6}
+_SOCKET = re.compile(r"socket:\[(\d+)\]")
 
 
 def open_fds() -> set[str]:
@@ -19,10 +28,31 @@ def open_fds() -> set[str]:
 
 
 def new_fds(before: set[str]) -> set[str]:
-    """Descriptors opened since `before` and still open.
+    """Descriptors opened since `before` and still open, other than background sockets.
 
-    Descriptors that closed meanwhile do not count: a capture or delay-link thread
-    of an earlier test may close its own at any time, which a plain count would
-    mistake for this test's doing.
+    Descriptors that closed meanwhile do not count, and neither do new UDP, unix or
+    packet sockets: an earlier test's resolver thread (still retrying a lookup of a
+    name that does not exist) or capture thread may open and close its own at any
+    time. What a probe could leak is a TCP or ICMP socket, or another kind of file.
     """
-    return open_fds() - before
+    background = _background_socket_inodes()
+    leaked = set()
+    for entry in open_fds() - before:
+        match = _SOCKET.search(entry)
+        if match is None or match.group(1) not in background:
+            leaked.add(entry)
+    return leaked
+
+
+def _background_socket_inodes() -> set[str]:
+    inodes = set()
+    for table in _BACKGROUND_TABLES:
+        path = Path("/proc/self/net") / table
+        if not path.exists():
+            continue
+        for line in path.read_text().splitlines()[1:]:
+            fields = line.split()
+            column = _INODE_COLUMN.get(table, 9)
+            if len(fields) > column:
+                inodes.add(fields[column])
+    return inodes
