@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import os
 import re
@@ -56,3 +57,17 @@ def _background_socket_inodes() -> set[str]:
             if len(fields) > column:
                 inodes.add(fields[column])
     return inodes
+
+
+async def new_fds_settled(before: set[str], within: float = 2.0) -> set[str]:
+    """`new_fds`, once closed transports (ours and in-process servers') have let go.
+
+    asyncio closes a transport's socket a few loop turns after close(); a busy
+    machine stretches that. Waits until nothing new is open, at most `within` s.
+    """
+    deadline = asyncio.get_running_loop().time() + within
+    while True:
+        leaked = new_fds(before)
+        if not leaked or asyncio.get_running_loop().time() > deadline:
+            return leaked
+        await asyncio.sleep(0.02)

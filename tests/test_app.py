@@ -10,7 +10,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from daemon.app import create_app
 from daemon.config import load_config
-from tests.fds import new_fds, open_fds
+from tests.fds import new_fds, new_fds_settled, open_fds
 
 
 async def test_shutdown_closes_shared_probe_sockets(tmp_path: Path) -> None:
@@ -45,4 +45,4 @@ services:
         assert new_fds(before)  # the ICMP socket and the pooled HTTP connection are open
         await client.close()
         await asyncio.sleep(0)
-        assert new_fds(before) == set()
+        assert await new_fds_settled(before) == set()

@@ -34,7 +34,7 @@ from daemon.probes._http_tls import TlsSettings, client_context
 from daemon.probes.http import probe_http
 from daemon.results import ErrorKind, ProbeResult
 from daemon.scheduler import run_probe
-from tests.fds import new_fds, open_fds
+from tests.fds import new_fds, new_fds_settled, open_fds
 from tests.netlab import Namespace
 
 MiB = 1024 * 1024
@@ -333,8 +333,7 @@ async def test_trickling_body_times_out_on_time(server: str) -> None:
     elapsed = time.monotonic() - started
     assert result.error_kind is ErrorKind.TIMEOUT
     assert 0.4 <= elapsed < 0.4 + 0.15  # never past its timeout (plus scheduling slack)
-    await settle()
-    assert new_fds(before) == set()
+    assert await new_fds_settled(before) == set()
 
 
 async def test_silent_server_times_out_in_tls_and_in_processing(silent_port: int) -> None:
@@ -344,8 +343,7 @@ async def test_silent_server_times_out_in_tls_and_in_processing(silent_port: int
         result = await probe(f"{scheme}://127.0.0.1:{silent_port}/", timeout="300ms")
         assert result.error_kind is ErrorKind.TIMEOUT, (scheme, result.error_message)
         assert time.monotonic() - started < 0.3 + 0.15
-    await settle()
-    assert new_fds(before) == set()
+    assert await new_fds_settled(before) == set()
 
 
 async def test_huge_body_stops_at_max_body_bytes_with_flat_memory(server: str, seen: Seen) -> None:
@@ -380,8 +378,7 @@ async def test_no_descriptor_survives_any_path(server: str, closed_port: int) ->
     for url in urls:
         for _ in range(10):
             await probe(url)
-    await settle()
-    assert new_fds(before) == set()
+    assert await new_fds_settled(before) == set()
 
 
 async def test_cancelled_probe_leaves_no_socket(server: str) -> None:
@@ -392,8 +389,7 @@ async def test_cancelled_probe_leaves_no_socket(server: str) -> None:
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
-    await settle()
-    assert new_fds(before) == set()
+    assert await new_fds_settled(before) == set()
 
 
 async def test_fresh_connection_per_probe_unless_keepalive(server: str, seen: Seen) -> None:
@@ -409,8 +405,7 @@ async def test_fresh_connection_per_probe_unless_keepalive(server: str, seen: Se
     assert len({r["peer"] for r in seen.requests[2:]}) == 1
     assert len(new_fds(before)) == 2  # the pooled connection: our end and the in-process server's
     del pooled  # the check is dropped (as at a reload): its pool goes with it
-    await settle()
-    assert new_fds(before) == set()
+    assert await new_fds_settled(before) == set()
 
 
 async def test_concurrent_probes_each_get_their_own_connection_and_phases(seen: Seen) -> None:
@@ -436,8 +431,7 @@ async def test_shutdown_closes_the_kept_sessions(server: str) -> None:
     for check in (fresh, pooled):
         assert (await run_probe(probe_http, check)).ok
     await close_shared_resources()  # as the app does when it stops
-    await settle()
-    assert new_fds(before) == set()  # the keepalive connection went with its session
+    assert await new_fds_settled(before) == set()  # the keepalive connection went with its session
     for check in (fresh, pooled):  # and the next probe (a new daemon in tests) makes new ones
         assert (await run_probe(probe_http, check)).ok
     await close_shared_resources()
@@ -798,5 +792,4 @@ async def test_blackholed_target_times_out_on_time(netns: Namespace) -> None:
     elapsed = time.monotonic() - started
     assert result.error_kind is ErrorKind.TIMEOUT
     assert 0.3 <= elapsed < 0.3 + 0.1
-    await settle()
-    assert new_fds(before) == set()
+    assert await new_fds_settled(before) == set()

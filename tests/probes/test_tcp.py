@@ -13,7 +13,7 @@ from daemon.probes.tcp import probe_tcp
 from daemon.results import ErrorKind
 from daemon.scheduler import run_probe
 from tests.conftest import TcpServer
-from tests.fds import new_fds, open_fds
+from tests.fds import new_fds, new_fds_settled, open_fds
 from tests.netlab import Namespace
 
 
@@ -101,7 +101,7 @@ async def test_no_descriptor_survives_any_path(tcp_server: TcpServer, closed_por
     for target in (tcp_server.target, f"127.0.0.1:{closed_port}", "no-such-host.invalid:1"):
         for _ in range(20):
             await run_probe(probe_tcp, tcp_check(target))
-    assert new_fds(before) == set()
+    assert await new_fds_settled(before) == set()
 
 
 @pytest.mark.netns
@@ -115,7 +115,7 @@ async def test_blackholed_target_times_out_on_time(netns: Namespace) -> None:
     assert result.error_kind is ErrorKind.TIMEOUT
     assert "300ms" in (result.error_message or "")
     assert 0.3 <= elapsed < 0.3 + 0.1  # never past its timeout (plus scheduling slack)
-    assert new_fds(before) == set()
+    assert await new_fds_settled(before) == set()
 
 
 @pytest.mark.netns
@@ -159,4 +159,4 @@ async def test_cancelled_probe_closes_its_socket(netns: Namespace) -> None:
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
-    assert new_fds(before) == set()
+    assert await new_fds_settled(before) == set()
