@@ -228,23 +228,27 @@ def test_port_in_use_exits_1_with_one_line(tmp_path: Path) -> None:
     assert "cannot listen on 127.0.0.1" in result.stderr and "Traceback" not in result.stderr
 
 
-def test_json_logs(tmp_path: Path) -> None:
-    port = free_port()
-    config = write_config(tmp_path / "c.yaml", port, "127.0.0.1:1")
-    proc = subprocess.Popen(
-        [*HEALTHD, "run", "-c", str(config), "--log-format", "json"], stderr=subprocess.PIPE, text=True
-    )
+def run_until_ready(config: Path, port: int, *extra: str, stop: int = signal.SIGTERM) -> str:
+    """Start the daemon, wait (bounded) until /readyz answers, stop it; its stderr."""
+    proc = subprocess.Popen([*HEALTHD, "run", "-c", str(config), *extra], stderr=subprocess.PIPE, text=True)
     try:
         for _ in range(50):
             if get_status(port) == 200:
                 break
             time.sleep(0.1)
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(stop)
         assert proc.wait(timeout=5) == 0
     finally:
         if proc.poll() is None:
             proc.kill()
         stderr = proc.communicate(timeout=5)[1]
+    return stderr
+
+
+def test_json_logs(tmp_path: Path) -> None:
+    port = free_port()
+    config = write_config(tmp_path / "c.yaml", port, "127.0.0.1:1")
+    stderr = run_until_ready(config, port, "--log-format", "json", stop=signal.SIGINT)
     lines = [json.loads(line) for line in stderr.splitlines()]
     assert any("listening on" in entry["message"] for entry in lines)
     assert all({"time", "level", "logger", "message"} <= set(entry) for entry in lines)
@@ -267,18 +271,7 @@ services:
     checks:
       - {{type: icmp, target: 127.0.0.1, interval: 1h}}
 """)
-    proc = subprocess.Popen([*HEALTHD, "run", "-c", str(config)], stderr=subprocess.PIPE, text=True)
-    try:
-        for _ in range(50):
-            if get_status(port) == 200:
-                break
-            time.sleep(0.1)
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=5) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        stderr = proc.communicate(timeout=5)[1]
+    stderr = run_until_ready(config, port)
     # said at start, before any probe ran (the first one is up to an hour away)
     assert "ICMP IPv4 checks" in stderr, stderr
     assert "ICMP IPv6 checks" not in stderr
