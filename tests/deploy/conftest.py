@@ -25,13 +25,15 @@ def need(tool: str) -> str:
     return path
 
 
-@pytest.fixture(scope="session")
+# package scope: the live daemon probes listeners inside this test process, so it must be
+# gone before other packages count their descriptors
+@pytest.fixture(scope="package")
 def healthd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
     with running_daemon(tmp_path_factory.mktemp("healthd")) as live:
         yield live
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def prometheus(healthd: Daemon, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prometheus]:
     binary = need("prometheus")
     with running_prometheus(binary, tmp_path_factory.mktemp("prometheus"), healthd.port) as server:
