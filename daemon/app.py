@@ -12,7 +12,7 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry, ProcessCollector, generate_latest
 
 from daemon import api
-from daemon.config import Config, diff_configs, load_config
+from daemon.config import Config, check_key, diff_configs, load_config
 from daemon.errors import ConfigError
 from daemon.metrics import Exposition
 from daemon.openapi import build_openapi
@@ -102,7 +102,7 @@ class Daemon:
         if new.server.listen != self.config.server.listen:
             log.warning("server.listen changed to %s: that takes a restart", new.server.listen)
         diff = diff_configs(self.config, new)
-        restart = {(cid.partition("/")[0], cid.partition("/")[2]) for cid in diff.changed}
+        restart = {check_key(check_id) for check_id in diff.changed}
         self.store.apply(service_infos(new), restart=restart)
         self.scheduler.apply(new, diff)
         self.config = new

@@ -16,7 +16,7 @@ import math
 import time
 from collections.abc import Awaitable, Callable, Mapping
 
-from daemon.config import CheckBase, CheckKey, Config, ConfigDiff, format_duration
+from daemon.config import CheckBase, CheckKey, Config, ConfigDiff, check_key, format_duration
 from daemon.errors import ProbeError
 from daemon.probes import PROBES, Probe
 from daemon.results import ErrorKind, ProbeResult
@@ -136,6 +136,7 @@ class Scheduler:
         self._on_transition = on_transition
         self._tasks: dict[CheckKey, asyncio.Task[None]] = {}
         self._in_flight = asyncio.Semaphore(1024)
+        self._in_flight_cap = 1024
 
     @property
     def running(self) -> int:
@@ -143,19 +144,23 @@ class Scheduler:
 
     def start(self, config: Config) -> None:
         self._in_flight = asyncio.Semaphore(config.scheduler.max_in_flight)
+        self._in_flight_cap = config.scheduler.max_in_flight
         for svc in config.services:
             for check in svc.checks:
                 self._spawn((svc.name, check.name), check)
 
     def apply(self, config: Config, diff: ConfigDiff) -> None:
         """Restart changed checks, stop removed ones, start new ones; the rest run on."""
-        self._in_flight = asyncio.Semaphore(config.scheduler.max_in_flight)
-        stop = {_key(name) for name in (*diff.removed, *diff.changed)}
+        if config.scheduler.max_in_flight != self._in_flight_cap:
+            # probes holding the old semaphore release it; new starts wait on the new cap
+            self._in_flight = asyncio.Semaphore(config.scheduler.max_in_flight)
+            self._in_flight_cap = config.scheduler.max_in_flight
+        stop = {check_key(name) for name in (*diff.removed, *diff.changed)}
         for key in stop:
             task = self._tasks.pop(key, None)
             if task is not None:
                 task.cancel()
-        start = {_key(name) for name in (*diff.added, *diff.changed)}
+        start = {check_key(name) for name in (*diff.added, *diff.changed)}
         for svc in config.services:
             for check in svc.checks:
                 if (svc.name, check.name) in start:
@@ -192,8 +197,3 @@ class Scheduler:
                 self._on_transition(transition)
             planned, skipped = next_slot(planned, check.interval, self._clock())
             self._store.daemon.skipped_runs += skipped
-
-
-def _key(check_id: str) -> CheckKey:
-    service, _, name = check_id.partition("/")
-    return (service, name)

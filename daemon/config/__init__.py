@@ -10,7 +10,7 @@ from daemon.config.checks import (
     SynCheck,
     TcpCheck,
 )
-from daemon.config.diff import CheckKey, ConfigDiff, checks_by_key, diff_configs
+from daemon.config.diff import CheckKey, ConfigDiff, check_key, checks_by_key, diff_configs
 from daemon.config.loader import build_config, load_config
 from daemon.config.model import Config, MetricsConfig, SchedulerConfig, ServerConfig, Service
 from daemon.config.types import format_duration, parse_duration, split_host_port
@@ -32,6 +32,7 @@ __all__ = [
     "SynCheck",
     "TcpCheck",
     "build_config",
+    "check_key",
     "checks_by_key",
     "diff_configs",
     "format_duration",

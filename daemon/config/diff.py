@@ -17,6 +17,12 @@ class ConfigDiff:
     changed: list[str]
 
 
+def check_key(check_id: str) -> CheckKey:
+    """`SERVICE/CHECK` -> (service, check); service names cannot contain a slash."""
+    service, _, name = check_id.partition("/")
+    return (service, name)
+
+
 def checks_by_key(config: Config) -> dict[CheckKey, CheckBase]:
     return {(svc.name, check.name): check for svc in config.services for check in svc.checks}
 
