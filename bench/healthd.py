@@ -25,7 +25,7 @@ CHECKS_PER_SERVICE = 100
 
 # `healthd run` with uvloop's policy installed first: the daemon itself is untouched
 UVLOOP_PRELUDE = "import asyncio, uvloop\nasyncio.set_event_loop_policy(uvloop.EventLoopPolicy())\n"
-LAUNCHER = "import sys\n{prelude}from daemon.cli import main\nsys.argv[0] = 'healthd'\nmain()\n"
+LAUNCHER = "import sys\n{prelude}from healthd.cli import main\nsys.argv[0] = 'healthd'\nmain()\n"
 
 
 def write_config(

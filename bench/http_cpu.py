@@ -32,10 +32,10 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script: make `bench` and `daemon` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from daemon.config import HttpCheck
-from daemon.probes import close_shared_resources
-from daemon.probes.http import probe_http
-from daemon.scheduler import run_probe
+from healthd.config import HttpCheck
+from healthd.probes import close_shared_resources
+from healthd.probes.http import probe_http
+from healthd.scheduler import run_probe
 
 WARMUP = 50  # probes before measuring: TLS context, resolver threads, first-use caches
 DEADLINE = 300.0  # seconds per batch: a batch that takes longer is broken, not slow

@@ -29,10 +29,11 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script: make `tests` and `daemon` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from daemon.config import IcmpCheck, parse_duration
-from daemon.probes._icmp_socket import echo_socket
-from daemon.probes.icmp import probe_icmp
-from daemon.scheduler import run_probe
+from healthd.config import IcmpCheck, parse_duration
+from healthd.probes._icmp_socket import echo_socket
+from healthd.probes.icmp import probe_icmp
+from healthd.scheduler import run_probe
+
 from tests.capture import Capture, Packet
 from tests.delaylink import delay_link
 

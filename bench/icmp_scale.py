@@ -28,10 +28,10 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from daemon.config import IcmpCheck
-from daemon.probes._icmp_socket import close_icmp_sockets
-from daemon.probes.icmp import probe_icmp
-from daemon.scheduler import run_probe
+from healthd.config import IcmpCheck
+from healthd.probes._icmp_socket import close_icmp_sockets
+from healthd.probes.icmp import probe_icmp
+from healthd.scheduler import run_probe
 
 
 @dataclass

@@ -39,7 +39,7 @@ def _http(i: int) -> dict[str, Any]:
 
 
 def _icmp_count() -> dict[str, int]:
-    from daemon.config import CHECK_MODELS
+    from healthd.config import CHECK_MODELS
 
     model = CHECK_MODELS.get("icmp")
     return {"count": 1} if model is not None and "count" in model.model_fields else {}

@@ -25,8 +25,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--history", type=int, default=120)
     args = parser.parse_args(argv)
 
-    from daemon.results import ProbeOutcome, ProbeResult
-    from daemon.store import CheckInfo, ServiceInfo, Store
+    from healthd.results import ProbeOutcome, ProbeResult
+    from healthd.store import CheckInfo, ServiceInfo, Store
 
     pid = os.getpid()
     store = Store(probe_histograms=True)

@@ -105,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
 def run(
     procs: Processes, workdir: Path, args: argparse.Namespace, profile: dict[str, Any], started: float
 ) -> dict[str, Any]:
-    from daemon.probes import PROBES
+    from healthd.probes import PROBES
 
     wanted = [name.strip() for name in args.types.split(",") if name.strip()]
     results: dict[str, Any] = {

@@ -28,9 +28,10 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script: make `tests` and `daemon` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from daemon.config import SynCheck, parse_duration
-from daemon.probes.syn import probe_syn
-from daemon.scheduler import run_probe
+from healthd.config import SynCheck, parse_duration
+from healthd.probes.syn import probe_syn
+from healthd.scheduler import run_probe
+
 from tests.capture import ACK, SYN, Capture, Packet
 from tests.delaylink import DelayLink, delay_link, measure_forwarder
 

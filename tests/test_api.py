@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
+from healthd.api import ROUTES
+from healthd.app import create_app
+from healthd.config import load_config
 
-from daemon.api import ROUTES
-from daemon.app import create_app
-from daemon.config import load_config
 from tests.conftest import TcpServer
 
 Client = TestClient[Any, web.Application]

@@ -7,9 +7,9 @@ from pathlib import Path
 
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
+from healthd.app import create_app
+from healthd.config import load_config
 
-from daemon.app import create_app
-from daemon.config import load_config
 from tests.fds import new_fds, new_fds_settled, open_fds
 
 

@@ -17,7 +17,7 @@ import pytest
 
 from tests.conftest import TcpServer
 
-HEALTHD = [sys.executable, "-m", "daemon"]
+HEALTHD = [sys.executable, "-m", "healthd"]
 
 
 def healthd(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:

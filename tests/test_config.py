@@ -5,9 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
-from daemon.config import Config, diff_configs, format_duration, load_config, parse_duration
-from daemon.errors import ConfigError
+from healthd.config import Config, diff_configs, format_duration, load_config, parse_duration
+from healthd.errors import ConfigError
 
 GOOD = """\
 server:
@@ -113,7 +112,7 @@ services:
         "10: services[0].checks[2].name: duplicate check name 'tcp' in service 'web' (name defaults to the type)",
         "12: services[0].checks[2].rise: Input should be greater than or equal to 1",
         "13: services[0].checks[3].type: unknown check type 'carrier-pigeon' (expected one of "
-        + ", ".join(__import__("daemon.config", fromlist=["CHECK_MODELS"]).CHECK_MODELS)
+        + ", ".join(__import__("healthd.config", fromlist=["CHECK_MODELS"]).CHECK_MODELS)
         + ")",
         "18: services[0].checks[4].colour: unknown option",
     ]

@@ -6,11 +6,10 @@ import shutil
 import subprocess
 
 import pytest
+from healthd.metrics import Exposition
+from healthd.results import GAUGE_HELP, ErrorKind, ProbeResult
+from healthd.store import CheckInfo, ServiceInfo, Store
 from prometheus_client.parser import text_string_to_metric_families
-
-from daemon.metrics import Exposition
-from daemon.results import GAUGE_HELP, ErrorKind, ProbeResult
-from daemon.store import CheckInfo, ServiceInfo, Store
 
 UP = CheckInfo("web", "tcp", "tcp", "127.0.0.1:80", rise=1, fall=1, history=10)
 ODD = CheckInfo("web", "odd", "http", 'http://h/"quoted"\\path\nx', rise=1, fall=1, history=10)

@@ -5,8 +5,7 @@ from __future__ import annotations
 import re
 
 import pytest
-
-from daemon.config.http_rules import (
+from healthd.config.http_rules import (
     Expectations,
     Observed,
     evaluate,
@@ -16,8 +15,8 @@ from daemon.config.http_rules import (
     parse_status,
     status_matches,
 )
-from daemon.probes._http_tls import TlsInfo, expiry_shortfall, ssl_reason
-from daemon.results import ErrorKind
+from healthd.probes._http_tls import TlsInfo, expiry_shortfall, ssl_reason
+from healthd.results import ErrorKind
 
 
 def seen(status: int = 200, body: bytes = b"", **headers: str) -> Observed:

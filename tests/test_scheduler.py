@@ -9,13 +9,12 @@ from collections import defaultdict
 from typing import Any
 
 import pytest
-
-from daemon.app import service_infos
-from daemon.config import Config, TcpCheck, build_config, diff_configs
-from daemon.errors import ProbeRefused
-from daemon.results import ErrorKind, ProbeOutcome
-from daemon.scheduler import Scheduler, first_slot, next_slot, run_probe, stable_fraction
-from daemon.store import ServiceInfo, Store
+from healthd.app import service_infos
+from healthd.config import Config, TcpCheck, build_config, diff_configs
+from healthd.errors import ProbeRefused
+from healthd.results import ErrorKind, ProbeOutcome
+from healthd.scheduler import Scheduler, first_slot, next_slot, run_probe, stable_fraction
+from healthd.store import ServiceInfo, Store
 
 
 class FakeTime:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from daemon.results import ErrorKind, ProbeResult
-from daemon.store import CheckInfo, ServiceInfo, Status, Store
+from healthd.results import ErrorKind, ProbeResult
+from healthd.store import CheckInfo, ServiceInfo, Status, Store
 
 
 def info(name: str = "c", service: str = "s", rise: int = 2, fall: int = 3, history: int = 5) -> CheckInfo:

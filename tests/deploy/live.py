@@ -28,10 +28,9 @@ from typing import Any
 
 import trustme
 import yaml
+from healthd.config import CHECK_MODELS
+from healthd.probes import PROBES
 from pydantic import ValidationError
-
-from daemon.config import CHECK_MODELS
-from daemon.probes import PROBES
 
 REPO = Path(__file__).resolve().parents[2]
 SERVICE = "deploy-test"

@@ -15,9 +15,9 @@ import tomllib
 from pathlib import Path
 
 import pytest
+from healthd import __version__
+from healthd.probes import PROBES
 
-from daemon import __version__
-from daemon.probes import PROBES
 from tests.deploy.conftest import DOCKERFILE, image_python_minor, need
 from tests.deploy.dockerfile import ACCOUNT_COMMANDS, Install, Instruction, copy_sources, parse
 from tests.deploy.live import REPO, free_port, http_get, stop, wait_for
@@ -136,8 +136,8 @@ def test_dockerignore_admits_every_copied_file_and_nothing_else() -> None:
 def test_install_steps_give_a_venv_with_healthd_from_the_checkout(image: Install) -> None:
     python = str(image.venv / "bin/python")
     where = subprocess.run(
-        [python, "-c", "import daemon; print(daemon.__file__)"],
-        cwd=image.root,  # as in the container; from this checkout, `-c` would import ./daemon
+        [python, "-c", "import healthd; print(healthd.__file__)"],
+        cwd=image.root,  # as in the container; a checkout's cwd must not shadow the installed package
         capture_output=True,
         text=True,
         check=True,

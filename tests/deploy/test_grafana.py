@@ -1,7 +1,7 @@
 """deploy/grafana/healthd.json: valid, complete, and naming only metrics a live healthd exports.
 
 Every metric named by a dashboard query or an alert rule is one test case. A
-metric of a probe type that is not built yet (not in `daemon.probes.PROBES`)
+metric of a probe type that is not built yet (not in `healthd.probes.PROBES`)
 skips with the reason; once the probe lands the case must find the metric in
 the live /metrics, so this test gets stricter by itself.
 """
@@ -15,10 +15,10 @@ from typing import Any
 
 import pytest
 import yaml
+from healthd.config import CHECK_MODELS
+from healthd.probes import PROBES
 from prometheus_client.parser import text_string_to_metric_families
 
-from daemon.config import CHECK_MODELS
-from daemon.probes import PROBES
 from tests.deploy.live import REPO, Daemon, Prometheus, wait_for
 from tests.deploy.promql import metric_names
 
@@ -155,7 +155,7 @@ def test_every_named_metric_is_exported_by_healthd(healthd: Daemon, metric: str)
     if check is not None and check not in healthd.checks:
         pytest.skip(
             f"{metric} comes from the {check!r} check, which the live daemon cannot run yet "
-            f"(daemon.probes.PROBES has {sorted(PROBES)})"
+            f"(healthd.probes.PROBES has {sorted(PROBES)})"
         )
     exported = wait_for(f"{metric} in /metrics", lambda: metric in live_sample_names(healthd.metrics()), 5)
     assert exported

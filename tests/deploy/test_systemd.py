@@ -23,8 +23,8 @@ from pathlib import Path
 
 import pytest
 import yaml
+from healthd.probes import PROBES
 
-from daemon.probes import PROBES
 from tests.deploy import sandbox
 from tests.deploy.conftest import need
 from tests.deploy.dockerfile import Install

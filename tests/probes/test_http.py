@@ -25,15 +25,15 @@ import trustme
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 from cryptography import x509
+from healthd.app import create_app
+from healthd.config import HttpCheck, build_config, load_config
+from healthd.errors import ConfigError, ProbeError
+from healthd.probes import close_shared_resources
+from healthd.probes._http_tls import TlsSettings, client_context
+from healthd.probes.http import probe_http
+from healthd.results import ErrorKind, ProbeResult
+from healthd.scheduler import run_probe
 
-from daemon.app import create_app
-from daemon.config import HttpCheck, build_config, load_config
-from daemon.errors import ConfigError, ProbeError
-from daemon.probes import close_shared_resources
-from daemon.probes._http_tls import TlsSettings, client_context
-from daemon.probes.http import probe_http
-from daemon.results import ErrorKind, ProbeResult
-from daemon.scheduler import run_probe
 from tests.fds import new_fds, new_fds_settled, open_fds
 from tests.netlab import Namespace
 
@@ -776,7 +776,7 @@ def threaded_server(tls: ssl.SSLContext | None = None) -> Iterator[str]:
 def test_one_shot_cli_prints_the_phases() -> None:
     with threaded_server() as base:
         done = subprocess.run(
-            [sys.executable, "-m", "daemon", "probe", "http", f"{base}/health", "--timeout", "1s"],
+            [sys.executable, "-m", "healthd", "probe", "http", f"{base}/health", "--timeout", "1s"],
             cwd=ROOT,
             capture_output=True,
             text=True,

@@ -12,18 +12,18 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from healthd.cli import dispatch
+from healthd.config import IcmpCheck, build_config
+from healthd.errors import ProbePermissionError
+from healthd.probes import PROBES
+from healthd.probes._icmp_packet import build_echo_request, checksum
+from healthd.probes._icmp_socket import close_icmp_sockets, echo_socket
+from healthd.probes._sockets import open_icmp_socket
+from healthd.probes.icmp import LOSS_GAUGE, probe_icmp
+from healthd.results import GAUGE_HELP, ErrorKind, ProbeResult
+from healthd.scheduler import run_probe
 from pydantic import ValidationError
 
-from daemon.cli import dispatch
-from daemon.config import IcmpCheck, build_config
-from daemon.errors import ProbePermissionError
-from daemon.probes import PROBES
-from daemon.probes._icmp_packet import build_echo_request, checksum
-from daemon.probes._icmp_socket import close_icmp_sockets, echo_socket
-from daemon.probes._sockets import open_icmp_socket
-from daemon.probes.icmp import LOSS_GAUGE, probe_icmp
-from daemon.results import GAUGE_HELP, ErrorKind, ProbeResult
-from daemon.scheduler import run_probe
 from tests.fds import new_fds, open_fds
 from tests.netlab import Namespace, sh, skip_unless_root
 
@@ -223,10 +223,9 @@ def test_cli_prints_fping_like_statistics(capsys: pytest.CaptureFixture[str], ic
 
 
 async def test_metrics_export_rtt_phase_and_loss_gauge(icmp: None) -> None:
+    from healthd.metrics import Exposition
+    from healthd.store import CheckInfo, ServiceInfo, Store
     from prometheus_client.parser import text_string_to_metric_families
-
-    from daemon.metrics import Exposition
-    from daemon.store import CheckInfo, ServiceInfo, Store
 
     info = CheckInfo("svc", "ping", "icmp", "127.0.0.1", rise=1, fall=1, history=5)
     store = Store()
@@ -472,7 +471,7 @@ def test_socket_mode_follows_ping_group_range(netns: Namespace, span: str, mode:
 def _healthd(ns: Namespace, *args: str, drop_net_raw: bool = False) -> subprocess.CompletedProcess[str]:
     """`healthd ARGS` in `ns`, optionally without CAP_NET_RAW (as root, dropping it from all sets)."""
     drop = ["setpriv", "--inh-caps=-net_raw", "--bounding-set=-net_raw"] if drop_net_raw else []
-    code = "import sys; from daemon.cli import main; sys.argv[0] = 'healthd'; main()"
+    code = "import sys; from healthd.cli import main; sys.argv[0] = 'healthd'; main()"
     command = ["ip", "netns", "exec", ns.name, *drop, sys.executable, "-c", code, *args]
     return subprocess.run(command, capture_output=True, text=True, timeout=30, cwd=ROOT)
 

@@ -6,8 +6,7 @@ import socket
 import struct
 
 import pytest
-
-from daemon.probes._icmp_packet import (
+from healthd.probes._icmp_packet import (
     EchoError,
     EchoReply,
     build_echo_request,

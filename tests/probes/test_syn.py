@@ -19,14 +19,14 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import pytest
+from healthd.config import SynCheck, TcpCheck
+from healthd.probes import PROBES
+from healthd.probes import syn as syn_module
+from healthd.probes.syn import CONNECT_RST, HALF_OPEN, host_mode, kernel_holds_ack, probe_syn
+from healthd.probes.tcp import probe_tcp
+from healthd.results import ErrorKind
+from healthd.scheduler import run_probe
 
-from daemon.config import SynCheck, TcpCheck
-from daemon.probes import PROBES
-from daemon.probes import syn as syn_module
-from daemon.probes.syn import CONNECT_RST, HALF_OPEN, host_mode, kernel_holds_ack, probe_syn
-from daemon.probes.tcp import probe_tcp
-from daemon.results import ErrorKind
-from daemon.scheduler import run_probe
 from tests.capture import ACK, RST, SYN, Capture, Packet
 from tests.delaylink import delay_link
 from tests.fds import new_fds, open_fds
@@ -216,7 +216,7 @@ async def test_fallback_is_detected_reported_and_logged_once(
     skip_unless_root()
     monkeypatch.setattr(syn_module, "_mode", None)
     monkeypatch.setattr(syn_module, "disable_quickack", ignore_quickack)
-    with caplog.at_level(logging.INFO, logger="daemon.probes.syn"), listener("127.0.0.1") as server:
+    with caplog.at_level(logging.INFO, logger="healthd.probes.syn"), listener("127.0.0.1") as server:
         port = server.getsockname()[1]
         ours = lambda p: not p.outgoing and p.is_tcp and port in (p.sport, p.dport)  # noqa: E731
         with Capture("lo", keep=ours, max_seconds=10) as cap:
@@ -234,7 +234,7 @@ async def test_fallback_is_detected_reported_and_logged_once(
 
 
 def healthd(*args: str) -> subprocess.CompletedProcess[str]:
-    code = "import sys; from daemon.cli import main; main(sys.argv[1:])"
+    code = "import sys; from healthd.cli import main; main(sys.argv[1:])"
     return subprocess.run(
         [sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=30, check=False
     )

@@ -7,11 +7,11 @@ import socket
 import time
 
 import pytest
+from healthd.config import TcpCheck
+from healthd.probes.tcp import probe_tcp
+from healthd.results import ErrorKind
+from healthd.scheduler import run_probe
 
-from daemon.config import TcpCheck
-from daemon.probes.tcp import probe_tcp
-from daemon.results import ErrorKind
-from daemon.scheduler import run_probe
 from tests.conftest import TcpServer
 from tests.fds import new_fds, new_fds_settled, open_fds
 from tests.netlab import Namespace

@@ -1,5 +1,0 @@
-"""`python -m daemon` is `healthd`."""
-
-from daemon.cli import main
-
-main()

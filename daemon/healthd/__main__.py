@@ -1,0 +1,5 @@
+"""`python -m healthd` is `healthd`."""
+
+from healthd.cli import main
+
+main()

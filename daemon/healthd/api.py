@@ -1,0 +1,296 @@
+"""REST API: aiohttp handlers over the store. Handlers read; they never probe.
+
+Routes are declared once in `ROUTES`; the router and the OpenAPI document are
+both built from that table, so the document cannot miss a route.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+from pydantic import BaseModel
+
+from healthd.api_models import (
+    CheckDetail,
+    CheckSummary,
+    ErrorBody,
+    ErrorResponse,
+    HistoryResponse,
+    ReloadResponse,
+    Result,
+    ServiceModel,
+    ServicesResponse,
+    StatusResponse,
+)
+from healthd.store import CheckState, ServiceInfo, Store
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+MAX_HISTORY_LIMIT = 10_000
+
+
+@dataclass(frozen=True)
+class ReloadOutcome:
+    ok: bool
+    added: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    changed: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Auth:
+    """Mutable: a reload may change the token."""
+
+    token: str = ""  # "" when no token is configured
+    protect_reads: bool = False
+
+
+STORE = web.AppKey("store", Store)
+AUTH = web.AppKey("auth", Auth)
+Reloader = Callable[[], Awaitable[ReloadOutcome]]
+MetricsRenderer = Callable[[], Awaitable[bytes]]
+RELOAD: web.AppKey[Reloader] = web.AppKey("reload")
+RENDER_METRICS: web.AppKey[MetricsRenderer] = web.AppKey("render_metrics")
+OPENAPI = web.AppKey("openapi", dict)
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, code: str, message: str, errors: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message, self.errors = status, code, message, errors
+
+
+def json_response(model: BaseModel, status: int = 200) -> web.Response:
+    return web.Response(body=model.model_dump_json(), status=status, content_type="application/json")
+
+
+def error_response(status: int, code: str, message: str, errors: list[str] | None = None) -> web.Response:
+    return json_response(ErrorResponse(error=ErrorBody(code=code, message=message, errors=errors)), status)
+
+
+# ---- handlers -------------------------------------------------------------------------
+
+
+def _service_model(store: Store, service: ServiceInfo) -> ServiceModel:
+    states = store.states_of(service)
+    return ServiceModel(
+        name=service.name,
+        status=store.status_of(service).value,
+        labels=dict(service.labels),
+        checks=[CheckSummary.of(state) for state in states],
+    )
+
+
+def _find_service(request: web.Request) -> ServiceInfo:
+    name = request.match_info["service"]
+    service = request.app[STORE].service(name)
+    if service is None:
+        raise ApiError(404, "not_found", f"no service named {name!r}")
+    return service
+
+
+def _find_check(request: web.Request) -> CheckState:
+    service = _find_service(request)
+    name = request.match_info["check"]
+    state = request.app[STORE].check((service.name, name))
+    if state is None:
+        raise ApiError(404, "not_found", f"service {service.name!r} has no check named {name!r}")
+    return state
+
+
+def _limit(request: web.Request, default: int) -> int:
+    raw = request.query.get("limit")
+    if raw is None:
+        return default
+    if not raw.isdigit() or not 1 <= int(raw) <= MAX_HISTORY_LIMIT:
+        raise ApiError(400, "bad_request", f"limit must be a whole number from 1 to {MAX_HISTORY_LIMIT}")
+    return int(raw)
+
+
+async def list_services(request: web.Request) -> web.Response:
+    store = request.app[STORE]
+    return json_response(ServicesResponse(services=[_service_model(store, s) for s in store.services]))
+
+
+async def get_service(request: web.Request) -> web.Response:
+    return json_response(_service_model(request.app[STORE], _find_service(request)))
+
+
+async def get_check(request: web.Request) -> web.Response:
+    return json_response(CheckDetail.of(_find_check(request)))
+
+
+async def get_history(request: web.Request) -> web.Response:
+    state = _find_check(request)
+    limit = _limit(request, default=len(state.history) or 1)
+    newest = list(reversed(state.history))[:limit]
+    return json_response(HistoryResponse(results=[Result.of(r) for r in newest]))
+
+
+async def reload_config(request: web.Request) -> web.Response:
+    outcome = await request.app[RELOAD]()
+    if not outcome.ok:
+        return error_response(
+            400, "invalid_config", "the new config was rejected; the old one keeps running", outcome.errors
+        )
+    return json_response(
+        ReloadResponse(added=outcome.added, removed=outcome.removed, changed=outcome.changed)
+    )
+
+
+async def openapi(request: web.Request) -> web.Response:
+    return web.json_response(request.app[OPENAPI])
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return json_response(StatusResponse(status="ok"))
+
+
+async def readyz(request: web.Request) -> web.Response:
+    if not request.app[STORE].daemon.ready:
+        return json_response(StatusResponse(status="starting"), status=503)
+    return json_response(StatusResponse(status="ready"))
+
+
+async def metrics(request: web.Request) -> web.Response:
+    body = await request.app[RENDER_METRICS]()
+    return web.Response(body=body, headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"})
+
+
+# ---- the route table -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class QueryParam:
+    name: str
+    description: str
+    minimum: int
+    maximum: int
+
+
+@dataclass(frozen=True)
+class Route:
+    method: str
+    path: str
+    handler: Handler
+    summary: str
+    response: type[BaseModel] | None  # None: not JSON (e.g. /metrics)
+    errors: tuple[int, ...] = ()
+    query: tuple[QueryParam, ...] = ()
+    mutating: bool = False
+    api_read: bool = False  # protected by the token when protect_reads is on
+    content_type: str = "application/json"
+
+
+ROUTES: tuple[Route, ...] = (
+    Route(
+        "GET",
+        "/api/v1/services",
+        list_services,
+        "All services with their checks",
+        ServicesResponse,
+        api_read=True,
+    ),
+    Route(
+        "GET", "/api/v1/services/{service}", get_service, "One service", ServiceModel, (404,), api_read=True
+    ),
+    Route(
+        "GET",
+        "/api/v1/services/{service}/checks/{check}",
+        get_check,
+        "One check with counters and settings",
+        CheckDetail,
+        (404,),
+        api_read=True,
+    ),
+    Route(
+        "GET",
+        "/api/v1/services/{service}/checks/{check}/history",
+        get_history,
+        "Recent results of one check, newest first",
+        HistoryResponse,
+        (400, 404),
+        (QueryParam("limit", "how many results at most", 1, MAX_HISTORY_LIMIT),),
+        api_read=True,
+    ),
+    Route(
+        "POST",
+        "/api/v1/reload",
+        reload_config,
+        "Reload the config file",
+        ReloadResponse,
+        (400, 401),
+        mutating=True,
+    ),
+    Route("GET", "/api/v1/openapi.json", openapi, "This document", None),
+    Route("GET", "/healthz", healthz, "200 while the process serves", StatusResponse),
+    Route(
+        "GET",
+        "/readyz",
+        readyz,
+        "200 once the config is loaded and the scheduler runs",
+        StatusResponse,
+        (503,),
+    ),
+    Route("GET", "/metrics", metrics, "Prometheus text exposition", None, content_type="text/plain"),
+)
+
+
+def add_routes(app: web.Application) -> None:
+    for route in ROUTES:
+        app.router.add_route(route.method, route.path, route.handler)
+
+
+# ---- middleware: auth and JSON errors -------------------------------------------------
+
+
+_PROTECTED_READ = {r.path for r in ROUTES if r.api_read}
+
+
+def _needs_token(request: web.Request) -> bool:
+    if request.method not in ("GET", "HEAD"):
+        return True
+    if not request.app[AUTH].protect_reads:
+        return False
+    resource = request.match_info.route.resource
+    return resource is not None and resource.canonical in _PROTECTED_READ
+
+
+def _authorized(request: web.Request, token: str) -> bool:
+    header = request.headers.get("Authorization", "")
+    scheme, _, given = header.partition(" ")
+    return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), token.encode())
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        token = request.app[AUTH].token
+        if token and _needs_token(request) and not _authorized(request, token):
+            return error_response(401, "unauthorized", "this endpoint needs 'Authorization: Bearer <token>'")
+        return await handler(request)
+    except ApiError as exc:
+        return error_response(exc.status, exc.code, exc.message, exc.errors)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status, "http_error")
+        response = error_response(exc.status, code, exc.reason)
+        if exc.status == 405 and "Allow" in exc.headers:
+            response.headers["Allow"] = exc.headers["Allow"]
+        return response
+    except Exception:
+        log.exception("error serving %s %s", request.method, request.path)
+        return error_response(500, "internal", "internal error; see the daemon's log")
+
+
+def route_table() -> list[dict[str, Any]]:
+    """(method, path) pairs as registered, for tests and the OpenAPI builder."""
+    return [{"method": r.method, "path": r.path} for r in ROUTES]

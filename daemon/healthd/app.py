@@ -1,0 +1,165 @@
+"""Wiring: config -> store + scheduler -> aiohttp app; reload."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from pathlib import Path
+
+from aiohttp import web
+from prometheus_client import CollectorRegistry, ProcessCollector, generate_latest
+
+from healthd import api
+from healthd.config import Config, check_key, diff_configs, load_config
+from healthd.errors import ConfigError
+from healthd.metrics import Exposition
+from healthd.openapi import build_openapi
+from healthd.probes import PROBES, Probe, close_shared_resources, open_shared_resources
+from healthd.scheduler import Scheduler
+from healthd.store import CheckInfo, ServiceInfo, Store
+
+log = logging.getLogger(__name__)
+
+
+def service_infos(config: Config) -> list[ServiceInfo]:
+    """What the store keeps of each check: identity, thresholds, redacted settings."""
+    return [
+        ServiceInfo(
+            name=svc.name,
+            labels=dict(svc.labels),
+            checks=tuple(
+                CheckInfo(
+                    service=svc.name,
+                    name=check.name,
+                    type=check.type,
+                    target=check.display_target,
+                    rise=check.rise,
+                    fall=check.fall,
+                    history=check.history,
+                    settings=check.model_dump(mode="json"),  # SecretStr fields come out masked
+                )
+                for check in svc.checks
+            ),
+        )
+        for svc in config.services
+    ]
+
+
+def read_token(config: Config) -> str:
+    """The API token, or "" when none is configured. Raises ConfigError if unreadable."""
+    path = config.server.token_file
+    if path is None:
+        return ""
+    try:
+        token = Path(path).read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise ConfigError([f"server.token_file: cannot read {path}: {exc.strerror}"]) from None
+    if not token:
+        raise ConfigError([f"server.token_file: {path} is empty"])
+    return token
+
+
+class Daemon:
+    """The running daemon's parts; owns reload."""
+
+    def __init__(
+        self,
+        config: Config,
+        config_path: str | Path | None,
+        probes: Mapping[str, Probe],
+        on_reload: Callable[[bool], None] | None,
+    ) -> None:
+        self.config = config
+        self.config_path = config_path
+        self.store = Store(probe_histograms=config.metrics.probe_duration_histogram)
+        self.store.apply(service_infos(config))
+        self.store.daemon.last_reload_success_time = time.time()
+        self.scheduler = Scheduler(self.store, probes)
+        self.auth = api.Auth(read_token(config), config.server.protect_reads)
+        self._on_reload = on_reload
+        self._reload_lock = asyncio.Lock()
+
+    async def reload(self) -> api.ReloadOutcome:
+        async with self._reload_lock:  # two reloads at once would diff against a stale config
+            outcome = self._reload()
+        if self._on_reload is not None:
+            self._on_reload(outcome.ok)
+        return outcome
+
+    def _reload(self) -> api.ReloadOutcome:
+        daemon = self.store.daemon
+        if self.config_path is None:
+            return api.ReloadOutcome(ok=False, errors=["no config file to reload from"])
+        try:
+            new = load_config(self.config_path)
+            token = read_token(new)
+        except ConfigError as exc:
+            daemon.last_reload_ok = False
+            log.error("reload rejected, the old config keeps running:\n  %s", "\n  ".join(exc.errors))
+            return api.ReloadOutcome(ok=False, errors=exc.errors)
+        if new.server.listen != self.config.server.listen:
+            log.warning("server.listen changed to %s: that takes a restart", new.server.listen)
+        diff = diff_configs(self.config, new)
+        restart = {check_key(check_id) for check_id in diff.changed}
+        self.store.apply(service_infos(new), restart=restart)
+        self.scheduler.apply(new, diff)
+        self.config = new
+        self.auth.token, self.auth.protect_reads = token, new.server.protect_reads
+        daemon.last_reload_ok = True
+        daemon.last_reload_success_time = time.time()
+        log.info(
+            "config reloaded: %d added, %d removed, %d changed (%d checks)",
+            len(diff.added),
+            len(diff.removed),
+            len(diff.changed),
+            new.check_count,
+        )
+        return api.ReloadOutcome(ok=True, added=diff.added, removed=diff.removed, changed=diff.changed)
+
+
+DAEMON = web.AppKey("daemon", Daemon)
+
+
+def create_app(
+    config: Config,
+    config_path: str | Path | None = None,
+    *,
+    probes: Mapping[str, Probe] = PROBES,
+    on_reload: Callable[[bool], None] | None = None,
+) -> web.Application:
+    """The daemon as an aiohttp application; the scheduler runs while the app runs."""
+    daemon = Daemon(config, config_path, probes, on_reload)
+    app = web.Application(middlewares=[api.error_middleware])
+    app[DAEMON] = daemon
+    app[api.STORE] = daemon.store
+    app[api.AUTH] = daemon.auth
+    app[api.RELOAD] = daemon.reload
+    app[api.OPENAPI] = build_openapi()
+    app[api.RENDER_METRICS] = _metrics_renderer(daemon.store)
+    api.add_routes(app)
+    app.cleanup_ctx.append(_run_scheduler)
+    return app
+
+
+def _metrics_renderer(store: Store) -> Callable[[], Awaitable[bytes]]:
+    exposition = Exposition(store)
+    process = CollectorRegistry(auto_describe=False)
+    process.register(ProcessCollector(registry=None))
+
+    async def render() -> bytes:
+        return await exposition.render_async() + generate_latest(process)
+
+    return render
+
+
+async def _run_scheduler(app: web.Application) -> AsyncIterator[None]:
+    daemon = app[DAEMON]
+    open_shared_resources(check for service in daemon.config.services for check in service.checks)
+    daemon.scheduler.start(daemon.config)
+    daemon.store.daemon.ready = True
+    yield
+    daemon.store.daemon.ready = False
+    await daemon.scheduler.stop()
+    await close_shared_resources()

@@ -1,0 +1,42 @@
+"""Config: YAML -> validated, immutable pydantic models."""
+
+from healthd.config.checks import (
+    CHECK_MODELS,
+    Check,
+    CheckBase,
+    HostPortCheck,
+    HttpCheck,
+    IcmpCheck,
+    SynCheck,
+    TcpCheck,
+)
+from healthd.config.diff import CheckKey, ConfigDiff, check_key, checks_by_key, diff_configs
+from healthd.config.loader import build_config, load_config
+from healthd.config.model import Config, MetricsConfig, SchedulerConfig, ServerConfig, Service
+from healthd.config.types import format_duration, parse_duration, split_host_port
+
+__all__ = [
+    "CHECK_MODELS",
+    "Check",
+    "CheckBase",
+    "CheckKey",
+    "Config",
+    "ConfigDiff",
+    "HostPortCheck",
+    "HttpCheck",
+    "IcmpCheck",
+    "MetricsConfig",
+    "SchedulerConfig",
+    "ServerConfig",
+    "Service",
+    "SynCheck",
+    "TcpCheck",
+    "build_config",
+    "check_key",
+    "checks_by_key",
+    "diff_configs",
+    "format_duration",
+    "load_config",
+    "parse_duration",
+    "split_host_port",
+]

@@ -1,0 +1,70 @@
+"""Options every check takes, and the HOST:PORT target of the TCP-family checks."""
+
+from __future__ import annotations
+
+from functools import cached_property
+from ipaddress import IPv4Address, IPv6Address
+from typing import ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from healthd.config.types import Duration, HostPort, Name, format_duration, split_host_port
+
+IpFamily = Literal["auto", "ipv4", "ipv6"]
+
+
+class CheckBase(BaseModel):
+    """Options every check takes."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    #: the option that names what is probed (`healthd probe TYPE TARGET` fills it)
+    TARGET_FIELD: ClassVar[str] = "target"
+
+    name: Name
+    type: str
+    interval: Duration = 10.0
+    timeout: Duration = 2.0
+    rise: int = Field(2, ge=1, le=100)
+    fall: int = Field(3, ge=1, le=100)
+    history: int = Field(120, ge=1, le=10_000)
+    source_ip: IPv4Address | IPv6Address | None = None
+    interface: str | None = Field(None, min_length=1, max_length=15)
+    ip_family: IpFamily = "auto"
+
+    @model_validator(mode="after")
+    def _timeout_within_interval(self) -> CheckBase:
+        if self.timeout > self.interval:
+            raise ValueError(
+                f"timeout {format_duration(self.timeout)} exceeds interval {format_duration(self.interval)}"
+            )
+        if self.source_ip is not None and self.ip_family != "auto":
+            wanted = 4 if self.ip_family == "ipv4" else 6
+            if self.source_ip.version != wanted:
+                raise ValueError(f"source_ip {self.source_ip} is not {self.ip_family}")
+        return self
+
+    @property
+    def display_target(self) -> str:
+        """What the API and the metrics' `target` label show for this check."""
+        raise NotImplementedError
+
+
+class HostPortCheck(CheckBase):
+    """A check aimed at `HOST:PORT`."""
+
+    target: HostPort
+
+    # Parsed once, on first use: probes read them on every run. (Not pydantic private
+    # attributes: reading one of those costs ~3 µs, a cached property ~0.1 µs.)
+    @cached_property
+    def host(self) -> str:
+        return split_host_port(self.target)[0]
+
+    @cached_property
+    def port(self) -> int:
+        return split_host_port(self.target)[1]
+
+    @property
+    def display_target(self) -> str:
+        return self.target

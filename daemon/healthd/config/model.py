@@ -1,0 +1,67 @@
+"""The top-level config model: server, scheduler, metrics, services."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from healthd.config.checks import Check
+from healthd.config.types import Name, split_host_port
+
+_LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
+_RESERVED_LABELS = {"service", "check", "type", "target"}
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ServerConfig(Strict):
+    listen: str = "127.0.0.1:9180"
+    token_file: Path | None = None
+    protect_reads: bool = False
+
+    @field_validator("listen")
+    @classmethod
+    def _listen_is_host_port(cls, value: str) -> str:
+        split_host_port(value, allow_port_zero=True)
+        return value
+
+
+class SchedulerConfig(Strict):
+    # probes in flight at once, across all checks: bounds sockets and CPU bursts
+    max_in_flight: int = Field(1024, ge=1, le=100_000)
+
+
+class MetricsConfig(Strict):
+    # healthd_probe_duration_seconds: one histogram per check; switch off for huge installs
+    probe_duration_histogram: bool = True
+
+
+class Service(Strict):
+    name: Name
+    labels: dict[str, str] = Field(default_factory=dict)
+    checks: list[Check] = Field(min_length=1)
+
+    @field_validator("labels")
+    @classmethod
+    def _labels_are_prometheus_names(cls, labels: dict[str, str]) -> dict[str, str]:
+        for key in labels:
+            if not _LABEL_NAME.match(key) or key.startswith("__"):
+                raise ValueError(f"label name {key!r} must match [a-zA-Z_][a-zA-Z0-9_]*")
+            if key in _RESERVED_LABELS:
+                raise ValueError(f"label name {key!r} is reserved")
+        return labels
+
+
+class Config(Strict):
+    server: ServerConfig = Field(default_factory=ServerConfig)
+    scheduler: SchedulerConfig = Field(default_factory=SchedulerConfig)
+    metrics: MetricsConfig = Field(default_factory=MetricsConfig)
+    services: list[Service] = Field(min_length=1)
+
+    @property
+    def check_count(self) -> int:
+        return sum(len(service.checks) for service in self.services)

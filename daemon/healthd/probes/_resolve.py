@@ -1,0 +1,82 @@
+"""Name resolution for probes: IP literals skip the resolver; names go to a bounded pool.
+
+A dedicated executor keeps a burst of slow lookups from starving the loop's
+default pool (which would turn into fake DNS timeouts elsewhere).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import ipaddress
+import socket
+from concurrent.futures import ThreadPoolExecutor
+from ipaddress import IPv4Address, IPv6Address
+
+from healthd.errors import ProbeDNSError, ProbeError
+
+SockAddr = tuple[str, int] | tuple[str, int, int, int]
+
+_FAMILIES = {"auto": socket.AF_UNSPEC, "ipv4": socket.AF_INET, "ipv6": socket.AF_INET6}
+_executor = ThreadPoolExecutor(max_workers=8, thread_name_prefix="healthd-dns")
+
+
+def family_of(address: str) -> socket.AddressFamily:
+    return socket.AF_INET6 if ":" in address else socket.AF_INET
+
+
+async def resolve(
+    host: str,
+    port: int,
+    ip_family: str = "auto",
+    source_ip: IPv4Address | IPv6Address | None = None,
+) -> tuple[socket.AddressFamily, SockAddr]:
+    """Return (family, sockaddr) of the address to probe.
+
+    With `ip_family: auto` the resolver's order is kept (RFC 6724), except that
+    a configured `source_ip` picks the family it can reach.
+    """
+    wanted = _FAMILIES[ip_family]
+    if wanted == socket.AF_UNSPEC and source_ip is not None:
+        wanted = socket.AF_INET6 if source_ip.version == 6 else socket.AF_INET
+    literal = _literal(host)
+    if literal is not None:
+        family = socket.AF_INET6 if literal.version == 6 else socket.AF_INET
+        if wanted not in (socket.AF_UNSPEC, family):
+            raise ProbeError(
+                f"{host} is IPv{literal.version}, but the check asks for {ip_family}"
+                + (f" (source_ip {source_ip})" if source_ip else "")
+            )
+        return family, _sockaddr(family, host, port)
+    loop = asyncio.get_running_loop()
+    try:
+        infos = await loop.run_in_executor(
+            _executor, socket.getaddrinfo, host, port, wanted, socket.SOCK_STREAM
+        )
+    except socket.gaierror as exc:
+        raise ProbeDNSError(f"cannot resolve {host!r}: {exc.strerror}") from None
+    if not infos:
+        raise ProbeDNSError(f"{host!r} has no {ip_family} address")
+    family, _, _, _, sockaddr = infos[0]
+    return socket.AddressFamily(family), sockaddr  # type: ignore[return-value]
+
+
+@functools.lru_cache(maxsize=4096)  # parsing is slow pure Python; checks reuse their targets
+def _literal(host: str) -> IPv4Address | IPv6Address | None:
+    try:
+        return ipaddress.ip_address(host.split("%", 1)[0])
+    except ValueError:
+        return None
+
+
+def _sockaddr(family: socket.AddressFamily, host: str, port: int) -> SockAddr:
+    if family == socket.AF_INET6 and "%" in host:
+        # a scoped link-local literal needs the resolver to fill in the scope id
+        info = socket.getaddrinfo(host, port, family, socket.SOCK_STREAM, 0, socket.AI_NUMERICHOST)
+        return info[0][4]  # type: ignore[return-value]
+    return (host, port)
+
+
+def format_sockaddr(addr: SockAddr) -> str:
+    host, port = addr[0], addr[1]
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"

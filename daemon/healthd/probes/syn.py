@@ -1,0 +1,147 @@
+"""SYN-only ("half-open") TCP probe.
+
+On the wire, on Linux: SYN, SYN-ACK, RST. The port is up when the SYN-ACK arrives; the
+target's kernel then drops the half-open request on our RST, so its application never
+accepts a connection and nothing reaches its accept queue or its logs. Linux sets the
+ACK bit on that RST (`[R.]`), but the pure ACK that would complete the handshake is
+never sent. This is HAProxy's plain `check` and tcp-shaker's mechanism, with an
+ordinary TCP socket (no raw sockets, no privileges):
+
+- `TCP_QUICKACK` 0 before connect() puts the socket in delayed-ACK mode, so on the
+  SYN-ACK the kernel arms its delayed-ACK timer (~200 ms) instead of answering;
+- `SO_LINGER {on, 0}` turns close() into an abort: a RST replaces that pending ACK;
+- connect() without blocking, wait until writable on the event loop's selector, read
+  `SO_ERROR`, read `TCP_INFO` (handshake RTT, segments sent), close at once.
+
+Where the kernel cannot hold the ACK back (no `TCP_QUICKACK`, or a kernel that answers
+anyway), the same steps give SYN, SYN-ACK, ACK, RST: a connect closed by RST, reported as
+`details.mode = "connect-rst"` instead of `"half-open"`. Which one this host does is
+found once per process by a self-test against a loopback listener, cached, and logged
+once. Each probe also checks its own socket: `tcpi_segs_out` beyond the SYN means the
+ACK went out (e.g. the loop stalled past the delayed-ACK timer), and the probe says so.
+
+Failures are classified as for `tcp`: refused (RST to our SYN), timeout (the caller's),
+unreachable (ICMP), dns, permission, error. Phases: `resolve`, `connect` (wall time,
+connect() to writable). Latency: the kernel's SYN -> SYN-ACK RTT, else the wall time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from healthd.config import SynCheck
+from healthd.errors import ProbeError
+from healthd.probes._resolve import format_sockaddr
+from healthd.probes._sockets import (
+    connect,
+    disable_quickack,
+    handshake_info,
+    open_socket,
+    open_stream_for,
+    set_zero_linger,
+)
+from healthd.results import ProbeOutcome
+
+log = logging.getLogger(__name__)
+
+HALF_OPEN = "half-open"
+CONNECT_RST = "connect-rst"
+SELF_TEST_TIMEOUT = 1.0  # loopback answers in microseconds; this only bounds the unexpected
+
+_mode: str | None = None  # this process's mode, once the self-test has run
+
+
+async def probe_syn(check: SynCheck) -> ProbeOutcome:
+    expected = await host_mode()
+    sock, addr, resolving = await open_stream_for(check)
+    with sock:
+        held = disable_quickack(sock)
+        set_zero_linger(sock)
+        started = time.perf_counter()
+        await connect(sock, addr)
+        connecting = time.perf_counter() - started
+        handshake = handshake_info(sock)
+    # leaving the block closed the socket at once: the RST left before any delayed ACK
+    if handshake.ack_sent is not None:  # this socket's own count of segments sent is the truth
+        mode = CONNECT_RST if handshake.ack_sent else HALF_OPEN
+    else:
+        mode = HALF_OPEN if held and expected == HALF_OPEN else CONNECT_RST
+    rtt = handshake.rtt if handshake.rtt is not None else connecting
+    return ProbeOutcome(
+        phases={"resolve": resolving, "connect": connecting},
+        details={
+            "address": format_sockaddr(addr),
+            "mode": mode,
+            "rtt_ms": round(rtt * 1000, 3),
+            "rtt_source": "tcp_info" if handshake.rtt is not None else "wall",
+        },
+        latency=rtt,
+    )
+
+
+async def host_mode() -> str:
+    """This process's SYN-probe mode: a loopback self-test at first use, then cached."""
+    global _mode
+    if _mode is None:
+        holds, reason = await kernel_holds_ack()
+        if _mode is None:  # concurrent first probes each test; the first to finish decides
+            _mode = HALF_OPEN if holds else CONNECT_RST
+            if holds:
+                log.info("syn probes run half-open (SYN, SYN-ACK, RST): %s", reason)
+            else:
+                log.warning(
+                    "syn probes fall back to connect-then-RST (SYN, SYN-ACK, ACK, RST), so targets "
+                    "will accept the connections: %s",
+                    reason,
+                )
+    return _mode
+
+
+async def kernel_holds_ack() -> tuple[bool, str]:
+    """Whether this kernel leaves a SYN probe's handshake half-open, and why we think so.
+
+    Makes one SYN probe to a listener on loopback and asks the prober's socket whether it
+    sent anything after its SYN: a kernel that completes the handshake has sent the ACK
+    by the time connect() reports success.
+    """
+    try:
+        with _loopback_listener() as listener, open_socket(listener.family, socket.SOCK_STREAM) as prober:
+            if not disable_quickack(prober):
+                return False, "TCP_QUICKACK is not available on this system"
+            set_zero_linger(prober)
+            async with asyncio.timeout(SELF_TEST_TIMEOUT):
+                await connect(prober, listener.getsockname())
+            ack_sent = handshake_info(prober).ack_sent
+    except (OSError, ProbeError, TimeoutError) as exc:
+        return False, f"the loopback self-test failed ({exc or type(exc).__name__})"
+    if ack_sent is None:
+        return False, "this kernel does not count sent segments in TCP_INFO, so half-open is unproven"
+    if ack_sent:
+        return False, "the kernel completed a loopback handshake despite TCP_QUICKACK=0"
+    return True, "a loopback self-test sent no ACK after the SYN-ACK"
+
+
+@contextmanager
+def _loopback_listener() -> Iterator[socket.socket]:
+    last: OSError | None = None
+    for family, host in ((socket.AF_INET, "127.0.0.1"), (socket.AF_INET6, "::1")):
+        try:
+            listener = socket.socket(family, socket.SOCK_STREAM)
+        except OSError as exc:
+            last = exc
+            continue
+        with listener:
+            try:
+                listener.bind((host, 0))
+                listener.listen(1)
+            except OSError as exc:
+                last = exc
+                continue
+            yield listener
+            return
+    raise last or OSError("no loopback address")

@@ -1,0 +1,30 @@
+"""TCP connect probe.
+
+On the wire: SYN, SYN-ACK, ACK (a full handshake), then FIN — or RST with
+`close: reset`. Success means the handshake completed within the timeout.
+Phases: `resolve` (name lookup; ~0 for IP literals) and `connect`.
+"""
+
+from __future__ import annotations
+
+import time
+
+from healthd.config import TcpCheck
+from healthd.probes._resolve import format_sockaddr
+from healthd.probes._sockets import connect, open_stream_for, set_zero_linger
+from healthd.results import ProbeOutcome
+
+
+async def probe_tcp(check: TcpCheck) -> ProbeOutcome:
+    sock, addr, resolving = await open_stream_for(check)
+    with sock:
+        started = time.perf_counter()
+        await connect(sock, addr)
+        connecting = time.perf_counter() - started
+        if check.close == "reset":
+            set_zero_linger(sock)
+    return ProbeOutcome(
+        phases={"resolve": resolving, "connect": connecting},
+        details={"address": format_sockaddr(addr)},
+        latency=connecting,
+    )

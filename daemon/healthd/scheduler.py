@@ -1,0 +1,199 @@
+"""When probes run: one long-lived task per check on a fixed-rate, drift-free schedule.
+
+Each check's planned times are `phase + k * interval` on the monotonic clock,
+where the phase is a stable hash of the check id: restarts and reloads never
+line checks up into one burst. A run that overruns its next slot makes the
+scheduler skip that slot, never bunch it. A global semaphore caps probes in
+flight; waiting for it counts as scheduler lag.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import math
+import time
+from collections.abc import Awaitable, Callable, Mapping
+
+from healthd.config import CheckBase, CheckKey, Config, ConfigDiff, check_key, format_duration
+from healthd.errors import ProbeError
+from healthd.probes import PROBES, Probe
+from healthd.results import ErrorKind, ProbeResult
+from healthd.store import Store, Transition
+
+log = logging.getLogger(__name__)
+
+Clock = Callable[[], float]
+Sleep = Callable[[float], Awaitable[None]]
+TransitionHook = Callable[[Transition], None]
+
+
+async def run_probe(
+    probe: Probe,
+    check: CheckBase,
+    *,
+    clock: Clock = time.perf_counter,
+    wall: Clock = time.time,
+    check_id: str = "",
+) -> ProbeResult:
+    """Run one probe under its timeout; the one place exceptions become results."""
+    started_wall, started = wall(), clock()
+    try:
+        async with asyncio.timeout(check.timeout):
+            outcome = await probe(check)
+    except ProbeError as exc:
+        return _failure(started_wall, clock() - started, exc.kind, exc.message, exc)
+    except TimeoutError:
+        message = f"no answer within {format_duration(check.timeout)}"
+        return _failure(started_wall, clock() - started, ErrorKind.TIMEOUT, message)
+    except Exception as exc:  # a bug or an unforeseen OS condition: never kill the loop
+        where = check_id or check.name
+        log.exception("probe of %s raised unexpectedly (target %s)", where, check.display_target)
+        return _failure(started_wall, clock() - started, ErrorKind.ERROR, f"{type(exc).__name__}: {exc}")
+    duration = clock() - started
+    return ProbeResult(
+        time=started_wall,
+        ok=True,
+        duration=duration,
+        latency=outcome.latency if outcome.latency is not None else duration,
+        phases=outcome.phases,
+        details=outcome.details,
+        gauges=outcome.gauges,
+    )
+
+
+def _failure(
+    started_wall: float, duration: float, kind: ErrorKind, message: str, exc: ProbeError | None = None
+) -> ProbeResult:
+    return ProbeResult(
+        time=started_wall,
+        ok=False,
+        duration=duration,
+        latency=exc.latency if exc else None,
+        error_kind=kind,
+        error_message=message,
+        phases=exc.phases if exc else {},
+        details=exc.details if exc else {},
+        gauges=exc.gauges if exc else {},
+    )
+
+
+def stable_fraction(key: CheckKey) -> float:
+    """A number in [0, 1) fixed for a check id across runs and machines."""
+    digest = hashlib.blake2b(f"{key[0]}/{key[1]}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") / 2**64
+
+
+def first_slot(key: CheckKey, interval: float, mono_now: float, wall_now: float) -> float:
+    """The first planned start: the next wall-clock time congruent to the check's phase."""
+    phase = stable_fraction(key) * interval
+    return mono_now + (phase - wall_now) % interval
+
+
+def next_slot(planned: float, interval: float, now: float) -> tuple[float, int]:
+    """The next planned start after `planned`, and how many slots were skipped to reach it."""
+    following = planned + interval
+    if following > now:
+        return following, 0
+    skipped = math.floor((now - following) / interval) + 1
+    return following + skipped * interval, skipped
+
+
+def log_transition(transition: Transition) -> None:
+    info, result = transition.info, transition.result
+    why = "" if result.ok else f": {result.error_kind} ({result.error_message})"
+    after = f" after {transition.streak} consecutive {'successes' if result.ok else 'failures'}"
+    log.info(
+        "check %s/%s (%s %s) is %s, was %s%s%s",
+        info.service,
+        info.name,
+        info.type,
+        info.target,
+        transition.new,
+        transition.old,
+        after if transition.old != "unknown" else "",
+        why,
+    )
+
+
+class Scheduler:
+    def __init__(
+        self,
+        store: Store,
+        probes: Mapping[str, Probe] = PROBES,
+        *,
+        clock: Clock = time.monotonic,
+        wall: Clock = time.time,
+        sleep: Sleep = asyncio.sleep,
+        on_transition: TransitionHook = log_transition,
+    ) -> None:
+        self._store = store
+        self._probes = probes
+        self._clock = clock
+        self._wall = wall
+        self._sleep = sleep
+        self._on_transition = on_transition
+        self._tasks: dict[CheckKey, asyncio.Task[None]] = {}
+        self._in_flight = asyncio.Semaphore(1024)
+        self._in_flight_cap = 1024
+
+    @property
+    def running(self) -> int:
+        return len(self._tasks)
+
+    def start(self, config: Config) -> None:
+        self._in_flight = asyncio.Semaphore(config.scheduler.max_in_flight)
+        self._in_flight_cap = config.scheduler.max_in_flight
+        for svc in config.services:
+            for check in svc.checks:
+                self._spawn((svc.name, check.name), check)
+
+    def apply(self, config: Config, diff: ConfigDiff) -> None:
+        """Restart changed checks, stop removed ones, start new ones; the rest run on."""
+        if config.scheduler.max_in_flight != self._in_flight_cap:
+            # probes holding the old semaphore release it; new starts wait on the new cap
+            self._in_flight = asyncio.Semaphore(config.scheduler.max_in_flight)
+            self._in_flight_cap = config.scheduler.max_in_flight
+        stop = {check_key(name) for name in (*diff.removed, *diff.changed)}
+        for key in stop:
+            task = self._tasks.pop(key, None)
+            if task is not None:
+                task.cancel()
+        start = {check_key(name) for name in (*diff.added, *diff.changed)}
+        for svc in config.services:
+            for check in svc.checks:
+                if (svc.name, check.name) in start:
+                    self._spawn((svc.name, check.name), check)
+
+    async def stop(self, grace: float = 1.0) -> None:
+        """Cancel every check's task and wait (bounded) for their sockets to close."""
+        tasks = list(self._tasks.values())
+        self._tasks.clear()
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            _, pending = await asyncio.wait(tasks, timeout=grace)
+            if pending:
+                log.warning("%d probes did not stop within %.1fs", len(pending), grace)
+
+    def _spawn(self, key: CheckKey, check: CheckBase) -> None:
+        probe = self._probes[check.type]
+        name = f"check {key[0]}/{key[1]}"
+        self._tasks[key] = asyncio.create_task(self._run_check(key, check, probe), name=name)
+
+    async def _run_check(self, key: CheckKey, check: CheckBase, probe: Probe) -> None:
+        check_id = f"{key[0]}/{key[1]}"
+        planned = first_slot(key, check.interval, self._clock(), self._wall())
+        while True:
+            delay = planned - self._clock()
+            if delay > 0:
+                await self._sleep(delay)
+            async with self._in_flight:
+                self._store.record_lag(self._clock() - planned)
+                result = await run_probe(probe, check, check_id=check_id)
+            transition = self._store.record(key, result)
+            if transition is not None:
+                self._on_transition(transition)
+            planned, skipped = next_slot(planned, check.interval, self._clock())
+            self._store.daemon.skipped_runs += skipped
