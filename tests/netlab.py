@@ -8,8 +8,11 @@ this module created (the network rule: tests send traffic only to loopback or to
 from __future__ import annotations
 
 import ctypes
+import fcntl
 import itertools
 import os
+import random
+import re
 import shutil
 import socket
 import subprocess
@@ -111,18 +114,44 @@ def run_in_netns(name: str, fn: Callable[[], T]) -> T:
 
 
 @contextmanager
+def subnet_lock() -> Iterator[set[int]]:
+    """Hold the machine-wide lab lock; yields the 10.200.X subnets already on this host.
+
+    Several test runs share one machine: whoever picks a subnet must add its
+    address before releasing the lock, so no two labs route the same /24.
+    """
+    with open("/run/healthd-netlab.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        out = sh("ip", "-o", "-4", "addr", "show").stdout
+        yield {int(m) for m in re.findall(r"inet 10\.200\.(\d+)\.", out)}
+
+
+def free_index(used: set[int]) -> int:
+    """A subnet number 1-250 not in `used`, from a random start (runs rarely race for one)."""
+    start = random.randrange(250)
+    for step in range(250):
+        index = (start + step) % 250 + 1
+        if index not in used:
+            return index
+    raise RuntimeError("all 250 lab subnets 10.200.1-250.0/24 are in use")
+
+
+@contextmanager
 def namespace() -> Iterator[Namespace]:
     """A namespace `ns` with ns_ip/ns_ip6, reachable from here via host_ip/host_ip6."""
     skip_unless_root()
     n = next(_counter)
     tag = f"{os.getpid() % 100000}{n}"
-    index = (os.getpid() + n * 7) % 250 + 1
-    ns = Namespace(name=f"hdtest{tag}", index=index, host_if=f"hdh{tag}", ns_if=f"hdn{tag}")
-    sh("ip", "netns", "add", ns.name)
+    ns: Namespace | None = None
     try:
-        sh("ip", "link", "add", ns.host_if, "type", "veth", "peer", "name", ns.ns_if)
+        with subnet_lock() as used:
+            ns = Namespace(
+                name=f"hdtest{tag}", index=free_index(used), host_if=f"hdh{tag}", ns_if=f"hdn{tag}"
+            )
+            sh("ip", "netns", "add", ns.name)
+            sh("ip", "link", "add", ns.host_if, "type", "veth", "peer", "name", ns.ns_if)
+            sh("ip", "addr", "add", f"{ns.host_ip}/24", "dev", ns.host_if)
         sh("ip", "link", "set", ns.ns_if, "netns", ns.name)
-        sh("ip", "addr", "add", f"{ns.host_ip}/24", "dev", ns.host_if)
         sh("ip", "-6", "addr", "add", f"{ns.host_ip6}/64", "dev", ns.host_if, "nodad")
         sh("ip", "link", "set", ns.host_if, "up")
         ns.exec("ip", "addr", "add", f"{ns.ns_ip}/24", "dev", ns.ns_if)
@@ -131,5 +160,6 @@ def namespace() -> Iterator[Namespace]:
         ns.exec("ip", "link", "set", "lo", "up")
         yield ns
     finally:
-        sh("ip", "link", "del", ns.host_if, check=False)
-        sh("ip", "netns", "del", ns.name, check=False)
+        if ns is not None:
+            sh("ip", "link", "del", ns.host_if, check=False)
+            sh("ip", "netns", "del", ns.name, check=False)
