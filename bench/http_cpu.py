@@ -4,7 +4,7 @@
 
 A server process (this script with `--serve`) answers `GET /` with a short
 200 on 127.0.0.1, port 0. The bench process runs batches of N probes through
-`run_probe(probe_http, check)`: with `--in-flight` probes at once (one check
+`run_probe(probe_http, check, resources)`: with `--in-flight` probes at once (one check
 object per worker, as the scheduler runs one probe at a time per check) and
 one at a time, alternating, `--rounds` times. For each batch it prints
 probes/s and the bench process's own CPU (user + system, all threads, from
@@ -33,7 +33,7 @@ if __package__ in (None, ""):  # run as a script: make `bench` and `daemon` impo
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from healthd.config import HttpCheck
-from healthd.probes import close_shared_resources
+from healthd.probes import ProbeResources
 from healthd.probes.http import probe_http
 from healthd.scheduler import run_probe
 
@@ -127,7 +127,7 @@ def make_check(url: str, ca_file: Path | None) -> HttpCheck:
     return HttpCheck.model_validate(options)
 
 
-async def run_batch(checks: list[HttpCheck], total: int) -> tuple[int, list[str]]:
+async def run_batch(checks: list[HttpCheck], total: int, resources: ProbeResources) -> tuple[int, list[str]]:
     """`total` probes spread over the checks, each check one probe at a time; (ok, errors)."""
     errors: list[str] = []
     ok = 0
@@ -135,7 +135,7 @@ async def run_batch(checks: list[HttpCheck], total: int) -> tuple[int, list[str]
     async def worker(check: HttpCheck, count: int) -> None:
         nonlocal ok
         for _ in range(count):
-            result = await run_probe(probe_http, check)
+            result = await run_probe(probe_http, check, resources)
             if result.ok:
                 ok += 1
             elif len(errors) < 5:
@@ -147,10 +147,12 @@ async def run_batch(checks: list[HttpCheck], total: int) -> tuple[int, list[str]
     return ok, errors
 
 
-async def measure_batch(label: str, checks: list[HttpCheck], total: int, server_pid: int) -> float:
+async def measure_batch(
+    label: str, checks: list[HttpCheck], total: int, server_pid: int, resources: ProbeResources
+) -> float:
     """Run one batch, print its line; return own CPU µs per probe."""
     (user, system), server_cpu, started = own_cpu(), process_cpu(server_pid), time.perf_counter()
-    ok, errors = await run_batch(checks, total)
+    ok, errors = await run_batch(checks, total, resources)
     elapsed = time.perf_counter() - started
     user_after, system_after = own_cpu()
     user, system = user_after - user, system_after - system
@@ -171,13 +173,13 @@ async def measure_batch(label: str, checks: list[HttpCheck], total: int, server_
 async def measure(args: argparse.Namespace, url: str, ca_file: Path | None, server_pid: int) -> None:
     modes = {f"{args.in_flight} in flight": args.in_flight, "one at a time": 1}
     checks = {label: [make_check(url, ca_file) for _ in range(width)] for label, width in modes.items()}
-    for batch in checks.values():
-        await run_batch(batch, max(WARMUP, len(batch)))  # first use of each check object
     figures: dict[str, list[float]] = defaultdict(list)
-    for _ in range(args.rounds):
-        for label, batch in checks.items():
-            figures[label].append(await measure_batch(label, batch, args.n, server_pid))
-    await close_shared_resources()
+    async with ProbeResources() as resources:
+        for batch in checks.values():
+            await run_batch(batch, max(WARMUP, len(batch)), resources)  # first use of each check object
+        for _ in range(args.rounds):
+            for label, batch in checks.items():
+                figures[label].append(await measure_batch(label, batch, args.n, server_pid, resources))
     for label, values in figures.items():
         print(
             f"{label:>14}: median {statistics.median(values):4.0f} µs/probe "

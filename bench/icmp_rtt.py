@@ -30,8 +30,8 @@ if __package__ in (None, ""):  # run as a script: make `tests` and `daemon` impo
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from healthd.config import IcmpCheck, parse_duration
-from healthd.probes._icmp_socket import echo_socket
-from healthd.probes.icmp import probe_icmp
+from healthd.probes import ProbeResources
+from healthd.probes.icmp import EchoSockets, probe_icmp
 from healthd.scheduler import run_probe
 
 from tests.capture import Capture, Packet
@@ -66,11 +66,11 @@ def summary(name: str, tool: Sequence[float], wire: Sequence[float]) -> str:
     )
 
 
-async def healthd_rtts(target: str, count: int) -> list[float]:
+async def healthd_rtts(target: str, count: int, resources: ProbeResources) -> list[float]:
     check = IcmpCheck.model_validate({"type": "icmp", "name": "b", "target": target, "timeout": "1s"})
     rtts = []
     for _ in range(count):
-        result = await run_probe(probe_icmp, check)
+        result = await run_probe(probe_icmp, check, resources)
         if result.ok and result.latency is not None:
             rtts.append(result.latency)
         await asyncio.sleep(0.01)
@@ -90,11 +90,11 @@ def fping_rtts(target: str, count: int) -> tuple[list[float], int]:
     return [float(v) / 1000 for v in values if v != "-"], proc.pid & 0xFFFF
 
 
-async def measure(name: str, interface: str, target: str, count: int) -> list[str]:
+async def measure(name: str, interface: str, target: str, count: int, resources: ProbeResources) -> list[str]:
     v6 = ":" in target
-    ident = echo_socket(socket.AF_INET6 if v6 else socket.AF_INET).ident
+    ident = resources.get(EchoSockets).for_family(socket.AF_INET6 if v6 else socket.AF_INET).ident
     with Capture(interface, keep=lambda p: p.is_icmp, max_seconds=120) as capture:
-        ours = await healthd_rtts(target, count)
+        ours = await healthd_rtts(target, count, resources)
         await asyncio.sleep(0.1)
         theirs, fping_ident = await asyncio.to_thread(fping_rtts, target, count)
         await asyncio.sleep(0.1)
@@ -111,11 +111,13 @@ async def measure(name: str, interface: str, target: str, count: int) -> list[st
 
 async def run(count: int, delay: float) -> list[str]:
     rows = []
-    for name, target in (("127.0.0.1", "127.0.0.1"), ("::1", "::1")):
-        rows += await measure(f"loopback {name}", "lo", target, count)
-    with delay_link(delay) as link:
-        for name, target in (("IPv4", link.ns_ip), ("IPv6", link.ns_ip6)):
-            rows += await measure(f"{delay * 1000:g} ms link {name}", link.host_if, target, count)
+    async with ProbeResources() as resources:
+        for name, target in (("127.0.0.1", "127.0.0.1"), ("::1", "::1")):
+            rows += await measure(f"loopback {name}", "lo", target, count, resources)
+        with delay_link(delay) as link:
+            for name, target in (("IPv4", link.ns_ip), ("IPv6", link.ns_ip6)):
+                label = f"{delay * 1000:g} ms link {name}"
+                rows += await measure(label, link.host_if, target, count, resources)
     return rows
 
 

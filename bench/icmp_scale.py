@@ -4,7 +4,7 @@
 
 Every run pings the same addresses (127.0.x.y; the kernel answers for all of
 127.0.0.0/8) first with `fping -c1 -q -i0` and then with healthd's ICMP probe,
-one `run_probe(probe_icmp, check)` per address, all at once on one event loop,
+one `run_probe(probe_icmp, check, resources)` per address, all at once on one event loop,
 as the scheduler would run them. fping's figures are its process's rusage,
 start-up included (a few ms); healthd's are the CPU time of its process over
 the batch, in an already running process (the daemon is long-lived; its
@@ -29,7 +29,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from healthd.config import IcmpCheck
-from healthd.probes._icmp_socket import close_icmp_sockets
+from healthd.probes import ProbeResources
 from healthd.probes.icmp import probe_icmp
 from healthd.scheduler import run_probe
 
@@ -62,12 +62,12 @@ def run_fping(targets: Sequence[str]) -> Batch:
     return Batch(wall, usage.ru_utime + usage.ru_stime, answered)
 
 
-async def healthd_batch(checks: Sequence[IcmpCheck]) -> Batch:
+async def healthd_batch(checks: Sequence[IcmpCheck], resources: ProbeResources) -> Batch:
     # a full collection of this small process's heap would land in a random batch (tens of ms);
     # start each from a collected heap, so batches compare (young-generation collections still count)
     gc.collect()
     cpu_before, started = time.process_time(), time.perf_counter()
-    results = await asyncio.gather(*(run_probe(probe_icmp, check) for check in checks))
+    results = await asyncio.gather(*(run_probe(probe_icmp, check, resources) for check in checks))
     wall, cpu = time.perf_counter() - started, time.process_time() - cpu_before
     return Batch(wall, cpu, sum(1 for result in results if result.ok))
 
@@ -76,15 +76,15 @@ async def healthd_runs(checks: Sequence[IcmpCheck], runs: int, fping: list[Batch
     """healthd's batches, each right after an fping batch (same run, same machine state)."""
     ours = []
     for _ in range(runs):
-        # closed while fping runs: an open raw ICMP socket would be handed a copy of each of
-        # fping's replies, at fping's expense
-        close_icmp_sockets()
+        # no socket of ours is open while fping runs: an open raw ICMP socket would be handed
+        # a copy of each of fping's replies, at fping's expense
         fping.append(await asyncio.to_thread(run_fping, [check.target for check in checks]))
-        warm = await run_probe(probe_icmp, checks[0])  # opens the shared socket, outside the batch
-        if not warm.ok:
-            sys.exit(f"healthd cannot ping {checks[0].target}: {warm.error_kind}: {warm.error_message}")
-        await asyncio.sleep(0.1)
-        ours.append(await healthd_batch(checks))
+        async with ProbeResources() as resources:
+            warm = await run_probe(probe_icmp, checks[0], resources)  # opens the socket, outside the batch
+            if not warm.ok:
+                sys.exit(f"healthd cannot ping {checks[0].target}: {warm.error_kind}: {warm.error_message}")
+            await asyncio.sleep(0.1)
+            ours.append(await healthd_batch(checks, resources))
     return ours
 
 

@@ -29,6 +29,7 @@ if __package__ in (None, ""):  # run as a script: make `tests` and `daemon` impo
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from healthd.config import SynCheck, parse_duration
+from healthd.probes import ProbeResources
 from healthd.probes.syn import probe_syn
 from healthd.scheduler import run_probe
 
@@ -60,10 +61,11 @@ def summary(errors: Sequence[float]) -> str:
 
 async def healthd_probes(link: DelayLink, port: int, count: int) -> tuple[list[float], list[float], float]:
     check = SynCheck.model_validate({"type": "syn", "name": "bench", "target": f"{link.ns_ip}:{port}"})
-    await run_probe(probe_syn, check)  # the first probe runs the once-per-process self-test
-    with Capture(link.host_if, keep=lambda p: p.is_tcp and port in (p.sport, p.dport)) as cap:
-        results = [await run_probe(probe_syn, check) for _ in range(count)]
-        cap.wait_for(lambda p: p.flags == SYN | ACK, count=count, timeout=2.0)
+    async with ProbeResources() as resources:
+        await run_probe(probe_syn, check, resources)  # the first probe runs the self-test
+        with Capture(link.host_if, keep=lambda p: p.is_tcp and port in (p.sport, p.dport)) as cap:
+            results = [await run_probe(probe_syn, check, resources) for _ in range(count)]
+            cap.wait_for(lambda p: p.flags == SYN | ACK, count=count, timeout=2.0)
     gaps = gaps_by_port(cap.packets, port)
     ordered = [gaps[k] for k in sorted(gaps, key=lambda k: next(p.time for p in cap.packets if p.sport == k))]
     reported = [r.latency for r in results if r.ok and r.latency is not None]

@@ -1,4 +1,4 @@
-"""Shared fixtures: real listeners on loopback, closed ports, network namespaces."""
+"""Shared fixtures: real listeners on loopback, closed ports, network namespaces, probe resources."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 
 import pytest
+from healthd.probes import ProbeResources
 
 from tests.netlab import Namespace, namespace
 
@@ -50,6 +51,13 @@ async def tcp_server6() -> AsyncIterator[TcpServer]:
     info, server = await start_tcp_server("::1")
     async with server:
         yield info
+
+
+@pytest.fixture
+async def resources() -> AsyncIterator[ProbeResources]:
+    """Fresh resources for the probes of one test (sockets, sessions, resolver), closed after it."""
+    async with ProbeResources() as fresh:
+        yield fresh
 
 
 @pytest.fixture

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from healthd.config import Config, diff_configs, format_duration, load_config, parse_duration
+from healthd.config import Config, diff_configs, format_check_id, format_duration, load_config, parse_duration
 from healthd.errors import ConfigError
 
 GOOD = """\
@@ -218,7 +218,7 @@ def test_diff_names_added_removed_changed(tmp_path: Path) -> None:
         "      - name: new\n        type: tcp\n        target: 127.0.0.1:1\n      - name: via-wan3",
     )
     diff = diff_configs(old, load_config(write(tmp_path, new_text, "new.yaml")))
-    assert diff.added == ["web/new", "web/via-wan3"]
-    assert diff.removed == ["web/via-wan2"]
-    assert diff.changed == ["db/tcp"]
-    assert diff_configs(old, old).changed == []
+    assert [format_check_id(key) for key in diff.added] == ["web/new", "web/via-wan3"]
+    assert [format_check_id(key) for key in diff.removed] == ["web/via-wan2"]
+    assert [format_check_id(key) for key in diff.changed] == ["db/tcp"]
+    assert list(diff_configs(old, old).changed) == []

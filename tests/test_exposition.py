@@ -7,7 +7,8 @@ import subprocess
 
 import pytest
 from healthd.metrics import Exposition
-from healthd.results import GAUGE_HELP, ErrorKind, ProbeResult
+from healthd.probes import GAUGE_HELP
+from healthd.results import ErrorKind, ProbeResult
 from healthd.store import CheckInfo, ServiceInfo, Store
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -52,7 +53,7 @@ def parsed(
 @pytest.mark.parametrize("histograms", [True, False])
 def test_families_parse_back_to_the_store(histograms: bool) -> None:
     store = filled(histograms)
-    meta, samples = parsed(Exposition(store).render().decode())
+    meta, samples = parsed(Exposition(store, GAUGE_HELP).render().decode())
     names = [name for name, _, _ in meta]
     assert len(names) == len(set(names))  # each family written once, its samples together
     odd = frozenset({"service": "web", "check": "odd", "type": "http", "target": ODD.target}.items())
@@ -70,7 +71,7 @@ def test_families_parse_back_to_the_store(histograms: bool) -> None:
 
 def test_labels_follow_a_reload() -> None:
     store = filled(True)
-    exposition = Exposition(store)
+    exposition = Exposition(store, GAUGE_HELP)
     assert b'target="127.0.0.1:80"' in exposition.render()
     moved = CheckInfo("web", "tcp", "tcp", "127.0.0.1:81", rise=1, fall=1, history=10)
     store.apply([ServiceInfo("web", {}, (moved,))], restart={moved.key})
@@ -81,7 +82,7 @@ def test_labels_follow_a_reload() -> None:
 def test_removed_checks_vanish() -> None:
     store = filled(True)
     store.apply([ServiceInfo("db", {}, (NEW,))])
-    assert b'service="web"' not in Exposition(store).render()
+    assert b'service="web"' not in Exposition(store, GAUGE_HELP).render()
 
 
 def test_promtool_accepts_the_exposition() -> None:
@@ -89,12 +90,12 @@ def test_promtool_accepts_the_exposition() -> None:
     if promtool is None:
         pytest.skip("needs promtool (Debian package prometheus, installed by `make test` as root)")
     done = subprocess.run(
-        [promtool, "check", "metrics"], input=Exposition(filled(True)).render(), capture_output=True, timeout=30
+        [promtool, "check", "metrics"], input=Exposition(filled(True), GAUGE_HELP).render(), capture_output=True, timeout=30
     )
     assert done.returncode == 0, done.stdout + done.stderr
 
 
 async def test_the_async_writer_gives_the_same_text() -> None:
     store = filled(True)
-    exposition = Exposition(store)
+    exposition = Exposition(store, GAUGE_HELP)
     assert await exposition.render_async(checks_per_pause=1) == exposition.render()

@@ -5,13 +5,16 @@ from __future__ import annotations
 import asyncio
 import heapq
 import itertools
+import logging
 from collections import defaultdict
 from typing import Any
 
 import pytest
 from healthd.app import service_infos
-from healthd.config import Config, TcpCheck, build_config, diff_configs
-from healthd.errors import ProbeRefused
+from healthd.config import Config, TcpCheck, build_config, diff_configs, format_check_id
+from healthd.errors import ProbeFailure
+from healthd.metrics import Exposition
+from healthd.probes import ProbeContext, ProbeResources
 from healthd.results import ErrorKind, ProbeOutcome
 from healthd.scheduler import Scheduler, first_slot, next_slot, run_probe, stable_fraction
 from healthd.store import ServiceInfo, Store
@@ -62,7 +65,7 @@ class ScriptedProbe:
         self.per_check: dict[str, int] = defaultdict(int)
         self.max_per_check = 0
 
-    async def __call__(self, check: Any) -> ProbeOutcome:
+    async def __call__(self, check: Any, ctx: ProbeContext) -> ProbeOutcome:
         self.starts[check.name].append(self.time.now)
         self.in_flight += 1
         self.per_check[check.name] += 1
@@ -96,7 +99,14 @@ def make_config(n: int, interval: str = "10s", timeout: str = "1s", max_in_fligh
 def start(config: Config, probe: ScriptedProbe, time: FakeTime) -> tuple[Scheduler, Store]:
     store = Store()
     store.apply(service_infos(config))
-    scheduler = Scheduler(store, {"tcp": probe}, clock=time.clock, wall=lambda: 0.0, sleep=time.sleep)
+    scheduler = Scheduler(
+        store,
+        {"tcp": probe},
+        resources=ProbeResources(),  # scripted probes use none
+        clock=time.clock,
+        wall=lambda: 0.0,
+        sleep=time.sleep,
+    )
     scheduler.start(config)
     return scheduler, store
 
@@ -191,7 +201,8 @@ async def test_apply_restarts_only_what_changed() -> None:
     }
     new = build_config("test", new_data)
     diff = diff_configs(old, new)
-    assert (diff.added, diff.removed, diff.changed) == (["s/c9"], ["s/c2"], ["s/c1"])
+    ids = [[format_check_id(key) for key in keys] for keys in (diff.added, diff.removed, diff.changed)]
+    assert tuple(ids) == (["s/c9"], ["s/c2"], ["s/c1"])
     store.apply(service_infos(new), restart={("s", "c1")})
     scheduler.apply(new, diff)
     assert scheduler.running == 3
@@ -208,29 +219,31 @@ def tcp(**options: Any) -> TcpCheck:
     return TcpCheck.model_validate({"type": "tcp", "name": "x", "target": "127.0.0.1:1", **options})
 
 
-async def test_run_probe_turns_every_exception_into_a_result(caplog: pytest.LogCaptureFixture) -> None:
-    async def refused(check: Any) -> ProbeOutcome:
-        raise ProbeRefused("nope")
+async def test_run_probe_turns_every_exception_into_a_result(
+    caplog: pytest.LogCaptureFixture, resources: ProbeResources
+) -> None:
+    async def refused(check: Any, ctx: ProbeContext) -> ProbeOutcome:
+        raise ProbeFailure(ErrorKind.REFUSED, "nope")
 
-    async def hangs(check: Any) -> ProbeOutcome:
+    async def hangs(check: Any, ctx: ProbeContext) -> ProbeOutcome:
         await asyncio.sleep(10)
         return ProbeOutcome()
 
-    async def buggy(check: Any) -> ProbeOutcome:
+    async def buggy(check: Any, ctx: ProbeContext) -> ProbeOutcome:
         raise KeyError("oops")
 
-    async def fine(check: Any) -> ProbeOutcome:
+    async def fine(check: Any, ctx: ProbeContext) -> ProbeOutcome:
         return ProbeOutcome(phases={"connect": 0.001}, latency=0.001)
 
-    r = await run_probe(refused, tcp())
+    r = await run_probe(refused, tcp(), resources)
     assert (r.ok, r.error_kind, r.error_message) == (False, ErrorKind.REFUSED, "nope")
-    r = await run_probe(hangs, tcp(timeout="50ms", interval="1s"))
+    r = await run_probe(hangs, tcp(timeout="50ms", interval="1s"), resources)
     assert (r.error_kind, r.error_message) == (ErrorKind.TIMEOUT, "no answer within 50ms")
     assert 0.05 <= r.duration < 0.5
-    r = await run_probe(buggy, tcp())
+    r = await run_probe(buggy, tcp(), resources)
     assert r.error_kind is ErrorKind.ERROR and "KeyError" in (r.error_message or "")
     assert "raised unexpectedly" in caplog.text  # logged with its traceback
-    r = await run_probe(fine, tcp())
+    r = await run_probe(fine, tcp(), resources)
     assert r.ok and r.latency == 0.001 and r.phases == {"connect": 0.001}
 
 
@@ -238,3 +251,46 @@ def test_store_infos_carry_settings() -> None:
     infos: list[ServiceInfo] = service_infos(make_config(1))
     assert infos[0].checks[0].settings["target"] == "127.0.0.1:1"
     assert infos[0].checks[0].settings["interval"] == "10s"
+
+
+async def test_a_dead_check_task_is_logged_restarted_with_backoff_and_counted(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    time = FakeTime()
+    calls: list[float] = []
+
+    async def broken_twice(check: Any, ctx: ProbeContext) -> ProbeOutcome:
+        calls.append(time.now)
+        if len(calls) <= 2:
+            # not an outcome: building the result fails in run_probe, outside its protection
+            return None  # type: ignore[return-value]
+        return ProbeOutcome()
+
+    config = make_config(1, interval="1s", timeout="500ms")
+    store = Store()
+    store.apply(service_infos(config))
+    scheduler = Scheduler(
+        store,
+        {"tcp": broken_twice},
+        resources=ProbeResources(),
+        clock=time.clock,
+        wall=lambda: 0.0,
+        sleep=time.sleep,
+    )
+    with caplog.at_level(logging.ERROR, logger="healthd.scheduler"):
+        scheduler.start(config)
+        await time.advance(8.0)
+    state = store.check(("s", "c0"))
+    assert state is not None
+    assert state.task_restarts == 2
+    assert len(calls) >= 3 and state.last is not None and state.last.ok  # it runs again
+    # restarted after 1 s, then after 2 s (plus the check's phase, under one interval)
+    assert 1.0 <= calls[1] - calls[0] < 2.0
+    assert 2.0 <= calls[2] - calls[1] < 3.0
+    deaths = [r for r in caplog.records if "the task of check s/c0 died" in r.getMessage()]
+    assert [r.getMessage().rsplit(" ", 1)[-1] for r in deaths] == ["1s", "2s"]
+    assert all(r.exc_info is not None and r.exc_info[0] is AttributeError for r in deaths)  # the traceback
+    text = Exposition(store, {}).render().decode()
+    assert 'healthd_check_task_restarts_total{check="c0",service="s"} 2.0' in text
+    await scheduler.stop()
+    assert scheduler.running == 0

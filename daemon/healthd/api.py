@@ -10,7 +10,6 @@ import hmac
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 from aiohttp import web
 from pydantic import BaseModel
@@ -27,6 +26,7 @@ from healthd.api_models import (
     ServicesResponse,
     StatusResponse,
 )
+from healthd.config import CheckKey
 from healthd.store import CheckState, ServiceInfo, Store
 
 log = logging.getLogger(__name__)
@@ -99,7 +99,7 @@ def _find_service(request: web.Request) -> ServiceInfo:
 def _find_check(request: web.Request) -> CheckState:
     service = _find_service(request)
     name = request.match_info["check"]
-    state = request.app[STORE].check((service.name, name))
+    state = request.app[STORE].check(CheckKey(service.name, name))
     if state is None:
         raise ApiError(404, "not_found", f"service {service.name!r} has no check named {name!r}")
     return state
@@ -289,8 +289,3 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     except Exception:
         log.exception("error serving %s %s", request.method, request.path)
         return error_response(500, "internal", "internal error; see the daemon's log")
-
-
-def route_table() -> list[dict[str, Any]]:
-    """(method, path) pairs as registered, for tests and the OpenAPI builder."""
-    return [{"method": r.method, "path": r.path} for r in ROUTES]

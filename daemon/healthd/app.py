@@ -12,11 +12,11 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry, ProcessCollector, generate_latest
 
 from healthd import api
-from healthd.config import Config, check_key, diff_configs, load_config
+from healthd.config import Config, diff_configs, format_check_id, load_config
 from healthd.errors import ConfigError
 from healthd.metrics import Exposition
 from healthd.openapi import build_openapi
-from healthd.probes import PROBES, Probe, close_shared_resources, open_shared_resources
+from healthd.probes import GAUGE_HELP, PROBES, SPECS, Probe, ProbeResources
 from healthd.scheduler import Scheduler
 from healthd.store import CheckInfo, ServiceInfo, Store
 
@@ -76,7 +76,8 @@ class Daemon:
         self.store = Store(probe_histograms=config.metrics.probe_duration_histogram)
         self.store.apply(service_infos(config))
         self.store.daemon.last_reload_success_time = time.time()
-        self.scheduler = Scheduler(self.store, probes)
+        self.resources = ProbeResources()  # entered and closed by the app's lifecycle
+        self.scheduler = Scheduler(self.store, probes, resources=self.resources)
         self.auth = api.Auth(read_token(config), config.server.protect_reads)
         self._on_reload = on_reload
         self._reload_lock = asyncio.Lock()
@@ -102,8 +103,7 @@ class Daemon:
         if new.server.listen != self.config.server.listen:
             log.warning("server.listen changed to %s: that takes a restart", new.server.listen)
         diff = diff_configs(self.config, new)
-        restart = {check_key(check_id) for check_id in diff.changed}
-        self.store.apply(service_infos(new), restart=restart)
+        self.store.apply(service_infos(new), restart=diff.changed)
         self.scheduler.apply(new, diff)
         self.config = new
         self.auth.token, self.auth.protect_reads = token, new.server.protect_reads
@@ -116,7 +116,12 @@ class Daemon:
             len(diff.changed),
             new.check_count,
         )
-        return api.ReloadOutcome(ok=True, added=diff.added, removed=diff.removed, changed=diff.changed)
+        return api.ReloadOutcome(
+            ok=True,
+            added=[format_check_id(key) for key in diff.added],
+            removed=[format_check_id(key) for key in diff.removed],
+            changed=[format_check_id(key) for key in diff.changed],
+        )
 
 
 DAEMON = web.AppKey("daemon", Daemon)
@@ -144,7 +149,7 @@ def create_app(
 
 
 def _metrics_renderer(store: Store) -> Callable[[], Awaitable[bytes]]:
-    exposition = Exposition(store)
+    exposition = Exposition(store, GAUGE_HELP)
     process = CollectorRegistry(auto_describe=False)
     process.register(ProcessCollector(registry=None))
 
@@ -155,11 +160,15 @@ def _metrics_renderer(store: Store) -> Callable[[], Awaitable[bytes]]:
 
 
 async def _run_scheduler(app: web.Application) -> AsyncIterator[None]:
+    """The probes' resources live while the app runs; the scheduler stops before they close."""
     daemon = app[DAEMON]
-    open_shared_resources(check for service in daemon.config.services for check in service.checks)
-    daemon.scheduler.start(daemon.config)
-    daemon.store.daemon.ready = True
-    yield
-    daemon.store.daemon.ready = False
-    await daemon.scheduler.stop()
-    await close_shared_resources()
+    async with daemon.resources as resources:
+        # open now what the start-up log should report (ICMP socket modes, the SYN mode)
+        await resources.prepare(SPECS, (check for svc in daemon.config.services for check in svc.checks))
+        daemon.scheduler.start(daemon.config)
+        daemon.store.daemon.ready = True
+        try:
+            yield
+        finally:
+            daemon.store.daemon.ready = False
+            await daemon.scheduler.stop()

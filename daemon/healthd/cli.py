@@ -23,10 +23,10 @@ from pydantic import ValidationError
 from healthd import __version__
 from healthd.api_models import Result
 from healthd.app import DAEMON, create_app
-from healthd.config import CHECK_MODELS, Config, load_config, parse_duration, split_host_port
+from healthd.config import CHECK_MODELS, CheckBase, Config, load_config, parse_duration, split_host_port
 from healthd.errors import ConfigError
 from healthd.notify import Notifier
-from healthd.probes import PROBES
+from healthd.probes import PROBES, Probe, ProbeResources
 from healthd.results import ProbeResult
 from healthd.scheduler import run_probe
 
@@ -176,9 +176,14 @@ def probe_once(args: argparse.Namespace) -> int:
             reason = "does not apply to this probe type" if err["type"] == "extra_forbidden" else err["msg"]
             print(f"healthd probe: {where}: {reason}", file=sys.stderr)
         return EXIT_USAGE
-    result = asyncio.run(run_probe(PROBES[args.type], check))
+    result = asyncio.run(_probe_with_own_resources(PROBES[args.type], check))
     print(_render(args.type, args.target, result, as_json=args.json))
     return EXIT_OK if result.ok else EXIT_FAILURE
+
+
+async def _probe_with_own_resources(probe: Probe, check: CheckBase) -> ProbeResult:
+    async with ProbeResources() as resources:
+        return await run_probe(probe, check, resources)
 
 
 def _render(kind: str, target: str, result: ProbeResult, as_json: bool) -> str:

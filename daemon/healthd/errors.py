@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import errno
 import os
-from collections.abc import Mapping
-from typing import Any
+from types import MappingProxyType
 
-from healthd.results import ErrorKind
+from healthd.results import ErrorKind, ProbeOutcome
 
 
 class ConfigError(Exception):
@@ -18,75 +17,50 @@ class ConfigError(Exception):
         self.errors = errors
 
 
-class ProbeError(Exception):
-    """A probe failed for a reason of kind `kind`.
+class ProbeFailure(Exception):
+    """A probe failed for a reason of kind `kind`: the one way a probe says so.
 
-    Probes raise it; exactly one place (the scheduler's `run_probe`) turns it
-    into a failed `ProbeResult`. `phases`, `details` and `gauges` carry what was
-    measured before the failure (e.g. an HTTP status that did not match).
+    Probes raise it (chained to the cause: `raise ProbeFailure(...) from exc`);
+    exactly one place (the scheduler's `run_probe`) turns it into a failed
+    `ProbeResult`. `outcome` holds what was measured before the failure (phases,
+    details, gauges, latency), e.g. the HTTP status that did not match.
     """
 
-    kind: ErrorKind = ErrorKind.ERROR
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        kind: ErrorKind | None = None,
-        phases: Mapping[str, float] | None = None,
-        details: Mapping[str, Any] | None = None,
-        gauges: Mapping[str, float] | None = None,
-        latency: float | None = None,
-    ) -> None:
+    def __init__(self, kind: ErrorKind, message: str, outcome: ProbeOutcome | None = None) -> None:
         super().__init__(message)
-        if kind is not None:
-            self.kind = kind
+        self.kind = kind
         self.message = message
-        self.phases = dict(phases or {})
-        self.details = dict(details or {})
-        self.gauges = dict(gauges or {})
-        self.latency = latency
+        self.outcome = outcome if outcome is not None else ProbeOutcome()
+
+    def with_outcome(self, outcome: ProbeOutcome) -> ProbeFailure:
+        """The same failure carrying `outcome` (raise it `from` this one)."""
+        return ProbeFailure(self.kind, self.message, outcome)
 
 
-class ProbeTimeout(ProbeError):
-    kind = ErrorKind.TIMEOUT
-
-
-class ProbeRefused(ProbeError):
-    kind = ErrorKind.REFUSED
-
-
-class ProbeUnreachable(ProbeError):
-    kind = ErrorKind.UNREACHABLE
-
-
-class ProbeDNSError(ProbeError):
-    kind = ErrorKind.DNS
-
-
-class ProbePermissionError(ProbeError):
-    kind = ErrorKind.PERMISSION
-
-
-_ERRNO_KINDS: dict[int, ErrorKind] = {
-    errno.ECONNREFUSED: ErrorKind.REFUSED,
-    errno.EHOSTUNREACH: ErrorKind.UNREACHABLE,
-    errno.ENETUNREACH: ErrorKind.UNREACHABLE,
-    errno.EHOSTDOWN: ErrorKind.UNREACHABLE,
-    errno.ENETDOWN: ErrorKind.UNREACHABLE,
-    errno.ETIMEDOUT: ErrorKind.TIMEOUT,
-    errno.EACCES: ErrorKind.PERMISSION,
-    errno.EPERM: ErrorKind.PERMISSION,
-}
+_ERRNO_KINDS = MappingProxyType(
+    {
+        errno.ECONNREFUSED: ErrorKind.REFUSED,
+        errno.EHOSTUNREACH: ErrorKind.UNREACHABLE,
+        errno.ENETUNREACH: ErrorKind.UNREACHABLE,
+        errno.EHOSTDOWN: ErrorKind.UNREACHABLE,
+        errno.ENETDOWN: ErrorKind.UNREACHABLE,
+        errno.ETIMEDOUT: ErrorKind.TIMEOUT,
+        errno.EACCES: ErrorKind.PERMISSION,
+        errno.EPERM: ErrorKind.PERMISSION,
+    }
+)
 
 
 def kind_of_errno(number: int | None) -> ErrorKind:
     return _ERRNO_KINDS.get(number or 0, ErrorKind.ERROR)
 
 
-def from_os_error(exc: OSError, context: str = "") -> ProbeError:
-    """Translate an OSError at the socket edge into a ProbeError of the right kind."""
+def from_os_error(exc: OSError, context: str = "") -> ProbeFailure:
+    """Translate an OSError at the socket edge into a ProbeFailure of the right kind.
+
+    The caller chains it: `raise from_os_error(exc, "connect to ...") from exc`.
+    """
     # asyncio replaces strerror with "Connect call failed (...)": prefer the errno's own text
     reason = os.strerror(exc.errno) if exc.errno else (str(exc) or type(exc).__name__)
     message = f"{context}: {reason}" if context else reason
-    return ProbeError(message, kind=kind_of_errno(exc.errno))
+    return ProbeFailure(kind_of_errno(exc.errno), message)

@@ -47,14 +47,3 @@ class Histogram:
             running += count
             out.append((bound, running))
         return out
-
-    def quantile(self, q: float) -> float:
-        """Upper bound of the bucket holding quantile q (as histogram_quantile would bound it)."""
-        total = self.count
-        if total == 0:
-            return 0.0
-        rank = q * total
-        for bound, running in self.cumulative():
-            if running >= rank:
-                return bound
-        return float("inf")

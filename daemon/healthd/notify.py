@@ -19,10 +19,6 @@ class Notifier:
             address = "\0" + address[1:]
         self._address = address
 
-    @property
-    def enabled(self) -> bool:
-        return bool(self._address)
-
     def send(self, *fields: str) -> None:
         if not self._address:
             return

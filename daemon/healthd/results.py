@@ -29,16 +29,6 @@ class ErrorKind(StrEnum):
 #: The `result` label of a successful probe in `healthd_probes_total`.
 SUCCESS = "success"
 
-#: HELP texts of type-specific gauges a probe may report in `ProbeOutcome.gauges`.
-#: The metrics collector exports any gauge a probe reports; this table only names it.
-GAUGE_HELP: dict[str, str] = {
-    "probe_http_status_code": "HTTP status of the last probe's final response (0: no response)",
-    "probe_http_content_length": "Content-Length of the last HTTP response (-1: not sent)",
-    "probe_http_version": "HTTP version of the last response, e.g. 1.1",
-    "probe_ssl_earliest_cert_expiry": "Unix time the first certificate the server sent expires",
-    "healthd_icmp_packet_loss_ratio": "Share of the last ICMP probe's echo requests left unanswered (0-1)",
-}
-
 
 @dataclass(frozen=True, slots=True)
 class ProbeOutcome:

@@ -5,6 +5,10 @@ where the phase is a stable hash of the check id: restarts and reloads never
 line checks up into one burst. A run that overruns its next slot makes the
 scheduler skip that slot, never bunch it. A global semaphore caps probes in
 flight; waiting for it counts as scheduler lag.
+
+Each check's task is supervised: if it dies of a bug (anything but being
+cancelled), the traceback is logged, `healthd_check_task_restarts_total`
+counts it, and the task starts again after a backoff.
 """
 
 from __future__ import annotations
@@ -16,13 +20,16 @@ import math
 import time
 from collections.abc import Awaitable, Callable, Mapping
 
-from healthd.config import CheckBase, CheckKey, Config, ConfigDiff, check_key, format_duration
-from healthd.errors import ProbeError
-from healthd.probes import PROBES, Probe
-from healthd.results import ErrorKind, ProbeResult
+from healthd.config import CheckBase, CheckKey, Config, ConfigDiff, format_check_id, format_duration
+from healthd.errors import ProbeFailure
+from healthd.probes import PROBES, Probe, ProbeContext, ProbeLog, ProbeResources
+from healthd.results import ErrorKind, ProbeOutcome, ProbeResult
 from healthd.store import Store, Transition
 
 log = logging.getLogger(__name__)
+
+RESTART_BACKOFF = 1.0  # seconds before a dead check task starts again; doubles while it keeps dying
+RESTART_BACKOFF_MAX = 60.0  # and a task that ran this long starts over from RESTART_BACKOFF
 
 Clock = Callable[[], float]
 Sleep = Callable[[float], Awaitable[None]]
@@ -32,24 +39,29 @@ TransitionHook = Callable[[Transition], None]
 async def run_probe(
     probe: Probe,
     check: CheckBase,
+    resources: ProbeResources,
     *,
+    key: CheckKey | None = None,
+    log: ProbeLog | None = None,
     clock: Clock = time.perf_counter,
     wall: Clock = time.time,
-    check_id: str = "",
 ) -> ProbeResult:
-    """Run one probe under its timeout; the one place exceptions become results."""
+    """Run one probe until its deadline (`check.timeout` from now); the one place exceptions
+    become results."""
+    ctx = ProbeContext.start(check, resources, key, log)
     started_wall, started = wall(), clock()
     try:
-        async with asyncio.timeout(check.timeout):
-            outcome = await probe(check)
-    except ProbeError as exc:
-        return _failure(started_wall, clock() - started, exc.kind, exc.message, exc)
+        async with asyncio.timeout_at(ctx.deadline):
+            outcome = await probe(check, ctx)
+    except ProbeFailure as exc:
+        if exc.kind is ErrorKind.ERROR and ctx.log.isEnabledFor(logging.DEBUG):
+            ctx.log.debug("probe failed: %s", exc.message, exc_info=exc)  # with its chained causes
+        return _failure(started_wall, clock() - started, exc.kind, exc.message, exc.outcome)
     except TimeoutError:
         message = f"no answer within {format_duration(check.timeout)}"
         return _failure(started_wall, clock() - started, ErrorKind.TIMEOUT, message)
     except Exception as exc:  # a bug or an unforeseen OS condition: never kill the loop
-        where = check_id or check.name
-        log.exception("probe of %s raised unexpectedly (target %s)", where, check.display_target)
+        ctx.log.exception("probe raised unexpectedly")
         return _failure(started_wall, clock() - started, ErrorKind.ERROR, f"{type(exc).__name__}: {exc}")
     duration = clock() - started
     return ProbeResult(
@@ -64,24 +76,25 @@ async def run_probe(
 
 
 def _failure(
-    started_wall: float, duration: float, kind: ErrorKind, message: str, exc: ProbeError | None = None
+    started_wall: float, duration: float, kind: ErrorKind, message: str, measured: ProbeOutcome | None = None
 ) -> ProbeResult:
+    measured = measured if measured is not None else ProbeOutcome()
     return ProbeResult(
         time=started_wall,
         ok=False,
         duration=duration,
-        latency=exc.latency if exc else None,
+        latency=measured.latency,
         error_kind=kind,
         error_message=message,
-        phases=exc.phases if exc else {},
-        details=exc.details if exc else {},
-        gauges=exc.gauges if exc else {},
+        phases=measured.phases,
+        details=measured.details,
+        gauges=measured.gauges,
     )
 
 
 def stable_fraction(key: CheckKey) -> float:
     """A number in [0, 1) fixed for a check id across runs and machines."""
-    digest = hashlib.blake2b(f"{key[0]}/{key[1]}".encode(), digest_size=8).digest()
+    digest = hashlib.blake2b(format_check_id(key).encode(), digest_size=8).digest()
     return int.from_bytes(digest, "big") / 2**64
 
 
@@ -123,6 +136,7 @@ class Scheduler:
         store: Store,
         probes: Mapping[str, Probe] = PROBES,
         *,
+        resources: ProbeResources,
         clock: Clock = time.monotonic,
         wall: Clock = time.time,
         sleep: Sleep = asyncio.sleep,
@@ -130,6 +144,7 @@ class Scheduler:
     ) -> None:
         self._store = store
         self._probes = probes
+        self._resources = resources
         self._clock = clock
         self._wall = wall
         self._sleep = sleep
@@ -147,7 +162,7 @@ class Scheduler:
         self._in_flight_cap = config.scheduler.max_in_flight
         for svc in config.services:
             for check in svc.checks:
-                self._spawn((svc.name, check.name), check)
+                self._spawn(CheckKey(svc.name, check.name), check)
 
     def apply(self, config: Config, diff: ConfigDiff) -> None:
         """Restart changed checks, stop removed ones, start new ones; the rest run on."""
@@ -155,16 +170,16 @@ class Scheduler:
             # probes holding the old semaphore release it; new starts wait on the new cap
             self._in_flight = asyncio.Semaphore(config.scheduler.max_in_flight)
             self._in_flight_cap = config.scheduler.max_in_flight
-        stop = {check_key(name) for name in (*diff.removed, *diff.changed)}
-        for key in stop:
+        for key in (*diff.removed, *diff.changed):
             task = self._tasks.pop(key, None)
             if task is not None:
                 task.cancel()
-        start = {check_key(name) for name in (*diff.added, *diff.changed)}
+        start = {*diff.added, *diff.changed}
         for svc in config.services:
             for check in svc.checks:
-                if (svc.name, check.name) in start:
-                    self._spawn((svc.name, check.name), check)
+                key = CheckKey(svc.name, check.name)
+                if key in start:
+                    self._spawn(key, check)
 
     async def stop(self, grace: float = 1.0) -> None:
         """Cancel every check's task and wait (bounded) for their sockets to close."""
@@ -178,12 +193,31 @@ class Scheduler:
                 log.warning("%d probes did not stop within %.1fs", len(pending), grace)
 
     def _spawn(self, key: CheckKey, check: CheckBase) -> None:
-        probe = self._probes[check.type]
-        name = f"check {key[0]}/{key[1]}"
-        self._tasks[key] = asyncio.create_task(self._run_check(key, check, probe), name=name)
+        probe = self._probes[check.type]  # healthd.probes.register made sure every type has one
+        name = f"check {format_check_id(key)}"
+        self._tasks[key] = asyncio.create_task(self._supervise(key, check, probe), name=name)
+
+    async def _supervise(self, key: CheckKey, check: CheckBase, probe: Probe) -> None:
+        """Run the check's loop; if it dies, log why, count it, and start it again after a backoff."""
+        backoff = RESTART_BACKOFF
+        while True:
+            started = self._clock()
+            try:
+                await self._run_check(key, check, probe)
+            except Exception:  # a bug outside run_probe's protection; cancellation passes through
+                if self._clock() - started >= RESTART_BACKOFF_MAX:
+                    backoff = RESTART_BACKOFF
+                log.exception(
+                    "the task of check %s died; it starts again in %s",
+                    format_check_id(key),
+                    format_duration(backoff),
+                )
+                self._store.record_task_restart(key)
+            await self._sleep(backoff)
+            backoff = min(backoff * 2, RESTART_BACKOFF_MAX)
 
     async def _run_check(self, key: CheckKey, check: CheckBase, probe: Probe) -> None:
-        check_id = f"{key[0]}/{key[1]}"
+        probe_log = ProbeLog.of(key, check)
         planned = first_slot(key, check.interval, self._clock(), self._wall())
         while True:
             delay = planned - self._clock()
@@ -191,7 +225,7 @@ class Scheduler:
                 await self._sleep(delay)
             async with self._in_flight:
                 self._store.record_lag(self._clock() - planned)
-                result = await run_probe(probe, check, check_id=check_id)
+                result = await run_probe(probe, check, self._resources, key=key, log=probe_log)
             transition = self._store.record(key, result)
             if transition is not None:
                 self._on_transition(transition)

@@ -13,10 +13,9 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from healthd.config.diff import CheckKey
 from healthd.histogram import LAG_BUCKETS, PROBE_DURATION_BUCKETS, Histogram
 from healthd.results import ErrorKind, ProbeResult
-
-CheckKey = tuple[str, str]  # (service, check)
 
 
 class Status(StrEnum):
@@ -41,7 +40,7 @@ class CheckInfo:
 
     @property
     def key(self) -> CheckKey:
-        return (self.service, self.name)
+        return CheckKey(self.service, self.name)
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,6 +191,7 @@ class CheckState:
         "status",
         "streak_fail",
         "streak_ok",
+        "task_restarts",
         "transitions",
     )
 
@@ -206,6 +206,7 @@ class CheckState:
         self.history = History(info.history)
         self.last: ProbeResult | None = None
         self.duration_histogram = Histogram(PROBE_DURATION_BUCKETS) if with_histogram else None
+        self.task_restarts = 0  # times the check's task died of a bug and was started again
 
     def apply(self, result: ProbeResult) -> Transition | None:
         self.last = result
@@ -257,7 +258,6 @@ class DaemonState:
     last_reload_ok: bool = True
     last_reload_success_time: float = 0.0
     skipped_runs: int = 0  # planned runs skipped because the previous run overran
-    notes: dict[str, str] = field(default_factory=dict)  # e.g. {"icmp_mode_ipv4": "raw"}
 
 
 class Store:
@@ -289,6 +289,11 @@ class Store:
         (a probe of a check removed by a reload may finish after the reload)."""
         state = self._states.get(key)
         return state.apply(result) if state is not None else None
+
+    def record_task_restart(self, key: CheckKey) -> None:
+        state = self._states.get(key)
+        if state is not None:
+            state.task_restarts += 1
 
     def record_lag(self, seconds: float) -> None:
         self.lag.observe(max(seconds, 0.0))

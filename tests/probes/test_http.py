@@ -27,9 +27,10 @@ from aiohttp.test_utils import TestClient
 from cryptography import x509
 from healthd.app import create_app
 from healthd.config import HttpCheck, build_config, load_config
-from healthd.errors import ConfigError, ProbeError
-from healthd.probes import close_shared_resources
-from healthd.probes._http_tls import TlsSettings, client_context
+from healthd.errors import ConfigError, ProbeFailure
+from healthd.probes import ProbeContext, ProbeResources
+from healthd.probes._http_sessions import HttpSessions
+from healthd.probes._http_tls import TlsSettings
 from healthd.probes.http import probe_http
 from healthd.results import ErrorKind, ProbeResult
 from healthd.scheduler import run_probe
@@ -149,14 +150,6 @@ async def serving(
         await runner.cleanup()
 
 
-@pytest.fixture(autouse=True)
-async def close_kept_sessions() -> AsyncIterator[None]:
-    """Each test's event loop ends with the test: close what the probe kept on it, as the
-    app does when it stops (else a connector's finalizer complains in a later test)."""
-    yield
-    await close_shared_resources()
-
-
 @pytest.fixture
 def seen() -> Seen:
     return Seen()
@@ -190,9 +183,8 @@ def http_check(url: str, **options: object) -> HttpCheck:
     return HttpCheck.model_validate({"type": "http", "name": "h", "url": url, **options})
 
 
-async def probe(url: str, **options: object) -> ProbeResult:
-    return await run_probe(probe_http, http_check(url, **options))
-
+async def probe(url: str, *, resources: ProbeResources, **options: object) -> ProbeResult:
+    return await run_probe(probe_http, http_check(url, **options), resources)
 
 
 async def settle() -> None:
@@ -205,8 +197,8 @@ async def settle() -> None:
 # ---- plain HTTP ----------------------------------------------------------------------
 
 
-async def test_200_is_up_with_phases_details_and_gauges(server: str) -> None:
-    result = await probe(f"{server}/ok")
+async def test_200_is_up_with_phases_details_and_gauges(server: str, resources: ProbeResources) -> None:
+    result = await probe(f"{server}/ok", resources=resources)
     assert result.ok, result.error_message
     assert set(result.phases) == {"resolve", "connect", "tls", "processing", "transfer"}
     assert result.phases["tls"] == 0.0 and result.phases["connect"] > 0 and result.phases["processing"] > 0
@@ -224,84 +216,93 @@ async def test_200_is_up_with_phases_details_and_gauges(server: str) -> None:
     }
 
 
-async def test_ipv6_literal_url(seen: Seen) -> None:
+async def test_ipv6_literal_url(seen: Seen, resources: ProbeResources) -> None:
     if not socket.has_ipv6:
         pytest.skip("no IPv6")
     async with serving(make_app(seen), host="::1") as base:
-        result = await probe(f"{base}/ok")
+        result = await probe(f"{base}/ok", resources=resources)
     assert result.ok, result.error_message
     assert result.details["address"] == base.removeprefix("http://")
 
 
-async def test_name_is_resolved_in_its_own_phase(server: str) -> None:
+async def test_name_is_resolved_in_its_own_phase(server: str, resources: ProbeResources) -> None:
     port = server.rsplit(":", 1)[1]
-    result = await probe(f"http://localhost:{port}/ok", ip_family="ipv4")
+    result = await probe(f"http://localhost:{port}/ok", ip_family="ipv4", resources=resources)
     assert result.ok, result.error_message
     assert result.details["address"] == f"127.0.0.1:{port}"
     assert result.phases["resolve"] > 0
 
 
-async def test_500_is_http_status_with_the_code(server: str) -> None:
-    result = await probe(f"{server}/status/500")
+async def test_500_is_http_status_with_the_code(server: str, resources: ProbeResources) -> None:
+    result = await probe(f"{server}/status/500", resources=resources)
     assert result.error_kind is ErrorKind.HTTP_STATUS
     assert result.error_message == "status 500, expected 2xx"
     assert result.gauges["probe_http_status_code"] == 500.0
     assert result.latency is not None  # the server did answer
 
 
-async def test_expect_status_codes_and_classes(server: str) -> None:
-    assert (await probe(f"{server}/status/404", expect_status=[404])).ok
-    assert (await probe(f"{server}/status/201", expect_status=["2xx", 404])).ok
-    assert (await probe(f"{server}/empty")).ok  # 204, no body, still 2xx
-    wrong = await probe(f"{server}/status/200", expect_status=["3xx"])
+async def test_expect_status_codes_and_classes(server: str, resources: ProbeResources) -> None:
+    assert (await probe(f"{server}/status/404", expect_status=[404], resources=resources)).ok
+    assert (await probe(f"{server}/status/201", expect_status=["2xx", 404], resources=resources)).ok
+    assert (await probe(f"{server}/empty", resources=resources)).ok  # 204, no body, still 2xx
+    wrong = await probe(f"{server}/status/200", expect_status=["3xx"], resources=resources)
     assert wrong.error_kind is ErrorKind.HTTP_STATUS
 
 
-async def test_body_regex_match_and_mismatch(server: str) -> None:
-    assert (await probe(f"{server}/ok", body_regex=r"\bhealthy\b")).ok
-    miss = await probe(f"{server}/ok", body_regex="^READY$")
+async def test_body_regex_match_and_mismatch(server: str, resources: ProbeResources) -> None:
+    assert (await probe(f"{server}/ok", body_regex=r"\bhealthy\b", resources=resources)).ok
+    miss = await probe(f"{server}/ok", body_regex="^READY$", resources=resources)
     assert miss.error_kind is ErrorKind.BODY_MISMATCH
     assert miss.error_message == "body does not match /^READY$/: 'OK healthy'"
-    hit = await probe(f"{server}/ok", body_not_regex="health")
+    hit = await probe(f"{server}/ok", body_not_regex="health", resources=resources)
     assert hit.error_kind is ErrorKind.BODY_MISMATCH and "body_not_regex" in (hit.error_message or "")
 
 
-async def test_json_path_and_expected_headers(server: str) -> None:
+async def test_json_path_and_expected_headers(server: str, resources: ProbeResources) -> None:
     good = await probe(
         f"{server}/json",
         json_path=['status == "UP"', 'checks[0].status != "DOWN"'],
         expect_headers={"Content-Type": "^application/json"},
+        resources=resources,
     )
     assert good.ok, good.error_message
-    down = await probe(f"{server}/json", json_path='status == "DOWN"')
+    down = await probe(f"{server}/json", json_path='status == "DOWN"', resources=resources)
     assert down.error_kind is ErrorKind.BODY_MISMATCH
     assert down.error_message == 'json_path status == "DOWN": found "UP"'
-    header = await probe(f"{server}/ok", expect_headers={"Content-Type": "json"})
+    header = await probe(f"{server}/ok", expect_headers={"Content-Type": "json"}, resources=resources)
     assert header.error_kind is ErrorKind.BODY_MISMATCH and "header Content-Type" in (
         header.error_message or ""
     )
 
 
-async def test_redirect_counts_against_expect_status_unless_followed(server: str, seen: Seen) -> None:
-    stay = await probe(f"{server}/redirect")
+async def test_redirect_counts_against_expect_status_unless_followed(
+    server: str, seen: Seen, resources: ProbeResources
+) -> None:
+    stay = await probe(f"{server}/redirect", resources=resources)
     assert stay.error_kind is ErrorKind.HTTP_STATUS
     assert stay.error_message == "status 302 (Location: /ok), expected 2xx"
     assert [r["path"] for r in seen.requests] == ["/redirect"]
-    follow = await probe(f"{server}/redirect", follow_redirects=True, body_regex="healthy")
+    follow = await probe(
+        f"{server}/redirect", follow_redirects=True, body_regex="healthy", resources=resources
+    )
     assert follow.ok, follow.error_message
     assert follow.details["final_url"] == f"{server}/ok" and follow.details["redirects"] == 1
     assert follow.phases["connect"] > 0 and follow.phases["processing"] > 0
     assert sum(follow.phases.values()) <= follow.duration  # two hops, each moment charged once
-    loop = await probe(f"{server}/loop", follow_redirects=True)
+    loop = await probe(f"{server}/loop", follow_redirects=True, resources=resources)
     assert loop.error_kind is ErrorKind.HTTP_STATUS and "more than 10 redirects" in (loop.error_message or "")
 
 
-async def test_request_options_reach_the_server(server: str, seen: Seen, tmp_path: Path) -> None:
+async def test_request_options_reach_the_server(
+    server: str, seen: Seen, tmp_path: Path, resources: ProbeResources
+) -> None:
     token = tmp_path / "token"
     token.write_text("tok-123\n")
     options: dict[str, Any] = {"method": "post", "body": '{"ping": 1}', "headers": {"X-Probe": "yes"}}
-    assert (await probe(f"{server}/echo", bearer_token_file=str(token), **options)).ok
-    assert (await probe(f"{server}/echo", basic_auth={"username": "u", "password": "p"})).ok
+    assert (await probe(f"{server}/echo", bearer_token_file=str(token), **options, resources=resources)).ok
+    assert (
+        await probe(f"{server}/echo", basic_auth={"username": "u", "password": "p"}, resources=resources)
+    ).ok
     bearer, basic = seen.requests
     assert bearer["method"] == "POST" and bearer["body"] == b'{"ping": 1}'
     assert bearer["headers"]["X-Probe"] == "yes" and bearer["headers"]["Authorization"] == "Bearer tok-123"
@@ -309,56 +310,60 @@ async def test_request_options_reach_the_server(server: str, seen: Seen, tmp_pat
     assert basic["method"] == "GET" and basic["headers"]["Authorization"] == "Basic dTpw"
 
 
-async def test_refused_and_dns_errors(closed_port: int) -> None:
-    refused = await probe(f"http://127.0.0.1:{closed_port}/")
+async def test_refused_and_dns_errors(closed_port: int, resources: ProbeResources) -> None:
+    refused = await probe(f"http://127.0.0.1:{closed_port}/", resources=resources)
     assert refused.error_kind is ErrorKind.REFUSED
     assert refused.error_message == f"connect to 127.0.0.1:{closed_port}: Connection refused"
     assert refused.gauges == {"probe_http_status_code": 0.0} and refused.latency is None
     assert refused.phases["connect"] > 0  # the failed phase keeps its time
-    dns = await probe("http://no-such-host.invalid/")
+    dns = await probe("http://no-such-host.invalid/", resources=resources)
     assert dns.error_kind is ErrorKind.DNS and "no-such-host.invalid" in (dns.error_message or "")
     assert dns.phases["resolve"] > 0 and dns.phases["connect"] == 0
 
 
-async def test_family_source_ip_and_interface(server: str, seen: Seen) -> None:
-    mismatch = await probe(f"{server}/ok", ip_family="ipv6")
+async def test_family_source_ip_and_interface(server: str, seen: Seen, resources: ProbeResources) -> None:
+    mismatch = await probe(f"{server}/ok", ip_family="ipv6", resources=resources)
     assert mismatch.error_kind is ErrorKind.ERROR and "asks for ipv6" in (mismatch.error_message or "")
-    assert (await probe(f"{server}/ok", source_ip="127.0.0.2")).ok
+    assert (await probe(f"{server}/ok", source_ip="127.0.0.2", resources=resources)).ok
     assert seen.requests[-1]["peer"][0] == "127.0.0.2"
-    assert (await probe(f"{server}/ok", interface="lo")).ok
+    assert (await probe(f"{server}/ok", interface="lo", resources=resources)).ok
     assert seen.requests[-1]["peer"][0] == "127.0.0.1"  # each route has its own session
-    missing = await probe(f"{server}/ok", interface="nosuchif0")
+    missing = await probe(f"{server}/ok", interface="nosuchif0", resources=resources)
     assert missing.error_kind in (ErrorKind.ERROR, ErrorKind.PERMISSION)
 
 
 # ---- bounded time, bounded memory, no leaks --------------------------------------------
 
 
-async def test_trickling_body_times_out_on_time(server: str) -> None:
+async def test_trickling_body_times_out_on_time(server: str, resources: ProbeResources) -> None:
     before = open_fds()
     started = time.monotonic()
-    result = await probe(f"{server}/trickle", timeout="400ms")
+    result = await probe(f"{server}/trickle", timeout="400ms", resources=resources)
     elapsed = time.monotonic() - started
     assert result.error_kind is ErrorKind.TIMEOUT
     assert 0.4 <= elapsed < 0.4 + 0.15  # never past its timeout (plus scheduling slack)
     assert await new_fds_settled(before) == set()
 
 
-async def test_silent_server_times_out_in_tls_and_in_processing(silent_port: int) -> None:
+async def test_silent_server_times_out_in_tls_and_in_processing(
+    silent_port: int, resources: ProbeResources
+) -> None:
     before = open_fds()
     for scheme in ("https", "http"):
         started = time.monotonic()
-        result = await probe(f"{scheme}://127.0.0.1:{silent_port}/", timeout="300ms")
+        result = await probe(f"{scheme}://127.0.0.1:{silent_port}/", timeout="300ms", resources=resources)
         assert result.error_kind is ErrorKind.TIMEOUT, (scheme, result.error_message)
         assert time.monotonic() - started < 0.3 + 0.15
     assert await new_fds_settled(before) == set()
 
 
-async def test_huge_body_stops_at_max_body_bytes_with_flat_memory(server: str, seen: Seen) -> None:
+async def test_huge_body_stops_at_max_body_bytes_with_flat_memory(
+    server: str, seen: Seen, resources: ProbeResources
+) -> None:
     tracemalloc.start()
     try:
         started = time.monotonic()
-        result = await probe(f"{server}/big", timeout="5s", interval="10s")
+        result = await probe(f"{server}/big", timeout="5s", interval="10s", resources=resources)
         elapsed = time.monotonic() - started
         _, peak = tracemalloc.get_traced_memory()
     finally:
@@ -372,27 +377,32 @@ async def test_huge_body_stops_at_max_body_bytes_with_flat_memory(server: str, s
     assert seen.big_sent < 20 * MiB  # the server was cut off, not drained
 
 
-async def test_small_max_body_bytes_truncates_what_regex_sees(server: str) -> None:
-    result = await probe(f"{server}/ok", max_body_bytes=2, body_regex="healthy")
+async def test_small_max_body_bytes_truncates_what_regex_sees(server: str, resources: ProbeResources) -> None:
+    result = await probe(f"{server}/ok", max_body_bytes=2, body_regex="healthy", resources=resources)
     assert result.error_kind is ErrorKind.BODY_MISMATCH
     assert result.error_message == "body (first 2 bytes) does not match /healthy/: 'OK'"
 
 
-async def test_no_descriptor_survives_any_path(server: str, closed_port: int) -> None:
+async def test_no_descriptor_survives_any_path(
+    server: str, closed_port: int, resources: ProbeResources
+) -> None:
     urls = [f"{server}/ok", f"{server}/status/503", f"http://127.0.0.1:{closed_port}/", "http://x.invalid/"]
-    await probe(urls[0])  # warm-up: the resolver's threads and the TLS context are made once
-    await probe(urls[3])
+    await probe(
+        urls[0], resources=resources
+    )  # warm-up: the resolver's threads and the TLS context are made once
+    await probe(urls[3], resources=resources)
     before = open_fds()
     for url in urls:
         for _ in range(10):
-            await probe(url)
+            await probe(url, resources=resources)
     assert await new_fds_settled(before) == set()
 
 
-async def test_cancelled_probe_leaves_no_socket(server: str) -> None:
+async def test_cancelled_probe_leaves_no_socket(server: str, resources: ProbeResources) -> None:
     before = open_fds()
     for path in ("/trickle", "/slow"):
-        task = asyncio.create_task(probe_http(http_check(f"{server}{path}", timeout="5s", interval="10s")))
+        check = http_check(f"{server}{path}", timeout="5s", interval="10s")
+        task = asyncio.create_task(probe_http(check, ProbeContext.start(check, resources)))
         await asyncio.sleep(0.15)
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
@@ -400,16 +410,18 @@ async def test_cancelled_probe_leaves_no_socket(server: str) -> None:
     assert await new_fds_settled(before) == set()
 
 
-async def test_fresh_connection_per_probe_unless_keepalive(server: str, seen: Seen) -> None:
+async def test_fresh_connection_per_probe_unless_keepalive(
+    server: str, seen: Seen, resources: ProbeResources
+) -> None:
     fresh = http_check(f"{server}/ok")
     for _ in range(2):
-        assert (await run_probe(probe_http, fresh)).ok
+        assert (await run_probe(probe_http, fresh, resources)).ok
     assert seen.requests[0]["peer"] != seen.requests[1]["peer"]
     await settle()
     before = open_fds()
     pooled = http_check(f"{server}/ok", keepalive=True)
     for _ in range(3):
-        assert (await run_probe(probe_http, pooled)).ok
+        assert (await run_probe(probe_http, pooled, resources)).ok
     assert len({r["peer"] for r in seen.requests[2:]}) == 1
     for _ in range(100):  # earlier connections' server ends may take a few loop turns to close
         if len(new_fds(before)) == 2:
@@ -420,13 +432,15 @@ async def test_fresh_connection_per_probe_unless_keepalive(server: str, seen: Se
     assert await new_fds_settled(before) == set()
 
 
-async def test_concurrent_probes_each_get_their_own_connection_and_phases(seen: Seen) -> None:
+async def test_concurrent_probes_each_get_their_own_connection_and_phases(
+    seen: Seen, resources: ProbeResources
+) -> None:
     # the session and connector are shared: each probe's clock must see only its own events,
     # also for the second connection of a redirect, opened while the other probes are under way
     async with serving(make_app(seen)) as first, serving(make_app(seen)) as second:
         hops = [(first, second), (second, first)] * 10
         checks = [http_check(f"{a}/elsewhere/{b.rsplit(':', 1)[1]}", follow_redirects=True) for a, b in hops]
-        results = await asyncio.gather(*(run_probe(probe_http, check) for check in checks))
+        results = await asyncio.gather(*(run_probe(probe_http, check, resources) for check in checks))
     for (_, final), result in zip(hops, results, strict=True):
         assert result.ok, result.error_message
         assert result.details["address"] == final.removeprefix("http://")
@@ -436,17 +450,17 @@ async def test_concurrent_probes_each_get_their_own_connection_and_phases(seen: 
     assert len({r["connection"] for r in seen.requests}) == 2 * len(checks)  # a fresh connection each time
 
 
-async def test_shutdown_closes_the_kept_sessions(server: str) -> None:
+async def test_shutdown_closes_the_kept_sessions(server: str, resources: ProbeResources) -> None:
     fresh, pooled = http_check(f"{server}/ok"), http_check(f"{server}/ok", keepalive=True)
     await settle()
     before = open_fds()
     for check in (fresh, pooled):
-        assert (await run_probe(probe_http, check)).ok
-    await close_shared_resources()  # as the app does when it stops
+        assert (await run_probe(probe_http, check, resources)).ok
+    await resources.aclose()  # as the app does when it stops
     assert await new_fds_settled(before) == set()  # the keepalive connection went with its session
-    for check in (fresh, pooled):  # and the next probe (a new daemon in tests) makes new ones
-        assert (await run_probe(probe_http, check)).ok
-    await close_shared_resources()
+    async with ProbeResources() as again:
+        for check in (fresh, pooled):  # and the next probe (a new daemon in tests) makes new ones
+            assert (await run_probe(probe_http, check, again)).ok
 
 
 # ---- TLS -----------------------------------------------------------------------------
@@ -509,11 +523,13 @@ def tls_server(cert: trustme.LeafCert, client_ca: trustme.CA | None = None) -> s
     return context
 
 
-async def test_private_ca_fails_verification_unless_given_as_ca_file(pki: Pki, seen: Seen) -> None:
+async def test_private_ca_fails_verification_unless_given_as_ca_file(
+    pki: Pki, seen: Seen, resources: ProbeResources
+) -> None:
     async with serving(make_app(seen), tls=tls_server(pki.good)) as base:
-        unknown = await probe(f"{base}/ok")
-        trusted = await probe(f"{base}/ok", ca_file=str(pki.ca_file))
-        unverified = await probe(f"{base}/ok", verify=False)
+        unknown = await probe(f"{base}/ok", resources=resources)
+        trusted = await probe(f"{base}/ok", ca_file=str(pki.ca_file), resources=resources)
+        unverified = await probe(f"{base}/ok", verify=False, resources=resources)
     assert unknown.error_kind is ErrorKind.TLS
     assert "unable to get local issuer certificate" in (unknown.error_message or "")
     assert trusted.ok, trusted.error_message
@@ -526,7 +542,10 @@ async def test_private_ca_fails_verification_unless_given_as_ca_file(pki: Pki, s
     assert trusted.details["cert_expiry"] == time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(leaf_expiry))
 
 
-def test_tls_context_is_cached_until_a_file_changes(pki: Pki, tmp_path: Path) -> None:
+async def test_tls_context_is_cached_until_a_file_changes(
+    pki: Pki, tmp_path: Path, resources: ProbeResources
+) -> None:
+    client_context = resources.get(HttpSessions).tls_context
     ca = tmp_path / "ca.pem"
     ca.write_bytes(pki.ca_file.read_bytes())
     settings = TlsSettings(ca_file=ca)
@@ -536,30 +555,30 @@ def test_tls_context_is_cached_until_a_file_changes(pki: Pki, tmp_path: Path) ->
     assert client_context(settings) is not first
     ca.write_text("not a certificate")
     os.utime(ca, (time.time() + 10, time.time() + 10))
-    with pytest.raises(ProbeError) as caught:
+    with pytest.raises(ProbeFailure) as caught:
         client_context(settings)
     assert caught.value.kind is ErrorKind.TLS and "cannot load TLS files" in caught.value.message
 
 
-async def test_self_signed_certificate_is_tls(pki: Pki, seen: Seen) -> None:
+async def test_self_signed_certificate_is_tls(pki: Pki, seen: Seen, resources: ProbeResources) -> None:
     async with serving(make_app(seen), tls=pki.self_signed) as base:
-        result = await probe(f"{base}/ok")
+        result = await probe(f"{base}/ok", resources=resources)
     assert result.error_kind is ErrorKind.TLS
     assert "self-signed certificate" in (result.error_message or "")
     assert seen.requests == []  # nothing was sent over an untrusted connection
 
 
-async def test_expired_certificate_is_tls(pki: Pki, seen: Seen) -> None:
+async def test_expired_certificate_is_tls(pki: Pki, seen: Seen, resources: ProbeResources) -> None:
     async with serving(make_app(seen), tls=tls_server(pki.expired)) as base:
-        result = await probe(f"{base}/ok", ca_file=str(pki.ca_file))
+        result = await probe(f"{base}/ok", ca_file=str(pki.ca_file), resources=resources)
     assert result.error_kind is ErrorKind.TLS
     assert "certificate has expired" in (result.error_message or "")
 
 
-async def test_cert_expiry_min(pki: Pki, seen: Seen) -> None:
+async def test_cert_expiry_min(pki: Pki, seen: Seen, resources: ProbeResources) -> None:
     async with serving(make_app(seen), tls=tls_server(pki.expiring)) as base:
-        soon = await probe(f"{base}/ok", ca_file=str(pki.ca_file), cert_expiry_min="30d")
-        fine = await probe(f"{base}/ok", ca_file=str(pki.ca_file), cert_expiry_min="72h")
+        soon = await probe(f"{base}/ok", ca_file=str(pki.ca_file), cert_expiry_min="30d", resources=resources)
+        fine = await probe(f"{base}/ok", ca_file=str(pki.ca_file), cert_expiry_min="72h", resources=resources)
     assert soon.error_kind is ErrorKind.TLS
     assert "expires in 5.0 days" in (soon.error_message or "") or "expires in 4.9 days" in (
         soon.error_message or ""
@@ -570,15 +589,16 @@ async def test_cert_expiry_min(pki: Pki, seen: Seen) -> None:
     assert fine.ok, fine.error_message
 
 
-async def test_client_certificate_required(pki: Pki) -> None:
+async def test_client_certificate_required(pki: Pki, resources: ProbeResources) -> None:
     # a blocking server: asyncio's server side drops its TLS alert when it aborts, real servers send it
     with threaded_server(tls_server(pki.good, client_ca=pki.client_ca)) as base:
-        without = await probe(f"{base}/ok", ca_file=str(pki.ca_file))
+        without = await probe(f"{base}/ok", ca_file=str(pki.ca_file), resources=resources)
         with_cert = await probe(
             f"{base}/ok",
             ca_file=str(pki.ca_file),
             cert_file=str(pki.client_cert),
             key_file=str(pki.client_key),
+            resources=resources,
         )
     assert without.error_kind is ErrorKind.TLS, without.error_message
     message = without.error_message or ""
@@ -586,15 +606,19 @@ async def test_client_certificate_required(pki: Pki) -> None:
     assert with_cert.ok, with_cert.error_message
 
 
-async def test_server_name_and_min_tls_version(pki: Pki, seen: Seen) -> None:
+async def test_server_name_and_min_tls_version(pki: Pki, seen: Seen, resources: ProbeResources) -> None:
     old_server = tls_server(pki.good)
     old_server.maximum_version = ssl.TLSVersion.TLSv1_2
     async with serving(make_app(seen), tls=tls_server(pki.named)) as base:
-        wrong_name = await probe(f"{base}/ok", ca_file=str(pki.ca_file))
-        named = await probe(f"{base}/ok", ca_file=str(pki.ca_file), server_name="health.test")
+        wrong_name = await probe(f"{base}/ok", ca_file=str(pki.ca_file), resources=resources)
+        named = await probe(
+            f"{base}/ok", ca_file=str(pki.ca_file), server_name="health.test", resources=resources
+        )
     async with serving(make_app(seen), tls=old_server) as base:
-        tls12 = await probe(f"{base}/ok", ca_file=str(pki.ca_file))
-        refused = await probe(f"{base}/ok", ca_file=str(pki.ca_file), min_tls_version="1.3")
+        tls12 = await probe(f"{base}/ok", ca_file=str(pki.ca_file), resources=resources)
+        refused = await probe(
+            f"{base}/ok", ca_file=str(pki.ca_file), min_tls_version="1.3", resources=resources
+        )
     assert wrong_name.error_kind is ErrorKind.TLS and "mismatch" in (wrong_name.error_message or "")
     assert named.ok, named.error_message
     assert tls12.ok and tls12.details["tls_version"] == "TLSv1.2"
@@ -796,11 +820,11 @@ def test_one_shot_cli_prints_the_phases() -> None:
 
 
 @pytest.mark.netns
-async def test_blackholed_target_times_out_on_time(netns: Namespace) -> None:
+async def test_blackholed_target_times_out_on_time(netns: Namespace, resources: ProbeResources) -> None:
     netns.iptables("-A", "INPUT", "-p", "tcp", "--dport", "8080", "-j", "DROP")
     before = open_fds()
     started = time.monotonic()
-    result = await probe(f"http://{netns.ns_ip}:8080/", timeout="300ms", interval="1s")
+    result = await probe(f"http://{netns.ns_ip}:8080/", timeout="300ms", interval="1s", resources=resources)
     elapsed = time.monotonic() - started
     assert result.error_kind is ErrorKind.TIMEOUT
     assert 0.3 <= elapsed < 0.3 + 0.1

@@ -14,13 +14,13 @@ from pathlib import Path
 import pytest
 from healthd.cli import dispatch
 from healthd.config import IcmpCheck, build_config
-from healthd.errors import ProbePermissionError
-from healthd.probes import PROBES
+from healthd.errors import ProbeFailure
+from healthd.probes import GAUGE_HELP, PROBES, ProbeContext, ProbeResources
+from healthd.probes._icmp_open import open_icmp_socket
 from healthd.probes._icmp_packet import build_echo_request, checksum
-from healthd.probes._icmp_socket import close_icmp_sockets, echo_socket
-from healthd.probes._sockets import open_icmp_socket
-from healthd.probes.icmp import LOSS_GAUGE, probe_icmp
-from healthd.results import GAUGE_HELP, ErrorKind, ProbeResult
+from healthd.probes._icmp_socket import EchoSocket
+from healthd.probes.icmp import LOSS_GAUGE, EchoSockets, probe_icmp
+from healthd.results import ErrorKind, ProbeResult
 from healthd.scheduler import run_probe
 from pydantic import ValidationError
 
@@ -35,19 +35,20 @@ def icmp_check(target: str, **options: object) -> IcmpCheck:
     return IcmpCheck.model_validate({"type": "icmp", "name": "i", "target": target, **options})
 
 
+async def probe(target: str, *, resources: ProbeResources, **options: object) -> ProbeResult:
+    return await run_probe(probe_icmp, icmp_check(target, **options), resources)
 
-async def probe(target: str, **options: object) -> ProbeResult:
-    return await run_probe(probe_icmp, icmp_check(target, **options))
+
+def echo_socket(resources: ProbeResources, family: socket.AddressFamily) -> EchoSocket:
+    return resources.get(EchoSockets).for_family(family)
 
 
 def probe_in(ns: Namespace, *checks: IcmpCheck) -> list[ProbeResult]:
     """Run checks on an event loop inside `ns`, so the shared sockets open there."""
 
     async def run() -> list[ProbeResult]:
-        try:
-            return [await run_probe(probe_icmp, check) for check in checks]
-        finally:
-            close_icmp_sockets()
+        async with ProbeResources() as resources:
+            return [await run_probe(probe_icmp, check, resources) for check in checks]
 
     return ns.call(lambda: asyncio.run(run()))
 
@@ -57,16 +58,18 @@ def icmp() -> None:
     """Skip where this process may open neither kind of ICMP socket (CI runs as root)."""
     try:
         sock, _ = open_icmp_socket(socket.AF_INET, ())
-    except ProbePermissionError:
+    except ProbeFailure as exc:
+        if exc.kind is not ErrorKind.PERMISSION:
+            raise
         pytest.skip("needs CAP_NET_RAW, or net.ipv4.ping_group_range admitting this group (CI runs as root)")
     sock.close()
 
 
 @pytest.fixture
-async def warm(icmp: None) -> None:
+async def warm(icmp: None, resources: ProbeResources) -> None:
     """Open the shared sockets first, so descriptor counts compare like with like."""
     for target in ("127.0.0.1", "::1"):
-        result = await probe(target)
+        result = await probe(target, resources=resources)
         assert result.ok, result.error_message
 
 
@@ -126,8 +129,8 @@ def test_config_file_takes_icmp_options_and_defaults() -> None:
 
 
 @pytest.mark.parametrize("target", ["127.0.0.1", "::1"])
-async def test_loopback_answers_with_statistics(target: str, icmp: None) -> None:
-    result = await probe(target)
+async def test_loopback_answers_with_statistics(target: str, icmp: None, resources: ProbeResources) -> None:
+    result = await probe(target, resources=resources)
     assert result.ok, result.error_message
     details = result.details
     assert details["address"] == target
@@ -140,8 +143,8 @@ async def test_loopback_answers_with_statistics(target: str, icmp: None) -> None
     assert result.gauges == {LOSS_GAUGE: 0.0}
 
 
-async def test_count_sends_spaced_requests(icmp: None) -> None:
-    result = await probe("127.0.0.1", count=5, packet_interval="20ms")
+async def test_count_sends_spaced_requests(icmp: None, resources: ProbeResources) -> None:
+    result = await probe("127.0.0.1", count=5, packet_interval="20ms", resources=resources)
     assert result.ok, result.error_message
     details = result.details
     assert (details["sent"], details["received"]) == (5, 5)
@@ -150,67 +153,71 @@ async def test_count_sends_spaced_requests(icmp: None) -> None:
     assert result.duration >= 4 * 0.020  # the fifth request leaves 80 ms after the first
 
 
-async def test_name_is_resolved(icmp: None) -> None:
-    result = await probe("localhost", ip_family="ipv4")
+async def test_name_is_resolved(icmp: None, resources: ProbeResources) -> None:
+    result = await probe("localhost", ip_family="ipv4", resources=resources)
     assert result.ok, result.error_message
     assert result.details["address"] == "127.0.0.1"
 
 
-async def test_noncanonical_ipv6_literal_still_matches_replies(icmp: None) -> None:
-    result = await probe("0:0::0001")
+async def test_noncanonical_ipv6_literal_still_matches_replies(icmp: None, resources: ProbeResources) -> None:
+    result = await probe("0:0::0001", resources=resources)
     assert result.ok, result.error_message
     assert result.details["address"] == "::1"
 
 
-async def test_many_checks_share_one_socket_per_family(warm: None) -> None:
+async def test_many_checks_share_one_socket_per_family(warm: None, resources: ProbeResources) -> None:
     before = open_fds()
     targets = [f"127.0.{1 + i // 200}.{1 + i % 200}" for i in range(400)] + ["::1"] * 3
     checks = [icmp_check(t, count=3, packet_interval="10ms") for t in targets]
-    results = await asyncio.gather(*(run_probe(probe_icmp, c) for c in checks))
+    results = await asyncio.gather(*(run_probe(probe_icmp, c, resources) for c in checks))
     for target, result in zip(targets, results, strict=True):
         assert result.ok, (target, result.error_message)
         assert result.details["address"] == target
         assert result.details["received"] == 3
     assert new_fds(before) == set()  # no socket per probe: the shared ones were already open
-    assert echo_socket(socket.AF_INET).in_flight == echo_socket(socket.AF_INET6).in_flight == 0
+    assert (
+        echo_socket(resources, socket.AF_INET).in_flight
+        == echo_socket(resources, socket.AF_INET6).in_flight
+        == 0
+    )
 
 
-async def test_source_ip_is_used_per_request() -> None:
+async def test_source_ip_is_used_per_request(resources: ProbeResources) -> None:
     skip_unless_root()
     from tests.capture import Capture
 
     with Capture("lo", keep=lambda p: p.is_icmp and p.dst == "127.0.0.3") as capture:
-        result = await probe("127.0.0.3", source_ip="127.0.0.2")
+        result = await probe("127.0.0.3", source_ip="127.0.0.2", resources=resources)
         assert result.ok, result.error_message
         assert await asyncio.to_thread(capture.wait_for, lambda p: p.icmp_type == 8)
     assert {p.src for p in capture.packets if p.icmp_type == 8} == {"127.0.0.2"}
 
 
-async def test_source_ip_not_on_this_host_is_an_error(icmp: None) -> None:
-    result = await probe("127.0.0.1", source_ip="192.0.2.1")
+async def test_source_ip_not_on_this_host_is_an_error(icmp: None, resources: ProbeResources) -> None:
+    result = await probe("127.0.0.1", source_ip="192.0.2.1", resources=resources)
     assert result.error_kind is ErrorKind.ERROR
     assert result.error_message == "source_ip 192.0.2.1 is not an address of this host"
 
 
-async def test_interface(icmp: None) -> None:
-    assert (await probe("127.0.0.1", interface="lo")).ok
-    missing = await probe("127.0.0.1", interface="nosuchif0")
+async def test_interface(icmp: None, resources: ProbeResources) -> None:
+    assert (await probe("127.0.0.1", interface="lo", resources=resources)).ok
+    missing = await probe("127.0.0.1", interface="nosuchif0", resources=resources)
     assert missing.error_kind is ErrorKind.ERROR
     assert missing.error_message == "no interface named 'nosuchif0'"
 
 
-async def test_family_mismatch_is_reported() -> None:
-    result = await probe("127.0.0.1", ip_family="ipv6")
+async def test_family_mismatch_is_reported(resources: ProbeResources) -> None:
+    result = await probe("127.0.0.1", ip_family="ipv6", resources=resources)
     assert result.error_kind is ErrorKind.ERROR
     assert "ipv6" in (result.error_message or "")
 
 
-async def test_no_descriptor_survives_any_path(warm: None) -> None:
-    await probe("127.0.0.1")  # this test's loop gets its shared socket before the count
+async def test_no_descriptor_survives_any_path(warm: None, resources: ProbeResources) -> None:
+    await probe("127.0.0.1", resources=resources)  # this test's loop gets its shared socket before the count
     before = open_fds()
     for options in ({}, {"source_ip": "192.0.2.1"}, {"interface": "nosuchif0"}, {"ip_family": "ipv6"}):
         for _ in range(10):
-            await probe("127.0.0.1", **options)
+            await probe("127.0.0.1", **options, resources=resources)
     assert new_fds(before) == set()
 
 
@@ -222,7 +229,7 @@ def test_cli_prints_fping_like_statistics(capsys: pytest.CaptureFixture[str], ic
     assert "sent:" not in out  # the summary line replaces the raw numbers
 
 
-async def test_metrics_export_rtt_phase_and_loss_gauge(icmp: None) -> None:
+async def test_metrics_export_rtt_phase_and_loss_gauge(icmp: None, resources: ProbeResources) -> None:
     from healthd.metrics import Exposition
     from healthd.store import CheckInfo, ServiceInfo, Store
     from prometheus_client.parser import text_string_to_metric_families
@@ -230,9 +237,9 @@ async def test_metrics_export_rtt_phase_and_loss_gauge(icmp: None) -> None:
     info = CheckInfo("svc", "ping", "icmp", "127.0.0.1", rise=1, fall=1, history=5)
     store = Store()
     store.apply([ServiceInfo("svc", {}, (info,))])
-    result = await probe("127.0.0.1", count=2, packet_interval="10ms")
+    result = await probe("127.0.0.1", count=2, packet_interval="10ms", resources=resources)
     store.record(info.key, result)
-    text = Exposition(store).render().decode()
+    text = Exposition(store, GAUGE_HELP).render().decode()
     samples = {
         (s.name, frozenset(s.labels.items())): s.value
         for family in text_string_to_metric_families(text)
@@ -249,11 +256,15 @@ async def test_metrics_export_rtt_phase_and_loss_gauge(icmp: None) -> None:
 
 
 @pytest.mark.netns
-async def test_filtered_target_times_out_before_timeout_with_loss(netns: Namespace, warm: None) -> None:
+async def test_filtered_target_times_out_before_timeout_with_loss(
+    netns: Namespace, warm: None, resources: ProbeResources
+) -> None:
     netns.iptables("-A", "INPUT", "-p", "icmp", "-j", "DROP")
     before = open_fds()
     started = time.monotonic()
-    result = await probe(netns.ns_ip, count=3, packet_interval="50ms", timeout="500ms", interval="1s")
+    result = await probe(
+        netns.ns_ip, count=3, packet_interval="50ms", timeout="500ms", interval="1s", resources=resources
+    )
     elapsed = time.monotonic() - started
     assert result.error_kind is ErrorKind.TIMEOUT
     assert result.error_message == f"no echo reply from {netns.ns_ip} to 3 requests within 500ms"
@@ -278,7 +289,11 @@ async def test_filtered_target_times_out_before_timeout_with_loss(netns: Namespa
     ids=["ipv4", "ipv6"],
 )
 async def test_rejected_request_ends_probe_at_once(
-    netns: Namespace, ipv6: bool, reject: str, expected: str
+    netns: Namespace,
+    ipv6: bool,
+    reject: str,
+    expected: str,
+    resources: ProbeResources,
 ) -> None:
     if ipv6:
         netns.ip6tables("-A", "INPUT", "-p", "ipv6-icmp", "--icmpv6-type", "echo-request",
@@ -287,7 +302,7 @@ async def test_rejected_request_ends_probe_at_once(
         netns.iptables("-A", "INPUT", "-p", "icmp", "-j", "REJECT", "--reject-with", reject)
     target = netns.ns_ip6 if ipv6 else netns.ns_ip
     started = time.monotonic()
-    result = await probe(target, count=5, packet_interval="100ms", timeout="2s")
+    result = await probe(target, count=5, packet_interval="100ms", timeout="2s", resources=resources)
     elapsed = time.monotonic() - started
     assert result.error_kind is ErrorKind.UNREACHABLE
     assert result.error_message == f"{expected} from {target}"
@@ -296,7 +311,7 @@ async def test_rejected_request_ends_probe_at_once(
 
 
 @pytest.mark.netns
-async def test_loss_is_counted_exactly(netns: Namespace) -> None:
+async def test_loss_is_counted_exactly(netns: Namespace, resources: ProbeResources) -> None:
     netns.iptables(
         "-A", "INPUT", "-p", "icmp", "--icmp-type", "echo-request",
         "-m", "statistic", "--mode", "random", "--probability", "0.3", "-j", "DROP",
@@ -305,7 +320,7 @@ async def test_loss_is_counted_exactly(netns: Namespace) -> None:
     lost_total = 0
     for check in checks:
         dropped_before = _dropped(netns)
-        result = await run_probe(probe_icmp, check)
+        result = await run_probe(probe_icmp, check, resources)
         lost = _dropped(netns) - dropped_before
         lost_total += lost
         assert result.details["sent"] == 20
@@ -326,7 +341,7 @@ def _dropped(ns: Namespace) -> int:
 
 
 @pytest.mark.netns
-async def test_ttl_and_hop_limit_are_applied_per_request(netns: Namespace) -> None:
+async def test_ttl_and_hop_limit_are_applied_per_request(netns: Namespace, resources: ProbeResources) -> None:
     """The namespace routes 10.202.k.0/24 and fd00:202:k::/64 onwards, into a veth with nobody behind it."""
     k = netns.index
     netns.sysctl("net.ipv4.ip_forward", "1")
@@ -340,9 +355,11 @@ async def test_ttl_and_hop_limit_are_applied_per_request(netns: Namespace) -> No
     sh("ip", "-6", "route", "add", f"fd00:202:{k:x}::/64", "via", netns.ns_ip6)
     far4, far6 = f"10.202.{k}.2", f"fd00:202:{k:x}::2"
     results = await asyncio.gather(
-        probe(far4, ttl=1, timeout="1s"),
-        probe(far6, ttl=1, timeout="1s"),
-        probe(far4, timeout="300ms", interval="1s"),  # same socket, default TTL: forwarded, lost
+        probe(far4, ttl=1, timeout="1s", resources=resources),
+        probe(far6, ttl=1, timeout="1s", resources=resources),
+        probe(
+            far4, timeout="300ms", interval="1s", resources=resources
+        ),  # same socket, default TTL: forwarded, lost
     )
     assert [r.error_kind for r in results] == [
         ErrorKind.UNREACHABLE,
@@ -359,12 +376,12 @@ async def test_ttl_and_hop_limit_are_applied_per_request(netns: Namespace) -> No
 
 @pytest.mark.netns
 @pytest.mark.parametrize("ipv6", [False, True], ids=["ipv4", "ipv6"])
-async def test_dont_fragment_per_request(netns: Namespace, ipv6: bool) -> None:
+async def test_dont_fragment_per_request(netns: Namespace, ipv6: bool, resources: ProbeResources) -> None:
     target = netns.ns_ip6 if ipv6 else netns.ns_ip  # over a veth with MTU 1500
     big_df, big, small_df = await asyncio.gather(
-        probe(target, payload_size=2000, dont_fragment=True),
-        probe(target, payload_size=2000),
-        probe(target, payload_size=1000, dont_fragment=True),
+        probe(target, payload_size=2000, dont_fragment=True, resources=resources),
+        probe(target, payload_size=2000, resources=resources),
+        probe(target, payload_size=1000, dont_fragment=True, resources=resources),
     )
     assert big_df.error_kind is ErrorKind.ERROR
     assert big_df.error_message == f"send echo request to {target}: Message too long"
@@ -373,11 +390,14 @@ async def test_dont_fragment_per_request(netns: Namespace, ipv6: bool) -> None:
 
 
 @pytest.mark.netns
-async def test_cancelled_probe_leaves_nothing_behind(netns: Namespace, warm: None) -> None:
+async def test_cancelled_probe_leaves_nothing_behind(
+    netns: Namespace, warm: None, resources: ProbeResources
+) -> None:
     netns.iptables("-A", "INPUT", "-p", "icmp", "-j", "DROP")
-    shared = echo_socket(socket.AF_INET)
+    shared = echo_socket(resources, socket.AF_INET)
     before = open_fds()
-    task = asyncio.create_task(probe_icmp(icmp_check(netns.ns_ip, count=3, packet_interval="50ms")))
+    check = icmp_check(netns.ns_ip, count=3, packet_interval="50ms")
+    task = asyncio.create_task(probe_icmp(check, ProbeContext.start(check, resources)))
     await asyncio.sleep(0.12)  # by now three requests wait for replies that never come
     assert len(shared.waiting(netns.ns_ip)) == 3
     task.cancel()
@@ -390,11 +410,13 @@ async def test_cancelled_probe_leaves_nothing_behind(netns: Namespace, warm: Non
 
 
 @pytest.mark.netns
-async def test_foreign_corrupt_and_late_replies_are_ignored(netns: Namespace, warm: None) -> None:
+async def test_foreign_corrupt_and_late_replies_are_ignored(
+    netns: Namespace, warm: None, resources: ProbeResources
+) -> None:
     """The namespace stays silent, then a raw socket there answers: wrongly first, then rightly."""
     netns.iptables("-A", "INPUT", "-p", "icmp", "--icmp-type", "echo-request", "-j", "DROP")
-    shared = echo_socket(socket.AF_INET)
-    task = asyncio.create_task(probe(netns.ns_ip, payload_size=8, timeout="2s"))
+    shared = echo_socket(resources, socket.AF_INET)
+    task = asyncio.create_task(probe(netns.ns_ip, payload_size=8, timeout="2s", resources=resources))
     for _ in range(100):  # bounded wait for the request to leave
         if shared.waiting(netns.ns_ip):
             break
@@ -420,7 +442,7 @@ async def test_foreign_corrupt_and_late_replies_are_ignored(netns: Namespace, wa
     assert result.ok, result.error_message
     assert (result.details["sent"], result.details["received"]) == (1, 1)
     await asyncio.sleep(0.05)
-    assert (await probe("127.0.0.1")).ok  # the shared socket is none the worse
+    assert (await probe("127.0.0.1", resources=resources)).ok  # the shared socket is none the worse
 
 
 def _reply(ident: int, seq: int, payload: bytes) -> bytes:
@@ -507,12 +529,14 @@ def _fping_median(target: str, count: int) -> float:
     return statistics.median(values) / 1000
 
 
-async def _rtts_against_capture(interface: str, target: str, runs: int) -> tuple[list[float], list[float]]:
+async def _rtts_against_capture(
+    interface: str, target: str, runs: int, resources: ProbeResources
+) -> tuple[list[float], list[float]]:
     """Probe `target` `runs` times; the reported RTTs, and the request->reply gaps captured on `interface`."""
     from tests.capture import Capture
 
     v6 = ":" in target
-    ident = echo_socket(socket.AF_INET6 if v6 else socket.AF_INET).ident
+    ident = echo_socket(resources, socket.AF_INET6 if v6 else socket.AF_INET).ident
     request, reply = (128, 129) if v6 else (8, 0)
 
     def ours(p: object) -> bool:
@@ -524,7 +548,7 @@ async def _rtts_against_capture(interface: str, target: str, runs: int) -> tuple
     reported: list[float] = []
     with Capture(interface, keep=ours) as capture:
         for _ in range(runs):
-            result = await probe(target, timeout="500ms", interval="1s")
+            result = await probe(target, timeout="500ms", interval="1s", resources=resources)
             assert result.ok, result.error_message
             assert result.latency is not None
             reported.append(result.latency)
@@ -543,8 +567,10 @@ def fping() -> None:
 
 
 @pytest.mark.parametrize("target", ["127.0.0.1", "::1"])
-async def test_loopback_rtt_agrees_with_capture_and_fping(target: str, fping: None, warm: None) -> None:
-    reported, gaps = await _rtts_against_capture("lo", target, runs=20)
+async def test_loopback_rtt_agrees_with_capture_and_fping(
+    target: str, fping: None, warm: None, resources: ProbeResources
+) -> None:
+    reported, gaps = await _rtts_against_capture("lo", target, runs=20, resources=resources)
     ours, wire = statistics.median(reported), statistics.median(gaps)
     theirs = await asyncio.to_thread(_fping_median, target, 20)
     assert abs(ours - wire) < 0.001, (ours, wire)
@@ -563,13 +589,13 @@ def delayed() -> Iterator[object]:
 @pytest.mark.netns
 @pytest.mark.parametrize("ipv6", [False, True], ids=["ipv4", "ipv6"])
 async def test_rtt_through_20ms_link_agrees_with_capture_and_fping(
-    delayed: object, ipv6: bool, warm: None
+    delayed: object, ipv6: bool, warm: None, resources: ProbeResources
 ) -> None:
     from tests.delaylink import DelayLink
 
     assert isinstance(delayed, DelayLink)
     target = delayed.ns_ip6 if ipv6 else delayed.ns_ip
-    reported, gaps = await _rtts_against_capture(delayed.host_if, target, runs=15)
+    reported, gaps = await _rtts_against_capture(delayed.host_if, target, runs=15, resources=resources)
     ours, wire = statistics.median(reported), statistics.median(gaps)
     theirs = await asyncio.to_thread(_fping_median, target, 15)
     assert 0.020 <= wire < 0.030  # the link did delay them

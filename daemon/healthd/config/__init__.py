@@ -2,6 +2,7 @@
 
 from healthd.config.checks import (
     CHECK_MODELS,
+    MODELS,
     Check,
     CheckBase,
     HostPortCheck,
@@ -10,13 +11,21 @@ from healthd.config.checks import (
     SynCheck,
     TcpCheck,
 )
-from healthd.config.diff import CheckKey, ConfigDiff, check_key, checks_by_key, diff_configs
+from healthd.config.diff import (
+    CheckKey,
+    ConfigDiff,
+    check_key,
+    checks_by_key,
+    diff_configs,
+    format_check_id,
+)
 from healthd.config.loader import build_config, load_config
 from healthd.config.model import Config, MetricsConfig, SchedulerConfig, ServerConfig, Service
 from healthd.config.types import format_duration, parse_duration, split_host_port
 
 __all__ = [
     "CHECK_MODELS",
+    "MODELS",
     "Check",
     "CheckBase",
     "CheckKey",
@@ -35,6 +44,7 @@ __all__ = [
     "check_key",
     "checks_by_key",
     "diff_configs",
+    "format_check_id",
     "format_duration",
     "load_config",
     "parse_duration",

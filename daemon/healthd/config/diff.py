@@ -1,41 +1,55 @@
-"""What a reload changes: pure comparison of two configs."""
+"""Check identity, and what a reload changes: pure comparison of two configs."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from healthd.config.checks import CheckBase
 from healthd.config.model import Config
 
-CheckKey = tuple[str, str]  # (service, check)
+
+class CheckKey(NamedTuple):
+    """A check's identity from config to store to API: (service, check).
+
+    Its text form, `SERVICE/CHECK`, is made by `format_check_id` and read by
+    `check_key`, nowhere else. (Service names cannot contain a slash.)
+    """
+
+    service: str
+    check: str
+
+
+def format_check_id(key: CheckKey) -> str:
+    """(service, check) -> `SERVICE/CHECK`, as API paths, logs and reload reports show it."""
+    service, check = key  # a plain (service, check) tuple works too
+    return f"{service}/{check}"
+
+
+def check_key(check_id: str) -> CheckKey:
+    """`SERVICE/CHECK` -> (service, check); the check name may contain slashes, the service not."""
+    service, _, name = check_id.partition("/")
+    return CheckKey(service, name)
 
 
 @dataclass(frozen=True)
 class ConfigDiff:
-    added: list[str]
-    removed: list[str]
-    changed: list[str]
+    """Checks added, removed and changed (any option differs), each list sorted."""
 
-
-def check_key(check_id: str) -> CheckKey:
-    """`SERVICE/CHECK` -> (service, check); service names cannot contain a slash."""
-    service, _, name = check_id.partition("/")
-    return (service, name)
+    added: tuple[CheckKey, ...]
+    removed: tuple[CheckKey, ...]
+    changed: tuple[CheckKey, ...]
 
 
 def checks_by_key(config: Config) -> dict[CheckKey, CheckBase]:
-    return {(svc.name, check.name): check for svc in config.services for check in svc.checks}
+    return {CheckKey(svc.name, check.name): check for svc in config.services for check in svc.checks}
 
 
 def diff_configs(old: Config, new: Config) -> ConfigDiff:
     """Checks are compared by their full definition: any option changed means a restart."""
     before, after = checks_by_key(old), checks_by_key(new)
-
-    def ids(keys: list[CheckKey]) -> list[str]:
-        return [f"{service}/{check}" for service, check in sorted(keys)]
-
     return ConfigDiff(
-        added=ids([k for k in after if k not in before]),
-        removed=ids([k for k in before if k not in after]),
-        changed=ids([k for k in after if k in before and after[k] != before[k]]),
+        added=tuple(sorted(k for k in after if k not in before)),
+        removed=tuple(sorted(k for k in before if k not in after)),
+        changed=tuple(sorted(k for k in after if k in before and after[k] != before[k])),
     )

@@ -1,47 +1,54 @@
-"""Probes: one module per check type, one coroutine each, joined in `PROBES`.
+"""Probes: one module per check type, each declaring one `SPEC`, joined here in `SPECS`.
 
-Every probe has the same shape: `async def probe_X(check) -> ProbeOutcome`,
-raising `ProbeError` (or an OSError/TimeoutError) on failure. The caller
-applies the timeout and measures the total.
+A probe module (read `tcp.py` first) has:
+
+- `async def probe_X(check, ctx: ProbeContext) -> ProbeOutcome`: on success the
+  outcome (phases, details, gauges, latency); on failure it raises
+  `ProbeFailure(kind, message, outcome)` chained to the cause. OS errors go
+  through `healthd.errors.from_os_error`. The caller applies the deadline
+  (`ctx.deadline`), measures the total and turns any exception into a result.
+- shared state (sockets, sessions, a pool) only in a `SharedResource` it gets
+  with `ctx.resources.get(Kind)`: never in module globals.
+- `SPEC = ProbeSpec(type, model, probe, gauges, resource)`.
+
+Adding a probe type: its config model in `healthd.config.checks` (one entry in
+`MODELS`), its module here, one line in `SPECS`. `register` refuses a spec
+without a model or probe, and a model without its probe.
 """
 
 from __future__ import annotations
 
-import socket
-from collections.abc import Awaitable, Callable, Iterable
-from typing import Any
+from healthd.probes import http, icmp, syn, tcp
+from healthd.probes.base import (
+    Probe,
+    ProbeContext,
+    ProbeLog,
+    ProbeResources,
+    ProbeSpec,
+    Registry,
+    SharedResource,
+    register,
+)
 
-from healthd.config import CheckBase
-from healthd.probes._http_conn import close_pools
-from healthd.probes._icmp_socket import close_icmp_sockets, open_icmp_sockets
-from healthd.probes.http import probe_http
-from healthd.probes.icmp import probe_icmp
-from healthd.probes.syn import probe_syn
-from healthd.probes.tcp import probe_tcp
-from healthd.results import ProbeOutcome
+SPECS: tuple[ProbeSpec, ...] = (tcp.SPEC, syn.SPEC, icmp.SPEC, http.SPEC)
 
-Probe = Callable[[Any], Awaitable[ProbeOutcome]]
+REGISTRY: Registry = register(SPECS)
+#: type -> probe coroutine: the scheduler's dispatch table
+PROBES = REGISTRY.probes
+#: HELP texts of the type-specific gauges probes report in `ProbeOutcome.gauges`
+GAUGE_HELP = REGISTRY.gauge_help
 
-PROBES: dict[str, Probe] = {
-    "tcp": probe_tcp,
-    "syn": probe_syn,
-    "icmp": probe_icmp,
-    "http": probe_http,
-}
-
-
-def open_shared_resources(checks: Iterable[CheckBase]) -> None:
-    """Open at start what probes share, so the start-up log tells at once which ICMP
-    socket mode each address family uses (or what is missing)."""
-    families = {
-        socket.AF_INET6 if ":" in check.display_target or check.ip_family == "ipv6" else socket.AF_INET
-        for check in checks
-        if check.type == "icmp"
-    }
-    open_icmp_sockets(sorted(families))
-
-
-async def close_shared_resources() -> None:
-    """Close what probes keep between runs (ICMP sockets, HTTP keepalive pools), at shutdown."""
-    close_icmp_sockets()
-    await close_pools()
+__all__ = [
+    "GAUGE_HELP",
+    "PROBES",
+    "REGISTRY",
+    "SPECS",
+    "Probe",
+    "ProbeContext",
+    "ProbeLog",
+    "ProbeResources",
+    "ProbeSpec",
+    "Registry",
+    "SharedResource",
+    "register",
+]

@@ -1,16 +1,7 @@
-"""Connections of the HTTP probe: kept sessions, sockets bound as the check asks, a phase clock.
+"""Connections of the HTTP probe: sockets bound as the check asks, and a phase clock.
 
-aiohttp owns the connection; these pieces plug into it. A ClientSession and
-connector built for every probe, with aiohttp's trace hooks, took over a
-fifth of the probe's CPU (bench/http_cpu.py). So sessions are kept: one per
-route (`ip_family`, `source_ip`, `interface`), shared by the checks that take
-it, whose connector force-closes every connection after its response, so
-each probe still opens a fresh TCP connection and does a fresh TLS
-handshake; and, with `keepalive`, one per check, whose connector keeps its
-connection between probes. Sessions live on the loop that made them until
-`close_pools()` (at shutdown) or, for a keepalive check, until the check is
-dropped. Per route rather than per check: a session and its connector take
-~5 KB, which 10,000 checks would multiply.
+aiohttp owns the connection; these pieces plug into it (the sessions that
+hold them are in `_http_sessions`).
 
 Names are resolved by the probes' own resolver (bounded pool, `ip_family`,
 `source_ip`), one address per attempt, no happy eyeballs: a check measures
@@ -21,15 +12,14 @@ each finds the clock of the probe it works for in a context variable.
 from __future__ import annotations
 
 import asyncio
-import atexit
 import socket
 import time
-import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv6Address
+from types import MappingProxyType
 from typing import Any
 
 import aiohttp
@@ -38,22 +28,24 @@ from aiohttp.client_reqrep import ClientRequest
 from aiohttp.connector import Connection
 from aiohttp.tracing import Trace
 
-from healthd.config import HttpCheck
-from healthd.errors import ProbeError
+from healthd.errors import ProbeFailure
 from healthd.probes._http_tls import TlsInfo, describe
-from healthd.probes._resolve import format_sockaddr, resolve
+from healthd.probes._resolve import Resolver, format_sockaddr
 from healthd.probes._sockets import open_socket
+from healthd.results import ErrorKind
 
 PHASES = ("resolve", "connect", "tls", "processing", "transfer")
-_FAMILIES = {"ipv4": socket.AF_INET, "ipv6": socket.AF_INET6}
+_FAMILIES = MappingProxyType({"ipv4": socket.AF_INET, "ipv6": socket.AF_INET6})
 # where a failure's time goes: the stage the exchange was in -> its phase
-_STAGE_PHASE = {
-    "resolve": "resolve",
-    "connect": "connect",
-    "tls": "tls",
-    "request": "processing",
-    "response": "transfer",
-}
+_STAGE_PHASE = MappingProxyType(
+    {
+        "resolve": "resolve",
+        "connect": "connect",
+        "tls": "tls",
+        "request": "processing",
+        "response": "transfer",
+    }
+)
 
 
 class PhaseClock:
@@ -171,7 +163,7 @@ class _TimedSocket(socket.socket):
 
 
 @dataclass(frozen=True, slots=True)
-class _Route:
+class Route:
     """How the check's sockets go out. A copy, not the check: a session must not keep its check alive."""
 
     ip_family: str
@@ -182,15 +174,16 @@ class _Route:
 class _Resolver(AbstractResolver):
     """Names go through the probes' own resolver: bounded pool, `ip_family`, `source_ip`."""
 
-    def __init__(self, route: _Route) -> None:
+    def __init__(self, route: Route, resolver: Resolver) -> None:
         self._route = route
+        self._resolver = resolver
 
     async def resolve(
         self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
     ) -> list[ResolveResult]:
         clock = _running_clock.get()
         clock.resolving()
-        found, addr = await resolve(host, port, self._route.ip_family, self._route.source_ip)
+        found, addr = await self._resolver.resolve(host, port, self._route.ip_family, self._route.source_ip)
         clock.resolved()
         flags = socket.AI_NUMERICHOST | socket.AI_NUMERICSERV
         return [ResolveResult(hostname=host, host=addr[0], port=addr[1], family=found, proto=0, flags=flags)]
@@ -205,13 +198,13 @@ class ProbeConnector(aiohttp.TCPConnector):
     Without a `keepalive_timeout`, every connection is closed after its response.
     """
 
-    def __init__(self, route: _Route, keepalive_timeout: float | None) -> None:
+    def __init__(self, route: Route, resolver: Resolver, keepalive_timeout: float | None) -> None:
         self._route = route
         reuse: dict[str, Any] = {"force_close": True}
         if keepalive_timeout is not None:
             reuse = {"keepalive_timeout": keepalive_timeout}
         super().__init__(
-            resolver=_Resolver(route),
+            resolver=_Resolver(route, resolver),
             use_dns_cache=False,
             happy_eyeballs_delay=None,
             socket_factory=self._open_socket,
@@ -224,9 +217,10 @@ class ProbeConnector(aiohttp.TCPConnector):
         route = self._route
         wanted = _FAMILIES.get(route.ip_family)
         if wanted is not None and family != wanted:
-            raise ProbeError(
+            raise ProbeFailure(
+                ErrorKind.ERROR,
                 f"{address[0]} is IPv{6 if family == socket.AF_INET6 else 4}, "
-                f"but the check asks for {route.ip_family}"
+                f"but the check asks for {route.ip_family}",
             )
         plain = open_socket(family, kind, proto, source_ip=route.source_ip, interface=route.interface)
         timed = _TimedSocket(plain.family, plain.type, plain.proto, fileno=plain.detach())
@@ -242,80 +236,3 @@ class ProbeConnector(aiohttp.TCPConnector):
         connection = await super().connect(req, traces, timeout)
         clock.connected(connection.transport)
         return connection
-
-
-# ---- sessions kept between probes --------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class _Kept:
-    session: aiohttp.ClientSession
-    loop: asyncio.AbstractEventLoop
-
-
-# by route (fresh connections: shared by the route's checks) or by check id (keepalive)
-_kept: dict[_Route | int, _Kept] = {}
-_closing: set[asyncio.Future[None]] = set()
-
-
-def session_for(check: HttpCheck) -> aiohttp.ClientSession:
-    """The session the check's probes go through, made on first use on the running loop."""
-    route = _Route(check.ip_family, check.source_ip, check.interface)
-    key: _Route | int = id(check) if check.keepalive else route
-    loop = asyncio.get_running_loop()
-    kept = _kept.get(key)
-    if kept is not None and kept.loop is loop and not kept.session.closed:
-        return kept.session
-    if kept is not None:
-        _retire(kept)
-    elif check.keepalive:
-        # a keepalive pool goes with its check (e.g. when a reload replaces the check)
-        weakref.finalize(check, _drop, key)
-    # idle longer than a probe cycle means the check is gone: let the pool close it
-    idle = check.interval + check.timeout + 1.0 if check.keepalive else None
-    session = aiohttp.ClientSession(
-        connector=ProbeConnector(route, idle),
-        cookie_jar=aiohttp.DummyCookieJar(),  # no cookie of one probe reaches the next
-    )
-    _kept[key] = _Kept(session, loop)
-    return session
-
-
-def _drop(key: _Route | int) -> None:
-    kept = _kept.pop(key, None)
-    if kept is not None:
-        _retire(kept)
-
-
-def _retire(kept: _Kept) -> None:
-    """Close a session no longer used: on its loop, or at once if that loop has ended."""
-    if kept.session.closed:
-        return
-    if kept.loop.is_closed():
-        # nothing can run there any more; a force-closing connector holds no connection
-        # then, and detaching marks the session closed so that it does not warn when collected
-        kept.session.detach()
-        return
-    closing = asyncio.ensure_future(kept.session.close(), loop=kept.loop)
-    _closing.add(closing)
-    closing.add_done_callback(_closing.discard)
-
-
-async def close_pools() -> None:
-    """Close every kept session: those of the running loop now (at shutdown), others on theirs."""
-    loop = asyncio.get_running_loop()
-    for key, kept in list(_kept.items()):
-        del _kept[key]
-        if kept.loop is loop:
-            await kept.session.close()
-        else:
-            _retire(kept)
-
-
-@atexit.register
-def _forget_ended_loops() -> None:
-    # a one-shot run (the CLI's `asyncio.run`) ends its loop without close_pools
-    for key, kept in list(_kept.items()):
-        if kept.loop.is_closed():
-            del _kept[key]
-            _retire(kept)

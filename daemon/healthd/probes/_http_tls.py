@@ -1,29 +1,27 @@
-"""TLS for the HTTP probe: client contexts (cached) and what a handshake tells us.
+"""TLS for the HTTP probe: client contexts and what a handshake tells us.
 
 Building a context that verifies against the system roots costs milliseconds,
-so contexts are cached by their settings and by the files' modification times:
-a renewed `ca_file` or client certificate is picked up by the next probe.
+so `HttpSessions` keeps them by their settings and the files' modification
+times: a renewed `ca_file` or client certificate is picked up by the next probe.
 """
 
 from __future__ import annotations
 
-import os
 import ssl
 import time
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
-from healthd.errors import ProbeError
-from healthd.results import ErrorKind
-
-TLS_VERSIONS = {
-    "1.0": ssl.TLSVersion.TLSv1,
-    "1.1": ssl.TLSVersion.TLSv1_1,
-    "1.2": ssl.TLSVersion.TLSv1_2,
-    "1.3": ssl.TLSVersion.TLSv1_3,
-}
+TLS_VERSIONS = MappingProxyType(
+    {
+        "1.0": ssl.TLSVersion.TLSv1,
+        "1.1": ssl.TLSVersion.TLSv1_1,
+        "1.2": ssl.TLSVersion.TLSv1_2,
+        "1.3": ssl.TLSVersion.TLSv1_3,
+    }
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,27 +38,8 @@ def no_passphrase() -> bytes:
     return b""
 
 
-def client_context(settings: TlsSettings) -> ssl.SSLContext:
-    """The (shared, cached) client context for these settings; ProbeError(tls) if a file is bad."""
-    stamps = tuple(_mtime(p) for p in (settings.ca_file, settings.cert_file, settings.key_file))
-    try:
-        return _build(settings, stamps)
-    except (OSError, ssl.SSLError) as exc:
-        raise ProbeError(f"cannot load TLS files: {exc}", kind=ErrorKind.TLS) from None
-
-
-def _mtime(path: Path | None) -> float:
-    if path is None:
-        return 0.0
-    try:
-        return os.stat(path).st_mtime
-    except OSError:
-        return -1.0  # _build reports the real error
-
-
-@lru_cache(maxsize=128)
-def _build(settings: TlsSettings, stamps: tuple[float, ...]) -> ssl.SSLContext:
-    del stamps  # part of the cache key only
+def build_context(settings: TlsSettings) -> ssl.SSLContext:
+    """A client context for these settings (the HTTP sessions keep it while the files stay the same)."""
     ca = str(settings.ca_file) if settings.ca_file else None
     if settings.verify:
         # a ca_file replaces the system roots (as blackbox_exporter's tls_config does)

@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import socket
 import struct
+from types import MappingProxyType
 from typing import NamedTuple
 
 ECHO_REPLY_V4, DEST_UNREACH_V4, ECHO_REQUEST_V4, TIME_EXCEEDED_V4 = 0, 3, 8, 11
@@ -57,13 +58,15 @@ SO_EE_ORIGIN_ICMP, SO_EE_ORIGIN_ICMP6 = 2, 3
 WANTED_TYPES_V4 = (ECHO_REPLY_V4, DEST_UNREACH_V4, TIME_EXCEEDED_V4)
 WANTED_TYPES_V6 = (ECHO_REPLY_V6, DEST_UNREACH_V6, TIME_EXCEEDED_V6)
 
-_ERROR_NAMES = {
-    (False, DEST_UNREACH_V4): "destination unreachable",
-    (False, TIME_EXCEEDED_V4): "time exceeded",
-    (True, DEST_UNREACH_V6): "destination unreachable",
-    (True, TIME_EXCEEDED_V6): "time exceeded",
-}
-_CODE_NAMES = {
+_ERROR_NAMES = MappingProxyType(
+    {
+        (False, DEST_UNREACH_V4): "destination unreachable",
+        (False, TIME_EXCEEDED_V4): "time exceeded",
+        (True, DEST_UNREACH_V6): "destination unreachable",
+        (True, TIME_EXCEEDED_V6): "time exceeded",
+    }
+)
+_CODE_TABLE = {
     (False, DEST_UNREACH_V4): {
         0: "net unreachable",
         1: "host unreachable",
@@ -89,6 +92,8 @@ _CODE_NAMES = {
     },
     (True, TIME_EXCEEDED_V6): {0: "hop limit exceeded in transit", 1: "fragment reassembly time exceeded"},
 }
+_CODE_NAMES = MappingProxyType({key: MappingProxyType(names) for key, names in _CODE_TABLE.items()})
+del _CODE_TABLE
 
 
 class EchoReply(NamedTuple):
@@ -110,7 +115,8 @@ class EchoError(NamedTuple):
     def describe(self) -> str:
         """E.g. `destination unreachable (ICMP type 3, code 1: host unreachable)`."""
         name = _ERROR_NAMES.get((self.v6, self.type), "ICMP error")
-        reason = _CODE_NAMES.get((self.v6, self.type), {}).get(self.code)
+        codes = _CODE_NAMES.get((self.v6, self.type))
+        reason = codes.get(self.code) if codes is not None else None
         label = "ICMPv6" if self.v6 else "ICMP"
         return f"{name} ({label} type {self.type}, code {self.code}{': ' + reason if reason else ''})"
 

@@ -1,4 +1,4 @@
-"""The shared ICMP echo sockets: one per address family and event loop, and their reply demultiplexer.
+"""A shared ICMP echo socket (one per address family, see `icmp.EchoSockets`) and its reply demultiplexer.
 
 On the wire: ICMP Echo Requests (ICMPv6 type 128 for IPv6) from one socket per
 family, whatever the number of checks; their Echo Replies, and any Destination
@@ -22,40 +22,33 @@ not counted.
 from __future__ import annotations
 
 import asyncio
-import logging
 import random
 import socket
 import struct
 import time
 import weakref
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv6Address
 
-from healthd.errors import ProbeError, ProbePermissionError, from_os_error
+from healthd.errors import ProbeFailure, from_os_error
+from healthd.probes._icmp_open import (
+    ICMP_DATAGRAM,
+    IP_RECVERR,
+    IPV6_RECVERR,
+    SO_TIMESTAMPNS,
+    Ancillary,
+    is_local_address,
+    set_dont_fragment,
+)
 from healthd.probes._icmp_packet import (
-    WANTED_TYPES_V4,
-    WANTED_TYPES_V6,
     EchoError,
     EchoReply,
     build_echo_request,
     parse_message,
     parse_queued_error,
 )
-from healthd.probes._sockets import (
-    ICMP_DATAGRAM,
-    IP_RECVERR,
-    IPV6_RECVERR,
-    SO_TIMESTAMPNS,
-    Ancillary,
-    icmp_permission_advice,
-    is_local_address,
-    open_icmp_socket,
-    ping_group_range,
-    set_dont_fragment,
-)
-
-log = logging.getLogger(__name__)
+from healthd.results import ErrorKind
 
 READ_BATCH = 256  # packets read per wake-up before the loop gets a turn again
 DRAIN_EVERY = 64  # sends in a row before the socket is read in between (keeps the buffer from overflowing)
@@ -83,7 +76,7 @@ class EchoRound:
     received: int = 0
     icmp_error: EchoError | None = None
     error_from: str = ""  # who sent the ICMP error
-    failure: ProbeError | None = None  # a send that failed after the first one
+    failure: ProbeFailure | None = None  # a send that failed after the first one
     keys: list[Key] = field(default_factory=list, init=False)  # (address, seq) of each request
     done: asyncio.Future[None] | None = field(default=None, init=False)
     deadline_timer: asyncio.TimerHandle | None = field(default=None, init=False)
@@ -182,7 +175,7 @@ class EchoSocket:
     def _send_later(self, echo: EchoRound, first: float) -> None:
         try:
             self._send(echo)
-        except ProbeError as exc:
+        except ProbeFailure as exc:
             echo.failure = exc
             echo.finish()
             return
@@ -193,7 +186,7 @@ class EchoSocket:
 
     def _send(self, echo: EchoRound) -> None:
         if self.closed:
-            raise ProbeError("the ICMP socket was closed")
+            raise ProbeFailure(ErrorKind.ERROR, "the ICMP socket was closed")
         key = (echo.address, self._next_seq(echo.address))
         packet = build_echo_request(self.ident, key[1], echo.payload, v6=self.v6)
         try:
@@ -207,7 +200,7 @@ class EchoSocket:
             else:
                 self.sock.sendto(packet, echo.sockaddr)
         except OSError as exc:
-            raise self._send_error(exc, echo) from None
+            raise self._send_error(exc, echo) from exc
         # registered after the send: nothing reads the socket in between (single-threaded loop)
         self._pending[key] = (echo, echo.sent)
         echo.keys.append(key)
@@ -216,10 +209,10 @@ class EchoSocket:
         if self._unread >= DRAIN_EVERY:
             self._on_readable()
 
-    def _send_error(self, exc: OSError, echo: EchoRound) -> ProbeError:
+    def _send_error(self, exc: OSError, echo: EchoRound) -> ProbeFailure:
         if echo.source is not None and not is_local_address(echo.source):
             # the kernel says "network unreachable" or "invalid argument" for a foreign source
-            return ProbeError(f"source_ip {echo.source} is not an address of this host")
+            return ProbeFailure(ErrorKind.ERROR, f"source_ip {echo.source} is not an address of this host")
         return from_os_error(exc, f"send echo request to {echo.address}")
 
     def _next_seq(self, address: str) -> int:
@@ -227,7 +220,9 @@ class EchoSocket:
             self._seq = (self._seq + 1) & 0xFFFF
             if (address, self._seq) not in self._pending:
                 return self._seq
-        raise ProbeError(f"65536 echo requests to {address} are already waiting for replies")
+        raise ProbeFailure(
+            ErrorKind.ERROR, f"65536 echo requests to {address} are already waiting for replies"
+        )
 
     def _forget(self, echo: EchoRound) -> None:
         for key in echo.keys:
@@ -307,92 +302,3 @@ def _kernel_time(ancdata: Sequence[tuple[int, int, bytes]]) -> int:
             seconds, nanoseconds = struct.unpack_from("qq", data)
             return int(seconds * 1_000_000_000 + nanoseconds)
     return 0
-
-
-# ---- one socket per family and event loop --------------------------------------------
-
-_sockets: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[int, EchoSocket]] = (
-    weakref.WeakKeyDictionary()
-)
-_announced: set[tuple[int, str]] = set()
-
-
-def echo_socket(family: socket.AddressFamily) -> EchoSocket:
-    """The running loop's ICMP socket for `family`, opened on first use.
-
-    Raises ProbePermissionError (kind `permission`) when neither mode is allowed;
-    the next probe tries again, so fixing the sysctl needs no restart.
-    """
-    loop = asyncio.get_running_loop()
-    per_loop = _sockets.get(loop)
-    if per_loop is None:
-        per_loop = _sockets[loop] = {}
-        # a loop that goes away closes its sockets (tests and `healthd probe` use short-lived loops)
-        weakref.finalize(loop, _close_all, per_loop)
-    shared = per_loop.get(family)
-    if shared is None or shared.closed:
-        wanted = WANTED_TYPES_V6 if family == socket.AF_INET6 else WANTED_TYPES_V4
-        try:
-            sock, mode = open_icmp_socket(family, wanted)
-        except ProbePermissionError:
-            _announce(family, "none")
-            raise
-        shared = per_loop[family] = EchoSocket(sock, mode, loop)
-        _announce(family, mode, shared.ident)
-    return shared
-
-
-def open_icmp_sockets(families: Iterable[socket.AddressFamily]) -> None:
-    """Open the shared sockets now, so the start-up log says which mode each family uses.
-
-    A family that cannot be opened is only logged here; its probes report the error.
-    """
-    for family in families:
-        try:
-            echo_socket(family)
-        except ProbePermissionError:
-            pass  # echo_socket has logged what to change
-        except ProbeError as exc:
-            log.warning("ICMP %s checks cannot run yet: %s", _family_name(family), exc.message)
-
-
-def _family_name(family: socket.AddressFamily) -> str:
-    return "IPv6" if family == socket.AF_INET6 else "IPv4"
-
-
-def close_icmp_sockets() -> None:
-    """Close the running loop's ICMP sockets (at shutdown); later probes open new ones."""
-    per_loop = _sockets.pop(asyncio.get_running_loop(), {})
-    _close_all(per_loop)
-
-
-def _close_all(per_loop: dict[int, EchoSocket]) -> None:
-    for shared in per_loop.values():
-        shared.close()
-    per_loop.clear()
-
-
-def _announce(family: socket.AddressFamily, mode: str, ident: int = 0) -> None:
-    """Log, once per process and family, which kind of ICMP socket the checks use and why."""
-    if (family, mode) in _announced:
-        return
-    _announced.add((family, mode))
-    name = "IPv6" if family == socket.AF_INET6 else "IPv4"
-    span = ping_group_range()
-    if mode == ICMP_DATAGRAM:
-        log.info(
-            "ICMP %s checks use an unprivileged datagram socket (net.ipv4.ping_group_range %s "
-            "admits this process; echo identifier %d)",
-            name,
-            f'"{span}"' if span else "?",
-            ident,
-        )
-    elif mode == "none":
-        log.warning("ICMP %s checks cannot run: %s", name, icmp_permission_advice())
-    else:
-        log.info(
-            "ICMP %s checks use a raw socket (CAP_NET_RAW; net.ipv4.ping_group_range %s does not "
-            "admit this process's group)",
-            name,
-            f'"{span}"' if span else "?",
-        )

@@ -1,7 +1,8 @@
 """Name resolution for probes: IP literals skip the resolver; names go to a bounded pool.
 
 A dedicated executor keeps a burst of slow lookups from starving the loop's
-default pool (which would turn into fake DNS timeouts elsewhere).
+default pool (which would turn into fake DNS timeouts elsewhere). It belongs
+to the probes' resources (`Resolver`), so it ends with them.
 """
 
 from __future__ import annotations
@@ -12,53 +13,69 @@ import ipaddress
 import socket
 from concurrent.futures import ThreadPoolExecutor
 from ipaddress import IPv4Address, IPv6Address
+from types import MappingProxyType
 
-from healthd.errors import ProbeDNSError, ProbeError
+from healthd.errors import ProbeFailure
+from healthd.probes.base import ProbeResources, SharedResource
+from healthd.results import ErrorKind
 
 SockAddr = tuple[str, int] | tuple[str, int, int, int]
 
-_FAMILIES = {"auto": socket.AF_UNSPEC, "ipv4": socket.AF_INET, "ipv6": socket.AF_INET6}
-_executor = ThreadPoolExecutor(max_workers=8, thread_name_prefix="healthd-dns")
+RESOLVER_THREADS = 8
+_FAMILIES = MappingProxyType({"auto": socket.AF_UNSPEC, "ipv4": socket.AF_INET, "ipv6": socket.AF_INET6})
 
 
-def family_of(address: str) -> socket.AddressFamily:
-    return socket.AF_INET6 if ":" in address else socket.AF_INET
+class Resolver(SharedResource):
+    """The probes' name lookups, on a pool of their own."""
 
+    def __init__(self, resources: ProbeResources) -> None:
+        super().__init__(resources)
+        self._executor: ThreadPoolExecutor | None = None  # started by the first name (not literal)
 
-async def resolve(
-    host: str,
-    port: int,
-    ip_family: str = "auto",
-    source_ip: IPv4Address | IPv6Address | None = None,
-) -> tuple[socket.AddressFamily, SockAddr]:
-    """Return (family, sockaddr) of the address to probe.
+    async def resolve(
+        self,
+        host: str,
+        port: int,
+        ip_family: str = "auto",
+        source_ip: IPv4Address | IPv6Address | None = None,
+    ) -> tuple[socket.AddressFamily, SockAddr]:
+        """Return (family, sockaddr) of the address to probe.
 
-    With `ip_family: auto` the resolver's order is kept (RFC 6724), except that
-    a configured `source_ip` picks the family it can reach.
-    """
-    wanted = _FAMILIES[ip_family]
-    if wanted == socket.AF_UNSPEC and source_ip is not None:
-        wanted = socket.AF_INET6 if source_ip.version == 6 else socket.AF_INET
-    literal = _literal(host)
-    if literal is not None:
-        family = socket.AF_INET6 if literal.version == 6 else socket.AF_INET
-        if wanted not in (socket.AF_UNSPEC, family):
-            raise ProbeError(
-                f"{host} is IPv{literal.version}, but the check asks for {ip_family}"
-                + (f" (source_ip {source_ip})" if source_ip else "")
+        With `ip_family: auto` the resolver's order is kept (RFC 6724), except that
+        a configured `source_ip` picks the family it can reach.
+        """
+        wanted = _FAMILIES[ip_family]
+        if wanted == socket.AF_UNSPEC and source_ip is not None:
+            wanted = socket.AF_INET6 if source_ip.version == 6 else socket.AF_INET
+        literal = _literal(host)
+        if literal is not None:
+            family = socket.AF_INET6 if literal.version == 6 else socket.AF_INET
+            if wanted not in (socket.AF_UNSPEC, family):
+                raise ProbeFailure(
+                    ErrorKind.ERROR,
+                    f"{host} is IPv{literal.version}, but the check asks for {ip_family}"
+                    + (f" (source_ip {source_ip})" if source_ip else ""),
+                )
+            return family, _sockaddr(family, host, port)
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(RESOLVER_THREADS, thread_name_prefix="healthd-dns")
+        loop = asyncio.get_running_loop()
+        try:
+            infos = await loop.run_in_executor(
+                self._executor, socket.getaddrinfo, host, port, wanted, socket.SOCK_STREAM
             )
-        return family, _sockaddr(family, host, port)
-    loop = asyncio.get_running_loop()
-    try:
-        infos = await loop.run_in_executor(
-            _executor, socket.getaddrinfo, host, port, wanted, socket.SOCK_STREAM
-        )
-    except socket.gaierror as exc:
-        raise ProbeDNSError(f"cannot resolve {host!r}: {exc.strerror}") from None
-    if not infos:
-        raise ProbeDNSError(f"{host!r} has no {ip_family} address")
-    family, _, _, _, sockaddr = infos[0]
-    return socket.AddressFamily(family), sockaddr  # type: ignore[return-value]
+        except socket.gaierror as exc:
+            raise ProbeFailure(ErrorKind.DNS, f"cannot resolve {host!r}: {exc.strerror}") from exc
+        if not infos:
+            raise ProbeFailure(ErrorKind.DNS, f"{host!r} has no {ip_family} address")
+        family, _, _, _, sockaddr = infos[0]
+        return socket.AddressFamily(family), sockaddr  # type: ignore[return-value]
+
+    async def aclose(self) -> None:
+        if self._executor is not None:
+            # lookups still running finish in their threads; nobody waits for them
+            self._executor.shutdown(wait=False, cancel_futures=True)
+            self._executor = None
 
 
 @functools.lru_cache(maxsize=4096)  # parsing is slow pure Python; checks reuse their targets

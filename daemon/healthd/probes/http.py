@@ -10,71 +10,72 @@ Phases, summed over redirects as blackbox_exporter does: `resolve` (name
 lookup; 0 for an IP literal), `connect` (TCP handshake), `tls` (TLS handshake;
 0 for http), `processing` (connection ready -> response headers: sending the
 request plus the server's time) and `transfer` (headers -> body read).
-Our connector, resolver and socket note the timestamps (see _http_conn).
+Our connector, resolver and socket note the timestamps (see _http_conn);
+sessions and TLS contexts are kept in the probes' resources (`HttpSessions`).
 """
 
 from __future__ import annotations
 
-import errno
 import logging
 import ssl
 import time
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 import aiohttp
 from multidict import CIMultiDictProxy
 
 from healthd import __version__
-from healthd.config import HttpCheck, format_duration
+from healthd.config import HttpCheck
 from healthd.config.checks import redact_url
 from healthd.config.http_rules import Expectations, Mismatch, Observed, judge
-from healthd.errors import ProbeError, ProbeTimeout, from_os_error
-from healthd.probes._http_conn import PhaseClock, session_for, timing
-from healthd.probes._http_tls import TlsInfo, TlsSettings, client_context, expiry_shortfall, ssl_reason
+from healthd.errors import ProbeFailure
+from healthd.probes._http_conn import PhaseClock, timing
+from healthd.probes._http_errors import MAX_REDIRECTS, translate
+from healthd.probes._http_sessions import HttpSessions
+from healthd.probes._http_tls import TlsInfo, TlsSettings, expiry_shortfall
+from healthd.probes.base import ProbeContext, ProbeSpec
 from healthd.results import ErrorKind, ProbeOutcome
 
-log = logging.getLogger(__name__)
-
-MAX_REDIRECTS = 10
 READ_CHUNK = 64 * 1024
 USER_AGENT = f"healthd/{__version__}"
+NO_RESPONSE = MappingProxyType({"probe_http_status_code": 0.0})  # the gauge when no response came
 
 
-async def probe_http(check: HttpCheck) -> ProbeOutcome:
+async def probe_http(check: HttpCheck, ctx: ProbeContext) -> ProbeOutcome:
     clock = PhaseClock()
-    session = session_for(check)
+    sessions = ctx.resources.get(HttpSessions)
     try:
         with timing(clock):
-            seen, response = await _exchange(session, check, clock)
-    except ProbeError as exc:  # from our resolver, socket factory or TLS files
+            seen, response = await _exchange(sessions, check, clock)
+    except ProbeFailure as exc:  # from our resolver, socket factory or TLS files
         clock.interrupted()
-        exc.phases = {**clock.phases, **exc.phases}
-        exc.gauges = {"probe_http_status_code": 0.0, **exc.gauges}
-        raise
+        measured = ProbeOutcome(phases={**clock.phases, **exc.outcome.phases}, gauges=NO_RESPONSE)
+        raise exc.with_outcome(measured) from exc
     except (aiohttp.ClientError, OSError, ssl.SSLError) as exc:
-        error = _translate(exc, check, clock)
+        kind, message = translate(exc, check, clock)
         clock.interrupted()
-        error.phases = dict(clock.phases)
-        error.gauges = {"probe_http_status_code": 0.0}
-        raise error from None
-    return _verdict(check, clock, seen, response)
+        measured = ProbeOutcome(phases=dict(clock.phases), gauges=NO_RESPONSE)
+        raise ProbeFailure(kind, message, measured) from exc
+    return _verdict(check, ctx, clock, seen, response)
 
 
 # ---- the exchange ----------------------------------------------------------------------
 
 
 async def _exchange(
-    session: aiohttp.ClientSession, check: HttpCheck, clock: PhaseClock
+    sessions: HttpSessions, check: HttpCheck, clock: PhaseClock
 ) -> tuple[Observed, aiohttp.ClientResponse]:
-    async with session.request(
+    tls = sessions.tls_context(_tls_settings(check)) if _may_use_tls(check) else True
+    async with sessions.session_for(check).request(
         check.method,
         check.parsed_url,
         headers=_request_headers(check),
         data=check.body.encode() if check.body is not None else None,
         allow_redirects=check.follow_redirects,
         max_redirects=MAX_REDIRECTS,
-        ssl=client_context(_tls_settings(check)) if _may_use_tls(check) else True,
+        ssl=tls,
         server_hostname=check.server_name,
         # a backstop for direct callers: the scheduler's own deadline (the same) fires first
         timeout=aiohttp.ClientTimeout(total=check.timeout),
@@ -133,7 +134,7 @@ def _read_secret(path: Path, option: str) -> str:
     try:
         return path.read_text(encoding="utf-8").strip()
     except (OSError, UnicodeDecodeError) as exc:
-        raise ProbeError(f"{option}: cannot read {path}: {exc}") from None
+        raise ProbeFailure(ErrorKind.ERROR, f"{option}: cannot read {path}: {exc}") from exc
 
 
 def _may_use_tls(check: HttpCheck) -> bool:
@@ -156,7 +157,7 @@ def _lowered(headers: CIMultiDictProxy[str]) -> dict[str, list[str]]:
 
 
 def _verdict(
-    check: HttpCheck, clock: PhaseClock, seen: Observed, response: aiohttp.ClientResponse
+    check: HttpCheck, ctx: ProbeContext, clock: PhaseClock, seen: Observed, response: aiohttp.ClientResponse
 ) -> ProbeOutcome:
     expect = Expectations(
         status=tuple(check.expect_status),
@@ -170,25 +171,17 @@ def _verdict(
     mismatch = judge(expect, seen) or _cert_mismatch(check, tls)
     phases = dict(clock.phases)
     latency = sum(phases.values()) - phases["resolve"]
-    if log.isEnabledFor(logging.DEBUG):  # display_target and the message are built on every call
-        log.debug(
-            "http check %s: %s %s -> %d%s",
-            check.name,
+    if ctx.log.isEnabledFor(logging.DEBUG):  # the message is built on every call
+        ctx.log.debug(
+            "%s -> %d%s",
             check.method,
-            check.display_target,
             seen.status,
             f" ({mismatch.kind}: {mismatch.message})" if mismatch else "",
         )
+    outcome = ProbeOutcome(phases=phases, details=details, gauges=gauges, latency=latency)
     if mismatch is not None:
-        raise ProbeError(
-            mismatch.message,
-            kind=mismatch.kind,
-            phases=phases,
-            details=details,
-            gauges=gauges,
-            latency=latency,
-        )
-    return ProbeOutcome(phases=phases, details=details, gauges=gauges, latency=latency)
+        raise ProbeFailure(mismatch.kind, mismatch.message, outcome)
+    return outcome
 
 
 def _report(
@@ -231,66 +224,15 @@ def _iso(timestamp: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(timestamp))
 
 
-# ---- errors ----------------------------------------------------------------------------
-
-
-def _translate(exc: BaseException, check: HttpCheck, clock: PhaseClock) -> ProbeError:
-    """One place that maps aiohttp's and the OS's exceptions to error kinds.
-
-    The clock's stage tells a hang-up during or right after the TLS handshake
-    (kind `tls`) from one elsewhere.
-    """
-    if clock.stage == "request" and clock.tls is not None and _hung_up(exc):
-        # TLS 1.3 servers check a client certificate after the handshake; on a fast path
-        # their alert is lost in the reset that follows, and this is all the client sees
-        hint = "" if check.cert_file else ": does it require a client certificate (cert_file)?"
-        return ProbeError(f"the server closed the TLS connection before answering{hint}", kind=ErrorKind.TLS)
-    if isinstance(exc, aiohttp.ClientConnectorCertificateError):
-        reason = ssl_reason(exc.certificate_error)
-        return ProbeError(f"TLS certificate of {exc.host} not accepted: {reason}", kind=ErrorKind.TLS)
-    tls_error = _cause(exc, ssl.SSLError) or _cause(exc, ssl.CertificateError)
-    if tls_error is not None:
-        return ProbeError(f"TLS failed: {ssl_reason(tls_error)}", kind=ErrorKind.TLS)
-    if isinstance(exc, aiohttp.ClientConnectorDNSError):
-        return ProbeError(f"cannot resolve {exc.host!r}: {exc.os_error.strerror}", kind=ErrorKind.DNS)
-    if isinstance(exc, aiohttp.ClientConnectorError):
-        where = f"[{exc.host}]:{exc.port}" if ":" in exc.host else f"{exc.host}:{exc.port}"
-        if clock.stage == "tls":
-            reason = exc.os_error.strerror or str(exc.os_error) or "the server closed the connection"
-            return ProbeError(f"TLS handshake with {where} failed: {reason}", kind=ErrorKind.TLS)
-        return from_os_error(exc.os_error, f"connect to {where}")
-    if isinstance(exc, TimeoutError):
-        return ProbeTimeout(f"no answer within {format_duration(check.timeout)}")
-    if isinstance(exc, aiohttp.TooManyRedirects):
-        return ProbeError(f"more than {MAX_REDIRECTS} redirects", kind=ErrorKind.HTTP_STATUS)
-    if isinstance(exc, aiohttp.ServerDisconnectedError):
-        return ProbeError("the server closed the connection without a complete response")
-    if isinstance(exc, aiohttp.InvalidURL):
-        return ProbeError("redirected to an invalid or non-HTTP URL")  # the URL may hold secrets
-    if isinstance(exc, aiohttp.ClientPayloadError):
-        return ProbeError(f"body transfer failed: {exc}")
-    if isinstance(exc, aiohttp.ClientResponseError):
-        return ProbeError(f"invalid HTTP response: {exc.message}")
-    if isinstance(exc, OSError) and exc.errno:
-        return from_os_error(exc)
-    return ProbeError(f"{type(exc).__name__}: {exc}")
-
-
-def _hung_up(exc: BaseException) -> bool:
-    if isinstance(exc, aiohttp.ServerDisconnectedError):
-        return True
-    return isinstance(exc, OSError) and exc.errno in (errno.ECONNRESET, errno.EPIPE)
-
-
-def _cause(exc: BaseException, kind: type[BaseException]) -> BaseException | None:
-    seen: BaseException | None = exc
-    for _ in range(8):  # bounded walk down __cause__/__context__
-        if seen is None:
-            return None
-        if isinstance(seen, kind):
-            return seen
-        inner = getattr(seen, "os_error", None)  # aiohttp's connector errors wrap the OS's
-        if isinstance(inner, kind):
-            return inner
-        seen = seen.__cause__ or seen.__context__
-    return None
+SPEC = ProbeSpec(
+    type="http",
+    model=HttpCheck,
+    probe=probe_http,
+    gauges={
+        "probe_http_status_code": "HTTP status of the last probe's final response (0: no response)",
+        "probe_http_content_length": "Content-Length of the last HTTP response (-1: not sent)",
+        "probe_http_version": "HTTP version of the last response, e.g. 1.1",
+        "probe_ssl_earliest_cert_expiry": "Unix time the first certificate the server sent expires",
+    },
+    resource=HttpSessions,
+)

@@ -1,9 +1,9 @@
 """ICMP echo probe.
 
 On the wire: `count` Echo Requests (ICMPv6 for IPv6 targets) of `payload_size`
-bytes of data, `packet_interval` apart, from the process's one shared ICMP
-socket of that family (see `_icmp_socket`); the target answers each with an
-Echo Reply. A Destination Unreachable or Time Exceeded about one of them ends
+bytes of data, `packet_interval` apart, from the one shared ICMP socket of
+that family (`EchoSockets`, kept in the probes' resources; see `_icmp_socket`);
+the target answers each with an Echo Reply. A Destination Unreachable or Time Exceeded about one of them ends
 the probe at once as `unreachable`.
 
 Success: at least one reply, or with `max_loss` a loss ratio at most that.
@@ -11,7 +11,7 @@ Phases: `resolve` and `rtt` (the mean round trip). Gauge:
 `healthd_icmp_packet_loss_ratio`. Details: the socket mode (`datagram` or
 `raw`), `sent`, `received`, `loss_ratio` and `rtt_min/avg/max/stddev_ms`.
 
-The probe stops waiting a little before its timeout (`_GUARD`), so that it can
+The probe stops waiting a little before its deadline (`_GUARD`), so that it can
 still report how many replies were lost; a reply later than that counts as lost.
 """
 
@@ -19,28 +19,42 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import logging
 import math
 import socket
 import time
+from collections.abc import Sequence
 from typing import Any
 
-from healthd.config import IcmpCheck, format_duration
-from healthd.errors import ProbeError, ProbeTimeout, ProbeUnreachable
-from healthd.probes._icmp_socket import EchoRound, echo_socket
-from healthd.probes._resolve import resolve
-from healthd.probes._sockets import Ancillary, echo_ancillary, interface_index
-from healthd.results import ProbeOutcome
+from healthd.config import CheckBase, IcmpCheck, format_duration
+from healthd.errors import ProbeFailure
+from healthd.probes._icmp_open import (
+    ICMP_DATAGRAM,
+    Ancillary,
+    echo_ancillary,
+    icmp_permission_advice,
+    interface_index,
+    open_icmp_socket,
+    ping_group_range,
+)
+from healthd.probes._icmp_packet import WANTED_TYPES_V4, WANTED_TYPES_V6
+from healthd.probes._icmp_socket import EchoRound, EchoSocket
+from healthd.probes._resolve import Resolver
+from healthd.probes.base import ProbeContext, ProbeResources, ProbeSpec, SharedResource
+from healthd.results import ErrorKind, ProbeOutcome
+
+log = logging.getLogger(__name__)
 
 LOSS_GAUGE = "healthd_icmp_packet_loss_ratio"
-_GUARD = 0.025  # seconds before the timeout when the probe stops waiting (at most 5% of it)
+_GUARD = 0.025  # seconds before the deadline when the probe stops waiting (at most 5% of the timeout)
 
 
-async def probe_icmp(check: IcmpCheck) -> ProbeOutcome:
-    loop = asyncio.get_running_loop()
+async def probe_icmp(check: IcmpCheck, ctx: ProbeContext) -> ProbeOutcome:
     started = time.perf_counter()
-    family, sockaddr = await resolve(check.host, 0, check.ip_family, check.source_ip)
+    resolver = ctx.resources.get(Resolver)
+    family, sockaddr = await resolver.resolve(check.host, 0, check.ip_family, check.source_ip)
     resolved = time.perf_counter()
-    shared = echo_socket(family)
+    shared = ctx.resources.get(EchoSockets).for_family(family)
     echo = EchoRound(
         address=_canonical(family, sockaddr[0]),
         sockaddr=sockaddr,
@@ -51,13 +65,12 @@ async def probe_icmp(check: IcmpCheck) -> ProbeOutcome:
         dont_fragment=check.dont_fragment,
         source=check.source_ip,
     )
-    remaining = check.timeout - min(_GUARD, check.timeout * 0.05) - (resolved - started)
-    await shared.ping(echo, loop.time() + remaining)
+    await shared.ping(echo, ctx.deadline - min(_GUARD, check.timeout * 0.05))
     return _verdict(check, echo, shared.mode, resolved - started)
 
 
 def _verdict(check: IcmpCheck, echo: EchoRound, mode: str, resolve_time: float) -> ProbeOutcome:
-    """Statistics of a finished round, as an outcome or as the ProbeError it amounts to."""
+    """Statistics of a finished round, as an outcome or as the ProbeFailure it amounts to."""
     rtts = echo.rtts
     sent, received = echo.sent, len(rtts)
     loss = (sent - received) / sent if sent else 1.0
@@ -79,29 +92,30 @@ def _verdict(check: IcmpCheck, echo: EchoRound, mode: str, resolve_time: float) 
         details["rtt_avg_ms"] = round(mean * 1000, 3)
         details["rtt_max_ms"] = round(max(rtts) * 1000, 3)
         details["rtt_stddev_ms"] = round(spread * 1000, 3)
-    gauges = {LOSS_GAUGE: loss}
+    outcome = ProbeOutcome(phases=phases, details=details, gauges={LOSS_GAUGE: loss}, latency=mean)
+    if echo.failure is not None and echo.icmp_error is None:
+        raise echo.failure.with_outcome(outcome) from echo.failure
     problem = _problem(check, echo, received, loss)
     if problem is not None:
-        problem.details, problem.phases, problem.gauges, problem.latency = details, phases, gauges, mean
-        raise problem
-    return ProbeOutcome(phases=phases, details=details, gauges=gauges, latency=mean)
+        raise ProbeFailure(problem[0], problem[1], outcome)
+    return outcome
 
 
-def _problem(check: IcmpCheck, echo: EchoRound, received: int, loss: float) -> ProbeError | None:
-    """What makes this round a failure, if anything."""
+def _problem(check: IcmpCheck, echo: EchoRound, received: int, loss: float) -> tuple[ErrorKind, str] | None:
+    """What makes this round a failure, if anything: (kind, message)."""
     if echo.icmp_error is not None:
-        return ProbeUnreachable(f"{echo.icmp_error.describe()} from {echo.error_from}")
-    if echo.failure is not None:
-        return echo.failure
+        return ErrorKind.UNREACHABLE, f"{echo.icmp_error.describe()} from {echo.error_from}"
     if not received:
         requests = "request" if echo.sent == 1 else f"{echo.sent} requests"
-        return ProbeTimeout(
-            f"no echo reply from {echo.address} to {requests} within {format_duration(check.timeout)}"
+        return (
+            ErrorKind.TIMEOUT,
+            f"no echo reply from {echo.address} to {requests} within {format_duration(check.timeout)}",
         )
     if check.max_loss is not None and loss > check.max_loss:
-        return ProbeTimeout(
+        return (
+            ErrorKind.TIMEOUT,
             f"{echo.sent - received} of {echo.sent} echo requests lost ({loss:.0%}), "
-            f"more than max_loss {check.max_loss:g}"
+            f"more than max_loss {check.max_loss:g}",
         )
     return None
 
@@ -130,3 +144,94 @@ def _payload(size: int) -> bytes:
     """Echo data: a fixed pattern, so a reply with other data is not ours (or corrupt)."""
     pattern = b"healthd echo "
     return (pattern * (size // len(pattern) + 1))[:size]
+
+
+# ---- the shared sockets -----------------------------------------------------------------
+
+
+class EchoSockets(SharedResource):
+    """The ICMP checks' sockets: one per address family, shared by every check."""
+
+    def __init__(self, resources: ProbeResources) -> None:
+        super().__init__(resources)
+        self._sockets: dict[int, EchoSocket] = {}
+        self._announced: set[tuple[int, str]] = set()
+
+    def for_family(self, family: socket.AddressFamily) -> EchoSocket:
+        """The socket for `family`, opened on first use.
+
+        Raises ProbeFailure (kind `permission`) when neither mode is allowed; the
+        next probe tries again, so fixing the sysctl needs no restart.
+        """
+        shared = self._sockets.get(family)
+        if shared is None or shared.closed:
+            wanted = WANTED_TYPES_V6 if family == socket.AF_INET6 else WANTED_TYPES_V4
+            try:
+                sock, mode = open_icmp_socket(family, wanted)
+            except ProbeFailure as exc:
+                if exc.kind is ErrorKind.PERMISSION:
+                    self._announce(family, "none")
+                raise
+            shared = self._sockets[family] = EchoSocket(sock, mode, asyncio.get_running_loop())
+            self._announce(family, mode, shared.ident)
+        return shared
+
+    async def prepare(self, checks: Sequence[CheckBase]) -> None:
+        """Open the sockets now, so the start-up log says which mode each family uses.
+
+        A family that cannot be opened is only logged here; its probes report the error.
+        """
+        families = {
+            socket.AF_INET6 if ":" in check.display_target or check.ip_family == "ipv6" else socket.AF_INET
+            for check in checks
+        }
+        for family in sorted(families):
+            try:
+                self.for_family(family)
+            except ProbeFailure as exc:
+                if exc.kind is not ErrorKind.PERMISSION:  # that one is logged with its advice
+                    log.warning("ICMP %s checks cannot run yet: %s", _family_name(family), exc.message)
+
+    async def aclose(self) -> None:
+        for shared in self._sockets.values():
+            shared.close()
+        self._sockets.clear()
+
+    def _announce(self, family: socket.AddressFamily, mode: str, ident: int = 0) -> None:
+        """Log, once per family and mode, which kind of ICMP socket the checks use and why."""
+        if (family, mode) in self._announced:
+            return
+        self._announced.add((family, mode))
+        name = _family_name(family)
+        span = ping_group_range()
+        shown = f'"{span}"' if span else "?"
+        if mode == ICMP_DATAGRAM:
+            log.info(
+                "ICMP %s checks use an unprivileged datagram socket (net.ipv4.ping_group_range %s "
+                "admits this process; echo identifier %d)",
+                name,
+                shown,
+                ident,
+            )
+        elif mode == "none":
+            log.warning("ICMP %s checks cannot run: %s", name, icmp_permission_advice())
+        else:
+            log.info(
+                "ICMP %s checks use a raw socket (CAP_NET_RAW; net.ipv4.ping_group_range %s does not "
+                "admit this process's group)",
+                name,
+                shown,
+            )
+
+
+def _family_name(family: int) -> str:
+    return "IPv6" if family == socket.AF_INET6 else "IPv4"
+
+
+SPEC = ProbeSpec(
+    type="icmp",
+    model=IcmpCheck,
+    probe=probe_icmp,
+    gauges={LOSS_GAUGE: "Share of the last ICMP probe's echo requests left unanswered (0-1)"},
+    resource=EchoSockets,
+)

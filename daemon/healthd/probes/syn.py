@@ -16,9 +16,10 @@ ordinary TCP socket (no raw sockets, no privileges):
 Where the kernel cannot hold the ACK back (no `TCP_QUICKACK`, or a kernel that answers
 anyway), the same steps give SYN, SYN-ACK, ACK, RST: a connect closed by RST, reported as
 `details.mode = "connect-rst"` instead of `"half-open"`. Which one this host does is
-found once per process by a self-test against a loopback listener, cached, and logged
-once. Each probe also checks its own socket: `tcpi_segs_out` beyond the SYN means the
-ACK went out (e.g. the loop stalled past the delayed-ACK timer), and the probe says so.
+found by a self-test against a loopback listener at start, kept in the probes' resources
+(`SynMode`), and logged once. Each probe also checks its own socket: `tcpi_segs_out`
+beyond the SYN means the ACK went out (e.g. the loop stalled past the delayed-ACK timer),
+and the probe says so.
 
 Failures are classified as for `tcp`: refused (RST to our SYN), timeout (the caller's),
 unreachable (ICMP), dns, permission, error. Phases: `resolve`, `connect` (wall time,
@@ -31,12 +32,12 @@ import asyncio
 import logging
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
-from healthd.config import SynCheck
-from healthd.errors import ProbeError
-from healthd.probes._resolve import format_sockaddr
+from healthd.config import CheckBase, SynCheck
+from healthd.errors import ProbeFailure
+from healthd.probes._resolve import Resolver, format_sockaddr
 from healthd.probes._sockets import (
     connect,
     disable_quickack,
@@ -45,6 +46,7 @@ from healthd.probes._sockets import (
     open_stream_for,
     set_zero_linger,
 )
+from healthd.probes.base import ProbeContext, ProbeResources, ProbeSpec, SharedResource
 from healthd.results import ProbeOutcome
 
 log = logging.getLogger(__name__)
@@ -53,12 +55,29 @@ HALF_OPEN = "half-open"
 CONNECT_RST = "connect-rst"
 SELF_TEST_TIMEOUT = 1.0  # loopback answers in microseconds; this only bounds the unexpected
 
-_mode: str | None = None  # this process's mode, once the self-test has run
+
+class SynMode(SharedResource):
+    """This host's SYN-probe mode: a loopback self-test at the first probe, then kept."""
+
+    def __init__(self, resources: ProbeResources) -> None:
+        super().__init__(resources)
+        self._mode: str | None = None
+
+    async def prepare(self, checks: Sequence[CheckBase]) -> None:
+        await self.mode()  # so that the start-up log says which mode syn checks run in
+
+    async def mode(self) -> str:
+        if self._mode is None:
+            holds, reason = await kernel_holds_ack()
+            if self._mode is None:  # concurrent first probes each test; the first to finish decides
+                self._mode = HALF_OPEN if holds else CONNECT_RST
+                _announce(holds, reason)
+        return self._mode
 
 
-async def probe_syn(check: SynCheck) -> ProbeOutcome:
-    expected = await host_mode()
-    sock, addr, resolving = await open_stream_for(check)
+async def probe_syn(check: SynCheck, ctx: ProbeContext) -> ProbeOutcome:
+    expected = await ctx.resources.get(SynMode).mode()
+    sock, addr, resolving = await open_stream_for(check, ctx.resources.get(Resolver))
     with sock:
         held = disable_quickack(sock)
         set_zero_linger(sock)
@@ -84,22 +103,15 @@ async def probe_syn(check: SynCheck) -> ProbeOutcome:
     )
 
 
-async def host_mode() -> str:
-    """This process's SYN-probe mode: a loopback self-test at first use, then cached."""
-    global _mode
-    if _mode is None:
-        holds, reason = await kernel_holds_ack()
-        if _mode is None:  # concurrent first probes each test; the first to finish decides
-            _mode = HALF_OPEN if holds else CONNECT_RST
-            if holds:
-                log.info("syn probes run half-open (SYN, SYN-ACK, RST): %s", reason)
-            else:
-                log.warning(
-                    "syn probes fall back to connect-then-RST (SYN, SYN-ACK, ACK, RST), so targets "
-                    "will accept the connections: %s",
-                    reason,
-                )
-    return _mode
+def _announce(holds: bool, reason: str) -> None:
+    if holds:
+        log.info("syn probes run half-open (SYN, SYN-ACK, RST): %s", reason)
+    else:
+        log.warning(
+            "syn probes fall back to connect-then-RST (SYN, SYN-ACK, ACK, RST), so targets "
+            "will accept the connections: %s",
+            reason,
+        )
 
 
 async def kernel_holds_ack() -> tuple[bool, str]:
@@ -117,7 +129,7 @@ async def kernel_holds_ack() -> tuple[bool, str]:
             async with asyncio.timeout(SELF_TEST_TIMEOUT):
                 await connect(prober, listener.getsockname())
             ack_sent = handshake_info(prober).ack_sent
-    except (OSError, ProbeError, TimeoutError) as exc:
+    except (OSError, ProbeFailure, TimeoutError) as exc:
         return False, f"the loopback self-test failed ({exc or type(exc).__name__})"
     if ack_sent is None:
         return False, "this kernel does not count sent segments in TCP_INFO, so half-open is unproven"
@@ -145,3 +157,6 @@ def _loopback_listener() -> Iterator[socket.socket]:
             yield listener
             return
     raise last or OSError("no loopback address")
+
+
+SPEC = ProbeSpec(type="syn", model=SynCheck, probe=probe_syn, resource=SynMode)

@@ -10,13 +10,14 @@ from __future__ import annotations
 import time
 
 from healthd.config import TcpCheck
-from healthd.probes._resolve import format_sockaddr
+from healthd.probes._resolve import Resolver, format_sockaddr
 from healthd.probes._sockets import connect, open_stream_for, set_zero_linger
+from healthd.probes.base import ProbeContext, ProbeSpec
 from healthd.results import ProbeOutcome
 
 
-async def probe_tcp(check: TcpCheck) -> ProbeOutcome:
-    sock, addr, resolving = await open_stream_for(check)
+async def probe_tcp(check: TcpCheck, ctx: ProbeContext) -> ProbeOutcome:
+    sock, addr, resolving = await open_stream_for(check, ctx.resources.get(Resolver))
     with sock:
         started = time.perf_counter()
         await connect(sock, addr)
@@ -28,3 +29,6 @@ async def probe_tcp(check: TcpCheck) -> ProbeOutcome:
         details={"address": format_sockaddr(addr)},
         latency=connecting,
     )
+
+
+SPEC = ProbeSpec(type="tcp", model=TcpCheck, probe=probe_tcp, resource=Resolver)
