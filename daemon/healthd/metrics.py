@@ -59,6 +59,7 @@ class DaemonCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         yield self._service_info()
         yield from self._daemon_families()
+        yield self._task_restarts()
 
     def _service_info(self) -> Metric:
         info = GaugeMetricFamily("healthd_service_info", "Configured services and their labels", labels=None)
@@ -89,15 +90,6 @@ class DaemonCollector(Collector):
             "Time of the last successful config load",
             value=daemon.last_reload_success_time,
         )
-        restarts = CounterMetricFamily(
-            "healthd_check_task_restarts",
-            "Times a check's task died of an unexpected error and was started again",
-            labels=["service", "check"],
-        )
-        for state in store.all_states():
-            if state.task_restarts:  # a bug's trace: absent while it never happened
-                restarts.add_metric([state.info.service, state.info.name], state.task_restarts)
-        yield restarts
         checks = GaugeMetricFamily(
             "healthd_checks", "Configured checks, by debounced state", labels=["status"]
         )
@@ -109,6 +101,17 @@ class DaemonCollector(Collector):
         for status, count in by_status.items():
             checks.add_metric([status], count)
         yield checks
+
+    def _task_restarts(self) -> Metric:
+        restarts = CounterMetricFamily(
+            "healthd_check_task_restarts",
+            "Times a check's task died of an unexpected error and was started again",
+            labels=["service", "check"],
+        )
+        for state in self._store.all_states():
+            if state.task_restarts:  # a bug's trace: absent while it never happened
+                restarts.add_metric([state.info.service, state.info.name], state.task_restarts)
+        return restarts
 
 
 def _buckets(histogram: Histogram) -> tuple[list[tuple[str, float]], float]:

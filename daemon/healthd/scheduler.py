@@ -118,9 +118,8 @@ def log_transition(transition: Transition) -> None:
     why = "" if result.ok else f": {result.error_kind} ({result.error_message})"
     after = f" after {transition.streak} consecutive {'successes' if result.ok else 'failures'}"
     log.info(
-        "check %s/%s (%s %s) is %s, was %s%s%s",
-        info.service,
-        info.name,
+        "check %s (%s %s) is %s, was %s%s%s",
+        format_check_id(info.key),
         info.type,
         info.target,
         transition.new,

@@ -4,6 +4,7 @@ from __future__ import annotations
 import __future__
 
 import asyncio
+import dataclasses
 import errno
 import importlib
 import logging
@@ -23,7 +24,7 @@ from healthd.config import CHECK_MODELS, MODELS, CheckKey, TcpCheck
 from healthd.config.checks.base import HostPortCheck
 from healthd.errors import ProbeFailure, from_os_error
 from healthd.probes import GAUGE_HELP, PROBES, REGISTRY, SPECS, ProbeContext, ProbeResources, ProbeSpec
-from healthd.probes.base import ProbeLog, Registry, SharedResource, register
+from healthd.probes.base import ProbeLog, SharedResource, register
 from healthd.results import ErrorKind, ProbeOutcome
 from healthd.scheduler import run_probe
 
@@ -129,8 +130,10 @@ def _is_constant(value: object) -> bool:
         return all(_is_constant(item) for item in value)
     if isinstance(value, types.MappingProxyType):
         return all(_is_constant(item) for item in value.values())
-    if isinstance(value, ProbeSpec | Registry):
-        return True  # frozen; their tables are read-only mappings
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        # frozen, and so are their fields (specs and registry hold read-only mappings)
+        fields = (getattr(value, field.name) for field in dataclasses.fields(value))
+        return value.__dataclass_params__.frozen and all(_is_constant(v) or callable(v) for v in fields)  # type: ignore[attr-defined]
     return isinstance(value, _CONSTANT + _DEFINITIONS + _TYPING + _PER_TASK) or _is_pure_cache(value)
 
 

@@ -77,8 +77,8 @@ async def _exchange(
         max_redirects=MAX_REDIRECTS,
         ssl=tls,
         server_hostname=check.server_name,
-        # a backstop for direct callers: the scheduler's own deadline (the same) fires first
-        timeout=aiohttp.ClientTimeout(total=check.timeout),
+        # none of aiohttp's own: the caller's deadline (ctx.deadline) bounds the exchange
+        timeout=aiohttp.ClientTimeout(total=None, sock_connect=None),
     ) as response:
         clock.answered()
         body, truncated = await _read_bounded(response.content, check.max_body_bytes)
