@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.healthd import Healthd, between, write_config
+from bench.healthd_process import Healthd, between, write_config
 from bench.kinds import Kind
 from bench.procs import Processes
 from bench.procstat import CpuWindow, process_rss

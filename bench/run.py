@@ -30,7 +30,7 @@ if __package__ in (None, ""):  # run as a script: make `bench` and `daemon` impo
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import measure, report
-from bench.healthd import PYTHON, ROOT
+from bench.healthd_process import PYTHON, ROOT
 from bench.kinds import HTTP_LISTENERS, KINDS, TCP_LISTENERS
 from bench.procs import Processes, wait_line
 from bench.procstat import load_average, machine, machine_busy_share
