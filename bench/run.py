@@ -129,7 +129,7 @@ def run(
     )
     present = [name for name in wanted if name in PROBES and name in KINDS]
     for name in results["missing"]:
-        _log(f"{name}: not available yet (not in daemon.probes.PROBES)")
+        _log(f"{name}: not available yet (not in healthd.probes.PROBES)")
     # cheapest and most wanted first: if the budget runs out, what is left out is marked so
     references: dict[str, Any] = {}
     for name in present:
