@@ -172,3 +172,12 @@ def is_local_address(address: IPv4Address | IPv6Address) -> bool:
         except OSError:
             return False
     return True
+
+
+def kernel_receive_time(ancdata: Sequence[tuple[int, int, bytes]]) -> int:
+    """The SO_TIMESTAMPNS receive time of a packet in ns (CLOCK_REALTIME), or 0 if absent."""
+    for level, kind, data in ancdata:
+        if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(data) >= 16:
+            seconds, nanoseconds = struct.unpack_from("qq", data)
+            return int(seconds * 1_000_000_000 + nanoseconds)
+    return 0

@@ -24,10 +24,8 @@ from __future__ import annotations
 import asyncio
 import random
 import socket
-import struct
 import time
 import weakref
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv6Address
 
@@ -36,9 +34,9 @@ from healthd.probes._icmp_open import (
     ICMP_DATAGRAM,
     IP_RECVERR,
     IPV6_RECVERR,
-    SO_TIMESTAMPNS,
     Ancillary,
     is_local_address,
+    kernel_receive_time,
     set_dont_fragment,
 )
 from healthd.probes._icmp_packet import (
@@ -251,7 +249,7 @@ class EchoSocket:
             got_any = True
             if flags & socket.MSG_TRUNC:
                 continue
-            stamp = _kernel_time(ancdata)
+            stamp = kernel_receive_time(ancdata)
             received = stamp + offset if stamp else time.perf_counter_ns()
             self._dispatch(bytes(self._view[:size]), addr[0], received)
         if not got_any and self.mode == ICMP_DATAGRAM:
@@ -293,12 +291,3 @@ class EchoSocket:
 def _host(address: str) -> str:
     """Drop an IPv6 scope (`fe80::1%eth0`): quoted addresses in ICMP errors carry none."""
     return address.partition("%")[0] if "%" in address else address
-
-
-def _kernel_time(ancdata: Sequence[tuple[int, int, bytes]]) -> int:
-    """The SO_TIMESTAMPNS receive time in ns (CLOCK_REALTIME), or 0 if absent."""
-    for level, kind, data in ancdata:
-        if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(data) >= 16:
-            seconds, nanoseconds = struct.unpack_from("qq", data)
-            return int(seconds * 1_000_000_000 + nanoseconds)
-    return 0
