@@ -188,6 +188,22 @@ async def test_resources_are_made_once_and_closed_dependents_first() -> None:
         resources.get(Counter)
 
 
+class Broken(SharedResource):
+    async def prepare(self, checks: Any) -> None:
+        raise OSError(errno.EMFILE, "Too many open files")
+
+
+async def test_a_resource_that_cannot_prepare_is_logged_and_the_start_goes_on(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    spec = ProbeSpec(type="tcp", model=TcpCheck, probe=nothing, resource=Broken)
+    check = TcpCheck.model_validate({"type": "tcp", "name": "x", "target": "127.0.0.1:1"})
+    async with ProbeResources() as resources:
+        await resources.prepare([spec], [check])
+    assert "preparing Broken for the tcp checks failed" in caplog.text
+    assert "Too many open files" in caplog.text  # with its traceback
+
+
 async def test_each_owner_gets_its_own_resources() -> None:
     async with ProbeResources() as first, ProbeResources() as second:
         assert first.get(Counter) is not second.get(Counter)

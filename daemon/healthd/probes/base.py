@@ -103,8 +103,12 @@ class ProbeResources:
         for check in checks:
             by_type.setdefault(check.type, []).append(check)
         for spec in specs:
-            if spec.resource is not None and spec.type in by_type:
+            if spec.resource is None or spec.type not in by_type:
+                continue
+            try:
                 await self.get(spec.resource).prepare(by_type[spec.type])
+            except Exception:  # the daemon starts anyway: the probes report what is wrong
+                log.exception("preparing %s for the %s checks failed", spec.resource.__name__, spec.type)
 
     async def aclose(self) -> None:
         self._closed = True
