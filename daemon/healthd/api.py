@@ -19,6 +19,7 @@ from healthd.api_models import (
     CheckSummary,
     ErrorBody,
     ErrorResponse,
+    EventsResponse,
     HistoryResponse,
     ReloadResponse,
     Result,
@@ -27,6 +28,7 @@ from healthd.api_models import (
     StatusResponse,
 )
 from healthd.config import CheckKey
+from healthd.events import EventHub, Subscription
 from healthd.store import CheckState, ServiceInfo, Store
 
 log = logging.getLogger(__name__)
@@ -59,6 +61,9 @@ MetricsRenderer = Callable[[], Awaitable[bytes]]
 RELOAD: web.AppKey[Reloader] = web.AppKey("reload")
 RENDER_METRICS: web.AppKey[MetricsRenderer] = web.AppKey("render_metrics")
 OPENAPI = web.AppKey("openapi", dict)
+EVENTS = web.AppKey("events", EventHub)
+HEARTBEAT = web.AppKey("heartbeat", float)  # seconds between SSE heartbeat comments
+MAX_EVENT_ID = 2**63 - 1
 
 
 class ApiError(Exception):
@@ -132,6 +137,61 @@ async def get_history(request: web.Request) -> web.Response:
     limit = _limit(request, default=len(state.history) or 1)
     newest = list(reversed(state.history))[:limit]
     return json_response(HistoryResponse(results=[Result.of(r) for r in newest]))
+
+
+async def get_events(request: web.Request) -> web.StreamResponse:
+    hub = request.app[EVENTS]
+    if "text/event-stream" in request.headers.get("Accept", ""):
+        return await _stream_events(request, hub)
+    events = hub.recent(_limit(request, default=100))
+    return web.Response(
+        body=b'{"events":[' + b",".join(event.json for event in events) + b"]}",
+        content_type="application/json",
+    )
+
+
+def _last_event_id(request: web.Request) -> int | None:
+    raw = request.headers.get("Last-Event-ID", request.query.get("last_event_id"))
+    if raw is None or raw.strip() == "":
+        return None
+    raw = raw.strip()
+    if not raw.isdigit() or int(raw) > MAX_EVENT_ID:
+        raise ApiError(400, "bad_request", "Last-Event-ID must be a whole number (an event's id)")
+    return int(raw)
+
+
+async def _stream_events(request: web.Request, hub: EventHub) -> web.StreamResponse:
+    """Server-Sent Events until the client leaves, falls too far behind, or the daemon stops."""
+    sub = hub.subscribe(_last_event_id(request))
+    sub.on_close = _abort_when_overflowed(request, sub)
+    response = web.StreamResponse(
+        headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+    )
+    try:
+        await response.prepare(request)
+        await response.write(b": connected\n\n")  # sends the headers now, before any event
+        while not sub.closed:
+            batch = await sub.next_batch(request.app[HEARTBEAT])
+            if batch:
+                await response.write(b"".join(event.sse for event in batch))
+            elif not sub.closed:
+                await response.write(b": heartbeat\n\n")
+    except ConnectionResetError:
+        pass  # the client left, or was cut off for falling behind; it resumes with Last-Event-ID
+    finally:
+        hub.unsubscribe(sub)
+    return response
+
+
+def _abort_when_overflowed(request: web.Request, sub: Subscription) -> Callable[[], None]:
+    transport = request.transport
+
+    def on_close() -> None:
+        # a subscriber that fell behind may be blocked in a write to a full socket: cut it off
+        if sub.overflowed and transport is not None:
+            transport.abort()
+
+    return on_close
 
 
 async def reload_config(request: web.Request) -> web.Response:
@@ -218,6 +278,19 @@ ROUTES: tuple[Route, ...] = (
         HistoryResponse,
         (400, 404),
         (QueryParam("limit", "how many results at most", 1, MAX_HISTORY_LIMIT),),
+        api_read=True,
+    ),
+    Route(
+        "GET",
+        "/api/v1/events",
+        get_events,
+        "Recent events as JSON; with 'Accept: text/event-stream', a live Server-Sent Events stream",
+        EventsResponse,
+        (400,),
+        (
+            QueryParam("limit", "how many of the newest events at most (JSON only)", 1, MAX_HISTORY_LIMIT),
+            QueryParam("last_event_id", "resume after this event, as Last-Event-ID does", 0, MAX_EVENT_ID),
+        ),
         api_read=True,
     ),
     Route(

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from healthd.results import ProbeResult
 from healthd.store import CheckState
@@ -114,3 +114,17 @@ class ReloadResponse(BaseModel):
 
 class StatusResponse(BaseModel):
     status: str
+
+
+class EventModel(BaseModel):
+    """One event; the fields beyond these depend on `type` (see docs/notifications.md)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    id: int = Field(description="increases by one per event within a run of the daemon")
+    time: datetime
+    type: str = Field(description="check, service, reload, start or stop")
+
+
+class EventsResponse(BaseModel):
+    events: list[EventModel] = Field(description="oldest first")

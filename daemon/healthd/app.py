@@ -5,20 +5,23 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry, ProcessCollector, generate_latest
 
-from healthd import api
+from healthd import __version__, api
+from healthd.alerting import Notifications
 from healthd.config import Config, diff_configs, format_check_id, load_config
 from healthd.errors import ConfigError
-from healthd.metrics import Exposition
+from healthd.events import EventHub, ServiceStatuses, check_fields, down_check_fields
+from healthd.metrics import Exposition, NotificationCollector
 from healthd.openapi import build_openapi
 from healthd.probes import GAUGE_HELP, PROBES, SPECS, Probe, ProbeResources
-from healthd.scheduler import Scheduler
-from healthd.store import CheckInfo, ServiceInfo, Store
+from healthd.scheduler import Scheduler, log_transition
+from healthd.store import CheckInfo, ServiceInfo, Status, Store, Transition
 
 log = logging.getLogger(__name__)
 
@@ -77,10 +80,40 @@ class Daemon:
         self.store.apply(service_infos(config))
         self.store.daemon.last_reload_success_time = time.time()
         self.resources = ProbeResources()  # entered and closed by the app's lifecycle
-        self.scheduler = Scheduler(self.store, probes, resources=self.resources)
+        self.scheduler = Scheduler(
+            self.store, probes, resources=self.resources, on_transition=self._on_transition
+        )
         self.auth = api.Auth(read_token(config), config.server.protect_reads)
+        self.events = EventHub()
+        self._service_statuses = ServiceStatuses()
+        self._service_statuses.update(self._statuses())
+        self.notifications = Notifications(
+            self.events, f"http://{config.server.listen}", self._service_labels, self._down_now
+        )
         self._on_reload = on_reload
         self._reload_lock = asyncio.Lock()
+
+    def _on_transition(self, transition: Transition) -> None:
+        log_transition(transition)
+        self.events.publish("check", **check_fields(transition))
+        self._publish_service_changes()
+
+    def _statuses(self) -> dict[str, Status]:
+        return {service.name: self.store.status_of(service) for service in self.store.services}
+
+    def _publish_service_changes(self) -> None:
+        # a service's status is derived from its checks': compare with what was published last
+        for fields in self._service_statuses.update(self._statuses()):
+            self.events.publish("service", **fields)
+
+    def _service_labels(self, name: str) -> Mapping[str, str] | None:
+        service = self.store.service(name)
+        return None if service is None else service.labels
+
+    def _down_now(self) -> tuple[Sequence[Mapping[str, Any]], Sequence[str]]:
+        checks = [fields for state in self.store.all_states() if (fields := down_check_fields(state))]
+        services = [name for name, status in self._statuses().items() if status is Status.DOWN]
+        return checks, services
 
     async def reload(self) -> api.ReloadOutcome:
         async with self._reload_lock:  # two reloads at once would diff against a stale config
@@ -116,12 +149,20 @@ class Daemon:
             len(diff.changed),
             new.check_count,
         )
-        return api.ReloadOutcome(
+        outcome = api.ReloadOutcome(
             ok=True,
             added=[format_check_id(key) for key in diff.added],
             removed=[format_check_id(key) for key in diff.removed],
             changed=[format_check_id(key) for key in diff.changed],
         )
+        self._announce_reload(new, outcome)
+        return outcome
+
+    def _announce_reload(self, new: Config, outcome: api.ReloadOutcome) -> None:
+        self.notifications.apply(new.notify)  # first, so that new receivers get the reload event too
+        self.events.publish("reload", added=outcome.added, removed=outcome.removed, changed=outcome.changed)
+        self._service_statuses.forget(service.name for service in new.services)
+        self._publish_service_changes()
 
 
 DAEMON = web.AppKey("daemon", Daemon)
@@ -133,8 +174,12 @@ def create_app(
     *,
     probes: Mapping[str, Probe] = PROBES,
     on_reload: Callable[[bool], None] | None = None,
+    heartbeat: float = 15.0,
 ) -> web.Application:
-    """The daemon as an aiohttp application; the scheduler runs while the app runs."""
+    """The daemon as an aiohttp application; the scheduler runs while the app runs.
+
+    `heartbeat`: seconds between the comment lines that keep idle event streams open.
+    """
     daemon = Daemon(config, config_path, probes, on_reload)
     app = web.Application(middlewares=[api.error_middleware])
     app[DAEMON] = daemon
@@ -142,16 +187,20 @@ def create_app(
     app[api.AUTH] = daemon.auth
     app[api.RELOAD] = daemon.reload
     app[api.OPENAPI] = build_openapi()
-    app[api.RENDER_METRICS] = _metrics_renderer(daemon.store)
+    app[api.EVENTS] = daemon.events
+    app[api.HEARTBEAT] = heartbeat
+    app[api.RENDER_METRICS] = _metrics_renderer(daemon)
     api.add_routes(app)
     app.cleanup_ctx.append(_run_scheduler)
+    app.on_shutdown.append(_end_event_streams)
     return app
 
 
-def _metrics_renderer(store: Store) -> Callable[[], Awaitable[bytes]]:
-    exposition = Exposition(store, GAUGE_HELP)
+def _metrics_renderer(daemon: Daemon) -> Callable[[], Awaitable[bytes]]:
+    exposition = Exposition(daemon.store, GAUGE_HELP)
     process = CollectorRegistry(auto_describe=False)
     process.register(ProcessCollector(registry=None))
+    process.register(NotificationCollector(lambda: daemon.notifications.counts))
 
     async def render() -> bytes:
         return await exposition.render_async() + generate_latest(process)
@@ -165,10 +214,25 @@ async def _run_scheduler(app: web.Application) -> AsyncIterator[None]:
     async with daemon.resources as resources:
         # open now what the start-up log should report (ICMP socket modes, the SYN mode)
         await resources.prepare(SPECS, (check for svc in daemon.config.services for check in svc.checks))
+        await daemon.notifications.start(daemon.config.notify)
+        daemon.events.publish("start", version=__version__)
         daemon.scheduler.start(daemon.config)
         daemon.store.daemon.ready = True
         try:
             yield
         finally:
             daemon.store.daemon.ready = False
+            _publish_stop(daemon)
             await daemon.scheduler.stop()
+            await daemon.notifications.stop()
+
+
+def _publish_stop(daemon: Daemon) -> None:
+    if not daemon.events.closed:
+        daemon.events.publish("stop")
+        daemon.events.close()
+
+
+async def _end_event_streams(app: web.Application) -> None:
+    """Before the server waits for open requests: say `stop` and end every event stream."""
+    _publish_stop(app[DAEMON])

@@ -14,8 +14,9 @@ are not per check go through prometheus_client (`DaemonCollector`).
 from __future__ import annotations
 
 import asyncio
+import platform
 from collections import defaultdict
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from io import StringIO
 from itertools import accumulate
 
@@ -29,6 +30,7 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 from prometheus_client.samples import Sample
 
+from healthd import __version__
 from healthd.histogram import PROBE_DURATION_BUCKETS, Histogram
 from healthd.store import CheckInfo, CheckState, Status, Store
 
@@ -57,6 +59,7 @@ class DaemonCollector(Collector):
         self._store = store
 
     def collect(self) -> Iterator[Metric]:
+        yield build_info()
         yield self._service_info()
         yield from self._daemon_families()
         yield self._task_restarts()
@@ -112,6 +115,42 @@ class DaemonCollector(Collector):
             if state.task_restarts:  # a bug's trace: absent while it never happened
                 restarts.add_metric([state.info.service, state.info.name], state.task_restarts)
         return restarts
+
+
+def event_loop_name() -> str:
+    """The event loop implementation in use, e.g. "asyncio" or "uvloop"."""
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        return "none"
+    return type(loop).__module__.split(".")[0]
+
+
+def build_info() -> Metric:
+    info = GaugeMetricFamily(
+        "healthd_build_info",
+        "Always 1; the labels say which healthd, Python and event loop are running",
+        labels=["version", "python", "event_loop"],
+    )
+    info.add_metric([__version__, platform.python_version(), event_loop_name()], 1.0)
+    return info
+
+
+class NotificationCollector(Collector):
+    """`healthd_notifications_total{receiver,result}` from a live count of deliveries."""
+
+    def __init__(self, counts: Callable[[], Mapping[tuple[str, str], int]]) -> None:
+        self._counts = counts
+
+    def collect(self) -> Iterator[Metric]:
+        family = CounterMetricFamily(
+            "healthd_notifications",
+            "Notifications by receiver and result: sent, failed (after retries) or dropped (queue full)",
+            labels=["receiver", "result"],
+        )
+        for (receiver, result), count in sorted(self._counts().items()):
+            family.add_metric([receiver, result], count)
+        yield family
 
 
 def _buckets(histogram: Histogram) -> tuple[list[tuple[str, float]], float]:

@@ -21,11 +21,13 @@ from healthd.config.diff import (
 )
 from healthd.config.loader import build_config, load_config
 from healthd.config.model import Config, MetricsConfig, SchedulerConfig, ServerConfig, Service
+from healthd.config.notify import AlertmanagerConfig, NotifyConfig, WebhookConfig
 from healthd.config.types import format_duration, parse_duration, split_host_port
 
 __all__ = [
     "CHECK_MODELS",
     "MODELS",
+    "AlertmanagerConfig",
     "Check",
     "CheckBase",
     "CheckKey",
@@ -35,11 +37,13 @@ __all__ = [
     "HttpCheck",
     "IcmpCheck",
     "MetricsConfig",
+    "NotifyConfig",
     "SchedulerConfig",
     "ServerConfig",
     "Service",
     "SynCheck",
     "TcpCheck",
+    "WebhookConfig",
     "build_config",
     "check_key",
     "checks_by_key",
