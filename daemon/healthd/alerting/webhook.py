@@ -39,6 +39,7 @@ class WebhookReceiver:
         self._wake = asyncio.Event()
         self._stopping = False
         self._events = frozenset(config.events)
+        self._failing = False  # log the first failure of a run of them, and the recovery
 
     @property
     def queued(self) -> int:
@@ -69,6 +70,9 @@ class WebhookReceiver:
             event = self._queue.popleft()
             ok = await self._deliver(session, event)
             self._count(self.name, "sent" if ok else "failed")
+            if ok and self._failing:
+                log.info("webhook %s: delivering again", self.name)
+            self._failing = not ok
 
     def _headers(self, event: Event, body: bytes) -> dict[str, str]:
         headers = {name: value.get_secret_value() for name, value in self.config.headers.items()}
@@ -108,5 +112,6 @@ class WebhookReceiver:
             except (aiohttp.ClientError, OSError, TimeoutError) as exc:
                 reason = describe_error(exc)
         # the URL is never logged: its path or query often holds the receiver's secret
-        log.warning("webhook %s: event %d (%s) not delivered: %s", self.name, event.id, event.type, reason)
+        level = logging.DEBUG if self._failing else logging.WARNING
+        log.log(level, "webhook %s: event %d (%s) not delivered: %s", self.name, event.id, event.type, reason)
         return False

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from healthd.config.types import Duration, Name
 
@@ -66,11 +66,12 @@ class NotifyConfig(_Strict):
     alertmanager: AlertmanagerConfig | None = None
     webhooks: list[WebhookConfig] = Field(default_factory=list)
 
-    @model_validator(mode="after")
-    def _receivers_are_distinct(self) -> NotifyConfig:
-        seen: set[str] = set()
-        for hook in self.webhooks:
-            if hook.receiver in seen or hook.receiver == "alertmanager":
+    @field_validator("webhooks")
+    @classmethod
+    def _receivers_are_distinct(cls, webhooks: list[WebhookConfig]) -> list[WebhookConfig]:
+        seen = {"alertmanager"}
+        for hook in webhooks:
+            if hook.receiver in seen:
                 raise ValueError(f"two receivers named {hook.receiver!r}: give the webhooks distinct names")
             seen.add(hook.receiver)
-        return self
+        return webhooks
