@@ -222,3 +222,19 @@ def test_default_receiver_name_is_host_and_port_only(tmp_path: Path) -> None:
     hooks = "    - url: https://hooks.example.invalid:8443/services/T000/B000/s3cr3tpath?token=abc"
     config = load_config(write_config(tmp_path / "config.yaml", "127.0.0.1:1", "127.0.0.1:2", hooks))
     assert config.notify.webhooks[0].receiver == "hooks.example.invalid:8443"  # only parsed, never sent to
+
+
+async def test_reload_swaps_receivers(
+    tmp_path: Path, tcp_server: TcpServer, closed_port: int, aiohttp_client: MakeClient
+) -> None:
+    async with receiver() as first, receiver() as second:
+        client = await start(
+            aiohttp_client, tmp_path, tcp_server, closed_port, f"    - {{name: a, url: {first.url}}}"
+        )
+        await wait_until(lambda: any(e["type"] == "service" for e in first.events()))
+        path = tmp_path / "config.yaml"
+        path.write_text(path.read_text().replace(f"name: a, url: {first.url}", f"name: b, url: {second.url}"))
+        assert (await client.post("/api/v1/reload")).status == 200
+        await wait_until(lambda: any(e["type"] == "reload" for e in second.events()))
+        assert all(e["type"] != "reload" for e in first.events())
+        assert counts(client)[("b", "sent")] >= 1
