@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 
-from healthd.events import EventHub, ServiceStatuses, Subscription, check_fields, down_check_fields
+from healthd.events import HIGH_WATER, EventHub, ServiceStatuses, check_fields, down_check_fields
 from healthd.results import ErrorKind, ProbeResult
 from healthd.store import CheckInfo, CheckState, Status, Transition
 
@@ -39,55 +38,134 @@ def test_sse_frame_is_id_event_and_one_data_line() -> None:
     assert json.loads(lines[2][6:])["message"] == "two\nlines"
 
 
+class ListSink:
+    """A subscriber that keeps what it is given; `unread` plays a socket buffer it has not drained."""
+
+    def __init__(self) -> None:
+        self.frames: list[bytes] = []
+        self.unread = 0
+        self.gone = False
+        self.aborted = False
+
+    def write(self, data: bytes) -> None:
+        self.frames.append(data)
+
+    def buffered(self) -> int:
+        return self.unread
+
+    def closing(self) -> bool:
+        return self.gone or self.aborted
+
+    def abort(self) -> None:
+        self.aborted = True
+
+    def ids(self) -> list[int]:
+        text = b"".join(self.frames).decode()
+        return [int(line[4:]) for line in text.split("\n") if line.startswith("id: ")]
+
+
 def test_resume_after_an_id() -> None:
     hub = EventHub(ring_size=4)
     for _ in range(6):
         hub.publish("start")
-    assert [e.id for e in hub.after(4)] == [5, 6]
-    assert hub.after(6) == []
-    assert [e.id for e in hub.after(1)] == [3, 4, 5, 6]  # older than the ring: all it has
-    assert [e.id for e in hub.after(99)] == [3, 4, 5, 6]  # an id of an earlier run: all of this run
-    assert hub.after(None) == []
+
+    def resumed(last_id: int | None) -> list[int]:
+        sink = ListSink()
+        hub.subscribe(sink, last_id)
+        hub.flush()
+        return sink.ids()
+
+    assert resumed(4) == [5, 6]
+    assert resumed(6) == []
+    assert resumed(1) == [3, 4, 5, 6]  # older than the ring: all it has
+    assert resumed(99) == [3, 4, 5, 6]  # an id of an earlier run: all of this run
+    assert resumed(None) == []  # no id: from the next event on
 
 
-async def test_subscriber_gets_backlog_then_live_events_without_gap() -> None:
+def test_subscriber_gets_backlog_then_live_events_without_gap() -> None:
     hub = EventHub()
     for _ in range(3):
         hub.publish("start")
-    sub = hub.subscribe(last_id=1)
+    sink = ListSink()
+    hub.subscribe(sink, last_id=1)
     hub.publish("stop")
-    batch = await sub.next_batch(timeout=1)
-    assert [e.id for e in batch] == [2, 3, 4]
-    assert await sub.next_batch(timeout=0.01) == []  # nothing new: the heartbeat's turn
+    hub.flush()
+    hub.publish("start")
+    hub.flush()
+    hub.flush()  # nothing new: nothing written
+    assert sink.ids() == [2, 3, 4, 5] and len(sink.frames) == 2
 
 
-async def test_a_subscriber_that_falls_behind_is_dropped_not_buffered() -> None:
-    hub = EventHub(queue_size=5)
-    slow, fast = hub.subscribe(), hub.subscribe()
-    closed: list[Subscription] = []
-    slow.on_close = lambda: closed.append(slow)
-    for n in range(5):
-        hub.publish("start")
-        if n % 2 == 0:
-            await fast.next_batch(timeout=1)
-    assert hub.subscribers == 2 and not slow.closed
-    hub.publish("start")  # the sixth undelivered event: over the bound
-    assert slow.closed and slow.overflowed and closed == [slow]
-    assert hub.subscribers == 1 and hub.dropped_subscribers == 1
-    assert len(await slow.next_batch(timeout=1)) == 5  # what it had queued, then nothing more
-    assert not fast.closed
-
-
-async def test_close_ends_subscriptions_after_what_they_hold() -> None:
+def test_one_encoding_per_flush_is_shared_by_subscribers_at_the_same_place() -> None:
     hub = EventHub()
-    sub = hub.subscribe()
+    sinks = [ListSink() for _ in range(3)]
+    for sink in sinks:
+        hub.subscribe(sink)
+    hub.publish("start")
+    hub.publish("stop")
+    hub.flush()
+    assert all(sink.frames[0] is sinks[0].frames[0] for sink in sinks)
+    assert sinks[0].ids() == [1, 2]
+
+
+def test_a_subscriber_that_falls_behind_waits_then_is_dropped() -> None:
+    hub = EventHub(queue_size=5)
+    slow, fast = ListSink(), ListSink()
+    slow_sub = hub.subscribe(slow)
+    hub.subscribe(fast)
+    hub.publish("start")
+    hub.flush()
+    slow.unread = HIGH_WATER + 1  # it stopped reading
+    for _ in range(5):
+        hub.publish("start")
+        hub.flush()
+    assert slow.ids() == [1] and not slow.aborted and hub.subscribers == 2  # held back, not queued
+    hub.publish("start")  # now 6 behind
+    hub.flush()
+    assert slow.aborted and slow_sub.overflowed and slow_sub.done.is_set()
+    assert hub.subscribers == 1 and hub.dropped_subscribers == 1
+    assert fast.ids() == [1, 2, 3, 4, 5, 6, 7]
+
+
+def test_a_subscriber_that_catches_up_gets_the_rest() -> None:
+    hub = EventHub(queue_size=5)
+    sink = ListSink()
+    hub.subscribe(sink)
+    sink.unread = HIGH_WATER + 1
+    for _ in range(3):
+        hub.publish("start")
+        hub.flush()
+    sink.unread = 0
+    hub.flush()
+    assert sink.ids() == [1, 2, 3]
+
+
+def test_a_subscriber_that_left_is_forgotten() -> None:
+    hub = EventHub()
+    sink = ListSink()
+    sub = hub.subscribe(sink)
+    sink.gone = True
+    hub.send_heartbeat()
+    assert hub.subscribers == 0 and sub.done.is_set() and not sink.aborted
+
+
+def test_heartbeat_is_a_comment() -> None:
+    hub = EventHub()
+    sink = ListSink()
+    hub.subscribe(sink)
+    hub.send_heartbeat()
+    assert sink.frames == [b": heartbeat\n\n"]
+
+
+def test_close_delivers_the_last_events_then_ends_subscriptions() -> None:
+    hub = EventHub()
+    sink = ListSink()
+    sub = hub.subscribe(sink)
     hub.publish("stop")
     hub.close()
-    assert [e.type for e in await sub.next_batch(timeout=1)] == ["stop"]
-    assert sub.closed and hub.subscribers == 0
-    late = hub.subscribe()
-    assert late.closed and hub.subscribers == 0
-    assert await asyncio.wait_for(late.next_batch(timeout=5), 1) == []
+    assert sink.ids() == [1] and sub.done.is_set() and hub.subscribers == 0
+    late = hub.subscribe(ListSink())
+    assert late.done.is_set() and hub.subscribers == 0
 
 
 def test_listeners_see_each_event_once() -> None:

@@ -6,6 +6,7 @@ both built from that table, so the document cannot miss a route.
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import logging
 from collections.abc import Awaitable, Callable
@@ -28,7 +29,7 @@ from healthd.api_models import (
     StatusResponse,
 )
 from healthd.config import CheckKey
-from healthd.events import EventHub, Subscription
+from healthd.events import EventHub
 from healthd.store import CheckState, ServiceInfo, Store
 
 log = logging.getLogger(__name__)
@@ -62,7 +63,6 @@ RELOAD: web.AppKey[Reloader] = web.AppKey("reload")
 RENDER_METRICS: web.AppKey[MetricsRenderer] = web.AppKey("render_metrics")
 OPENAPI = web.AppKey("openapi", dict)
 EVENTS = web.AppKey("events", EventHub)
-HEARTBEAT = web.AppKey("heartbeat", float)  # seconds between SSE heartbeat comments
 MAX_EVENT_ID = 2**63 - 1
 
 
@@ -162,36 +162,44 @@ def _last_event_id(request: web.Request) -> int | None:
 
 async def _stream_events(request: web.Request, hub: EventHub) -> web.StreamResponse:
     """Server-Sent Events until the client leaves, falls too far behind, or the daemon stops."""
-    sub = hub.subscribe(_last_event_id(request))
-    sub.on_close = _abort_when_overflowed(request, sub)
+    last_id = _last_event_id(request)
     response = web.StreamResponse(
         headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
     )
+    await response.prepare(request)
+    await response.write(b": connected\n\n")  # sends the headers now, before any event
+    transport = request.transport
+    if transport is None:  # the client left already
+        return response
+    chunked = response.headers.get("Transfer-Encoding", "").lower() == "chunked"
+    sub = hub.subscribe(_TransportSink(transport, chunked), last_id)
     try:
-        await response.prepare(request)
-        await response.write(b": connected\n\n")  # sends the headers now, before any event
-        while not sub.closed:
-            batch = await sub.next_batch(request.app[HEARTBEAT])
-            if batch:
-                await response.write(b"".join(event.sse for event in batch))
-            elif not sub.closed:
-                await response.write(b": heartbeat\n\n")
-    except ConnectionResetError:
-        pass  # the client left, or was cut off for falling behind; it resumes with Last-Event-ID
+        await sub.done.wait()
     finally:
         hub.unsubscribe(sub)
     return response
 
 
-def _abort_when_overflowed(request: web.Request, sub: Subscription) -> Callable[[], None]:
-    transport = request.transport
+class _TransportSink:
+    """The hub writes to the connection directly (one call per flush, no task per subscriber),
+    in whole HTTP/1.1 chunks when the response is chunked, so aiohttp's framing stays intact."""
 
-    def on_close() -> None:
-        # a subscriber that fell behind may be blocked in a write to a full socket: cut it off
-        if sub.overflowed and transport is not None:
-            transport.abort()
+    def __init__(self, transport: asyncio.BaseTransport, chunked: bool) -> None:
+        assert isinstance(transport, asyncio.WriteTransport)
+        self._transport = transport
+        self._chunked = chunked
 
-    return on_close
+    def write(self, data: bytes) -> None:
+        self._transport.write(b"%x\r\n%s\r\n" % (len(data), data) if self._chunked else data)
+
+    def buffered(self) -> int:
+        return self._transport.get_write_buffer_size()
+
+    def closing(self) -> bool:
+        return self._transport.is_closing()
+
+    def abort(self) -> None:
+        self._transport.abort()
 
 
 async def reload_config(request: web.Request) -> web.Response:

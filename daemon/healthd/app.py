@@ -181,6 +181,7 @@ def create_app(
     `heartbeat`: seconds between the comment lines that keep idle event streams open.
     """
     daemon = Daemon(config, config_path, probes, on_reload)
+    daemon.events.heartbeat = heartbeat
     app = web.Application(middlewares=[api.error_middleware])
     app[DAEMON] = daemon
     app[api.STORE] = daemon.store
@@ -188,7 +189,6 @@ def create_app(
     app[api.RELOAD] = daemon.reload
     app[api.OPENAPI] = build_openapi()
     app[api.EVENTS] = daemon.events
-    app[api.HEARTBEAT] = heartbeat
     app[api.RENDER_METRICS] = _metrics_renderer(daemon)
     api.add_routes(app)
     app.cleanup_ctx.append(_run_scheduler)

@@ -1,10 +1,17 @@
 """The event hub: a bounded ring of numbered events and a fan-out to subscribers.
 
-Pure: no I/O. Each event is encoded once, when published; every subscriber
-(SSE stream, notifier) then shares the same bytes. A subscriber holds at most
-`queue_size` undelivered events: one that falls further behind is dropped
-(its stream is closed) rather than allowed to grow memory; it resumes with
-`Last-Event-ID` from the ring.
+No I/O of its own: subscribers are sinks (an SSE connection's transport, a
+test's list) and notifiers are listeners. Each event is encoded once, when
+published. Delivery to the sinks is batched: one flush writes everything
+new to every sink, at most every `flush_interval` seconds, straight into
+each sink's buffer -- one call per subscriber per flush, no task per
+subscriber -- so 1,000 subscribers cost a few milliseconds per flush, not
+per event.
+
+A subscriber is a cursor into the ring. One whose sink has not taken what it
+was given (buffer over `HIGH_WATER`) gets nothing more until it has; once it
+is `queue_size` events behind, it is dropped (its connection closed) rather
+than left to grow memory. It resumes with `Last-Event-ID` from the ring.
 """
 
 from __future__ import annotations
@@ -17,13 +24,16 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cached_property
-from typing import Any
+from typing import Any, Protocol
 
 from healthd.store import CheckState, Status, Transition
 
 EVENT_TYPES = ("check", "service", "reload", "start", "stop")
 RING_SIZE = 10_000
 QUEUE_SIZE = 1_000
+HIGH_WATER = 256 * 1024  # bytes a sink may hold unsent before it gets nothing more
+FLUSH_INTERVAL = 0.05
+HEARTBEAT = 15.0
 Listener = Callable[["Event"], None]
 
 
@@ -52,53 +62,24 @@ class Event:
         return b"id: %d\nevent: %s\ndata: %s\n\n" % (self.id, self.type.encode(), self.json)
 
 
+class Sink(Protocol):
+    """Where a subscriber's bytes go; `write` must not block."""
+
+    def write(self, data: bytes) -> None: ...
+
+    def buffered(self) -> int: ...
+
+    def closing(self) -> bool: ...
+
+    def abort(self) -> None: ...
+
+
 class Subscription:
-    """Events waiting for one subscriber: its backlog, then at most `limit` new ones."""
-
-    def __init__(self, backlog: Iterable[Event], limit: int) -> None:
-        self._backlog = list(backlog)
-        self._pending: deque[Event] = deque()
-        self._limit = limit
-        self._wake = asyncio.Event()
-        self.closed = False
+    def __init__(self, sink: Sink, cursor: int) -> None:
+        self.sink = sink
+        self.cursor = cursor  # id of the last event written to the sink
+        self.done = asyncio.Event()  # set when the hub lets go of it
         self.overflowed = False
-        self.on_close: Callable[[], None] | None = None
-        if self._backlog:
-            self._wake.set()
-
-    def offer(self, event: Event) -> bool:
-        """Queue an event; False (and closed) when the subscriber is too far behind."""
-        if self.closed:
-            return False
-        if len(self._pending) >= self._limit:
-            self.overflowed = True
-            self.close()
-            return False
-        self._pending.append(event)
-        self._wake.set()
-        return True
-
-    def close(self) -> None:
-        if self.closed:
-            return
-        self.closed = True
-        self._wake.set()
-        if self.on_close is not None:
-            self.on_close()
-
-    async def next_batch(self, timeout: float) -> list[Event]:
-        """Everything pending, waiting up to `timeout` for something; [] on timeout or close."""
-        if not self._backlog and not self._pending and not self.closed:
-            try:
-                async with asyncio.timeout(timeout):
-                    await self._wake.wait()
-            except TimeoutError:
-                return []
-        batch = [*self._backlog, *self._pending]
-        self._backlog.clear()
-        self._pending.clear()
-        self._wake.clear()
-        return batch
 
 
 class EventHub:
@@ -107,6 +88,9 @@ class EventHub:
         ring_size: int = RING_SIZE,
         queue_size: int = QUEUE_SIZE,
         clock: Callable[[], float] = time.time,
+        *,
+        flush_interval: float = FLUSH_INTERVAL,
+        heartbeat: float = HEARTBEAT,
     ) -> None:
         self._ring: deque[Event] = deque(maxlen=ring_size)
         self._queue_size = queue_size
@@ -114,6 +98,11 @@ class EventHub:
         self._next_id = 1
         self._subscriptions: set[Subscription] = set()
         self._listeners: list[Listener] = []
+        self.flush_interval = flush_interval
+        self.heartbeat = heartbeat
+        self._flush_handle: asyncio.TimerHandle | None = None
+        self._heartbeat_handle: asyncio.TimerHandle | None = None
+        self._last_flush = -float("inf")
         self.dropped_subscribers = 0
         self.closed = False  # set once `stop` is out: no more subscribers
 
@@ -131,39 +120,47 @@ class EventHub:
         self._ring.append(event)
         for listener in self._listeners:
             listener(event)
-        for sub in list(self._subscriptions):
-            if not sub.offer(event):
-                self._subscriptions.discard(sub)
-                self.dropped_subscribers += sub.overflowed
+        self._schedule_flush()
         return event
 
     def recent(self, limit: int) -> list[Event]:
         """The newest `limit` events, oldest first."""
         return list(self._ring)[-limit:] if limit > 0 else []
 
-    def after(self, last_id: int | None) -> list[Event]:
-        """What a subscriber that saw `last_id` missed: the ring after it.
+    def _resume_cursor(self, last_id: int | None) -> int:
+        """Where a subscriber that saw `last_id` picks up: right after it, if the ring has that.
 
-        An id newer than any published (the daemon restarted since) replays the
-        whole ring, which starts with this run's `start` event.
+        An id older than the ring replays the whole ring; one newer than any
+        published (the daemon restarted since) replays the whole ring too,
+        which starts with this run's `start` event. None: from the next event.
         """
+        oldest = self._ring[0].id if self._ring else self._next_id
         if last_id is None:
-            return []
-        if last_id > self.last_id:
-            return list(self._ring)
-        return [event for event in self._ring if event.id > last_id]
+            return self.last_id
+        if last_id > self.last_id or last_id < oldest - 1:
+            return oldest - 1
+        return last_id
 
-    def subscribe(self, last_id: int | None = None) -> Subscription:
+    def after(self, cursor: int) -> list[Event]:
+        if not self._ring or cursor >= self.last_id:
+            return []
+        start = max(cursor + 1 - self._ring[0].id, 0)
+        return [self._ring[i] for i in range(start, len(self._ring))]
+
+    def subscribe(self, sink: Sink, last_id: int | None = None) -> Subscription:
         """A subscription that gets the missed events, then every new one, with no gap."""
-        sub = Subscription(self.after(last_id), self._queue_size)
+        sub = Subscription(sink, self._resume_cursor(last_id))
         if self.closed:
-            sub.close()
-        else:
-            self._subscriptions.add(sub)
+            sub.done.set()
+            return sub
+        self._subscriptions.add(sub)
+        self._schedule_flush(now=True)
+        self._schedule_heartbeat()
         return sub
 
     def unsubscribe(self, sub: Subscription) -> None:
         self._subscriptions.discard(sub)
+        sub.done.set()
 
     def listen(self, listener: Listener) -> None:
         """Call `listener` for each event as it is published (it must not block)."""
@@ -173,12 +170,79 @@ class EventHub:
         if listener in self._listeners:
             self._listeners.remove(listener)
 
-    def close(self) -> None:
-        """End every subscription (after the `stop` event has been queued)."""
-        self.closed = True
+    def flush(self) -> None:
+        """Write what each subscriber has not had yet; drop those too far behind or gone."""
+        payloads: dict[int, bytes] = {}  # most subscribers share a cursor: encode once per cursor
         for sub in list(self._subscriptions):
-            sub.close()
-        self._subscriptions.clear()
+            if sub.sink.closing():
+                self.unsubscribe(sub)
+                continue
+            if sub.cursor >= self.last_id:
+                continue
+            if sub.sink.buffered() > HIGH_WATER:
+                if self.last_id - sub.cursor > self._queue_size:
+                    self._drop(sub)
+                continue
+            payload = payloads.get(sub.cursor)
+            if payload is None:
+                payload = payloads[sub.cursor] = b"".join(e.sse for e in self.after(sub.cursor))
+            sub.sink.write(payload)
+            sub.cursor = self.last_id
+
+    def _drop(self, sub: Subscription) -> None:
+        sub.overflowed = True
+        self.dropped_subscribers += 1
+        self.unsubscribe(sub)
+        sub.sink.abort()
+
+    def send_heartbeat(self) -> None:
+        for sub in list(self._subscriptions):
+            if sub.sink.closing():
+                self.unsubscribe(sub)
+            elif sub.sink.buffered() <= HIGH_WATER:
+                sub.sink.write(b": heartbeat\n\n")
+
+    def close(self) -> None:
+        """Deliver what is pending (the `stop` event), then end every subscription."""
+        self.flush()
+        self.closed = True
+        for handle in (self._flush_handle, self._heartbeat_handle):
+            if handle is not None:
+                handle.cancel()
+        for sub in list(self._subscriptions):
+            self.unsubscribe(sub)
+
+    # ---- timers, when running inside an event loop (tests may call flush() themselves) ----
+
+    def _schedule_flush(self, now: bool = False) -> None:
+        if self._flush_handle is not None or not self._subscriptions or self.closed:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        delay = 0.0 if now else max(0.0, self._last_flush + self.flush_interval - loop.time())
+        self._flush_handle = loop.call_later(delay, self._timed_flush)
+
+    def _timed_flush(self) -> None:
+        self._flush_handle = None
+        self._last_flush = asyncio.get_running_loop().time()
+        self.flush()
+
+    def _schedule_heartbeat(self) -> None:
+        if self._heartbeat_handle is not None or self.closed:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        self._heartbeat_handle = loop.call_later(self.heartbeat, self._timed_heartbeat)
+
+    def _timed_heartbeat(self) -> None:
+        self._heartbeat_handle = None
+        self.send_heartbeat()
+        if self._subscriptions:
+            self._schedule_heartbeat()
 
 
 # ---- what the events say -----------------------------------------------------------------
