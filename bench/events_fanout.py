@@ -29,7 +29,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+# run as a script, bench/ is first on the path, and bench/healthd.py would hide the healthd package
+_HERE = Path(__file__).resolve().parent
+sys.path[:] = [str(_HERE.parent), *(p for p in sys.path if Path(p or ".").resolve() != _HERE)]
 
 from bench.healthd import Healthd, between
 from bench.procs import Processes, free_port, wait_line
@@ -115,6 +117,52 @@ async def run_subscribers(port: int, count: int, seconds: float) -> None:
     print(json.dumps(stats), flush=True)
 
 
+# ---- in-process: what one flush to N real connections costs the event loop ----------------
+
+
+async def flush_cost(count: int, flushes: int = 50) -> dict[str, float]:
+    """Time `EventHub.flush()` writing one event to `count` SSE subscribers of a real app."""
+    from aiohttp import web
+    from healthd.api import EVENTS as EVENTS_KEY
+    from healthd.api import get_events
+    from healthd.events import EventHub
+
+    hub = EventHub(flush_interval=3600.0)  # flushed by hand below
+    app = web.Application()
+    app[EVENTS_KEY] = hub
+    app.router.add_get("/api/v1/events", get_events)
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.1)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0, backlog=4096)
+    await site.start()
+    port = runner.addresses[0][1]
+    stats: dict[str, Any] = {"connected": 0, "events": 0, "ended": 0, "delays": []}
+    connected = asyncio.Event()
+    tasks = [asyncio.create_task(subscriber(port, stats, connected, count)) for _ in range(count)]
+    async with asyncio.timeout(60):
+        await connected.wait()
+        while hub.subscribers < count:
+            await asyncio.sleep(0.01)
+    costs = []
+    for n in range(flushes):
+        hub.publish("check", service="bench", check=f"c{n}", status="down", previous="up")
+        started = time.perf_counter()
+        hub.flush()
+        costs.append(time.perf_counter() - started)
+        await asyncio.sleep(0.02)  # the readers take it
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    await runner.cleanup()
+    costs.sort()
+    return {
+        "subscribers": count,
+        "flush_ms_p50": round(costs[len(costs) // 2] * 1000, 3),
+        "flush_ms_max": round(costs[-1] * 1000, 3),
+        "per_subscriber_us": round(costs[len(costs) // 2] / count * 1e6, 2),
+    }
+
+
 # ---- the driver ----------------------------------------------------------------------------
 
 
@@ -189,7 +237,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             rounds.append({"subscribers_0": idle, f"subscribers_{args.subscribers}": busy})
             print(json.dumps(rounds[-1]), flush=True)
         daemon.stop()
+        cost = asyncio.run(flush_cost(args.subscribers))
+        print(json.dumps(cost), flush=True)
         return {
+            "flush_cost": cost,
             "checks": args.checks,
             "flapping": args.flapping,
             "toggle_s": args.toggle,
@@ -211,6 +262,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20.0, help="length of each measured window")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--flush-cost-only", action="store_true", help="only the in-process flush timing")
     parser.add_argument("--targets-child", nargs=4, help=argparse.SUPPRESS)
     parser.add_argument("--subscribers-child", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -223,6 +275,9 @@ def main() -> None:
     if args.subscribers_child:
         port, count, seconds = args.subscribers_child
         asyncio.run(run_subscribers(int(port), int(count), float(seconds)))
+        return
+    if args.flush_cost_only:
+        print(json.dumps(asyncio.run(flush_cost(args.subscribers))))
         return
     result = run(args)
     text = json.dumps(result, indent=1)
