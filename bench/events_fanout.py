@@ -33,9 +33,9 @@ from typing import Any
 _HERE = Path(__file__).resolve().parent
 sys.path[:] = [str(_HERE.parent), *(p for p in sys.path if Path(p or ".").resolve() != _HERE)]
 
-from bench.healthd import Healthd, between
-from bench.procs import Processes, free_port, wait_line
-from bench.procstat import load_average, machine, machine_busy_share, process_cpu
+from bench.healthd import Healthd, between  # noqa: E402
+from bench.procs import Processes, free_port, wait_line  # noqa: E402
+from bench.procstat import load_average, machine, machine_busy_share, process_cpu  # noqa: E402
 
 PYTHON = Path(sys.executable)
 SCRIPT = Path(__file__).resolve()

@@ -113,12 +113,19 @@ services:
     return path
 
 
-async def _serve_on(sock: socket.socket) -> asyncio.Server:
+async def resolve_by_coming_up(target: socket.socket, session: aiohttp.ClientSession, am: str) -> None:
+    """Start answering on the target's port; wait (bounded) until Alertmanager has no alert left."""
+
     async def close(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         writer.close()
 
-    sock.listen(16)
-    return await asyncio.start_server(close, sock=sock)
+    target.listen(16)
+    server = await asyncio.start_server(close, sock=target)
+    try:
+        await wait_alerts(session, am, set())
+    finally:
+        server.close()
+        await server.wait_closed()
 
 
 @pytest.fixture
@@ -157,13 +164,7 @@ async def test_alert_fires_then_resolves(
         assert check["generatorURL"] == "http://healthd.test:9180/api/v1/services/shop/checks/api"
         assert check["status"]["state"] == "active"
         assert by_name[SERVICE_ALERT]["labels"]["service"] == "shop"
-        # the target comes up: both alerts resolve
-        server = await _serve_on(target)
-        try:
-            await wait_alerts(session, am, set())
-        finally:
-            server.close()
-            await server.wait_closed()
+        await resolve_by_coming_up(target, session, am)
         counts = client.app[DAEMON].notifications.counts
         assert counts[("alertmanager", "sent")] >= 2 and counts[("alertmanager", "failed")] == 0
 
@@ -185,12 +186,7 @@ async def test_alertmanager_down_at_first_gets_the_alert_once_it_is_up(
     assert detail["status"] == "down" and detail["counters"]["refused"] >= 2
     async with alertmanager(tmp_path / "am", am_port) as am, aiohttp.ClientSession() as session:
         await wait_alerts(session, am, {CHECK_ALERT, SERVICE_ALERT})
-        server = await _serve_on(target)
-        try:
-            await wait_alerts(session, am, set())
-        finally:
-            server.close()
-            await server.wait_closed()
+        await resolve_by_coming_up(target, session, am)
 
 
 def test_payload_times_and_resolution_without_network() -> None:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 
-from healthd.events import HIGH_WATER, EventHub, ServiceStatuses, check_fields, down_check_fields
+from healthd.event_fields import ServiceStatuses, check_fields, down_check_fields
+from healthd.events import HIGH_WATER, EventHub
 from healthd.results import ErrorKind, ProbeResult
 from healthd.store import CheckInfo, CheckState, Status, Transition
 

@@ -6,7 +6,6 @@ both built from that table, so the document cannot miss a route.
 
 from __future__ import annotations
 
-import asyncio
 import hmac
 import logging
 from collections.abc import Awaitable, Callable
@@ -30,6 +29,7 @@ from healthd.api_models import (
 )
 from healthd.config import CheckKey
 from healthd.events import EventHub
+from healthd.sse import stream_events
 from healthd.store import CheckState, ServiceInfo, Store
 
 log = logging.getLogger(__name__)
@@ -142,7 +142,7 @@ async def get_history(request: web.Request) -> web.Response:
 async def get_events(request: web.Request) -> web.StreamResponse:
     hub = request.app[EVENTS]
     if "text/event-stream" in request.headers.get("Accept", ""):
-        return await _stream_events(request, hub)
+        return await stream_events(request, hub, _last_event_id(request))
     events = hub.recent(_limit(request, default=100))
     return web.Response(
         body=b'{"events":[' + b",".join(event.json for event in events) + b"]}",
@@ -158,48 +158,6 @@ def _last_event_id(request: web.Request) -> int | None:
     if not raw.isdigit() or int(raw) > MAX_EVENT_ID:
         raise ApiError(400, "bad_request", "Last-Event-ID must be a whole number (an event's id)")
     return int(raw)
-
-
-async def _stream_events(request: web.Request, hub: EventHub) -> web.StreamResponse:
-    """Server-Sent Events until the client leaves, falls too far behind, or the daemon stops."""
-    last_id = _last_event_id(request)
-    response = web.StreamResponse(
-        headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
-    )
-    await response.prepare(request)
-    await response.write(b": connected\n\n")  # sends the headers now, before any event
-    transport = request.transport
-    if transport is None:  # the client left already
-        return response
-    chunked = response.headers.get("Transfer-Encoding", "").lower() == "chunked"
-    sub = hub.subscribe(_TransportSink(transport, chunked), last_id)
-    try:
-        await sub.done.wait()
-    finally:
-        hub.unsubscribe(sub)
-    return response
-
-
-class _TransportSink:
-    """The hub writes to the connection directly (one call per flush, no task per subscriber),
-    in whole HTTP/1.1 chunks when the response is chunked, so aiohttp's framing stays intact."""
-
-    def __init__(self, transport: asyncio.BaseTransport, chunked: bool) -> None:
-        assert isinstance(transport, asyncio.WriteTransport)
-        self._transport = transport
-        self._chunked = chunked
-
-    def write(self, data: bytes) -> None:
-        self._transport.write(b"%x\r\n%s\r\n" % (len(data), data) if self._chunked else data)
-
-    def buffered(self) -> int:
-        return self._transport.get_write_buffer_size()
-
-    def closing(self) -> bool:
-        return self._transport.is_closing()
-
-    def abort(self) -> None:
-        self._transport.abort()
 
 
 async def reload_config(request: web.Request) -> web.Response:

@@ -16,7 +16,8 @@ from healthd import __version__, api
 from healthd.alerting import Notifications
 from healthd.config import Config, diff_configs, format_check_id, load_config
 from healthd.errors import ConfigError
-from healthd.events import EventHub, ServiceStatuses, check_fields, down_check_fields
+from healthd.event_fields import ServiceStatuses, check_fields, down_check_fields
+from healthd.events import EventHub
 from healthd.metrics import Exposition, NotificationCollector
 from healthd.openapi import build_openapi
 from healthd.probes import GAUGE_HELP, PROBES, SPECS, Probe, ProbeResources
