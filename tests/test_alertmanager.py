@@ -91,10 +91,8 @@ async def wait_alerts(
             await asyncio.sleep(0.1)
 
 
-def healthd_config(path: Path, target_port: int, am_url: str) -> Path:
-    path.write_text(f"""\
-server: {{listen: "127.0.0.1:0"}}
-defaults: {{interval: 300ms, timeout: 200ms, rise: 1, fall: 1}}
+def healthd_config(path: Path, target_port: int, am_url: str, notify: bool = True) -> Path:
+    notify_section = f"""\
 notify:
   alertmanager:
     url: {am_url}
@@ -102,6 +100,11 @@ notify:
     severity: page
     resend_interval: 1s
     timeout: 1s
+"""
+    path.write_text(f"""\
+server: {{listen: "127.0.0.1:0"}}
+defaults: {{interval: 300ms, timeout: 200ms, rise: 1, fall: 1}}
+{notify_section if notify else ""}
 services:
   - name: shop
     labels: {{team: payments}}
@@ -226,3 +229,20 @@ def test_payload_times_and_resolution_without_network() -> None:
     hub.publish("check", **down)
     hub.publish("reload", added=[], removed=["s/c"], changed=[])  # a removed check's alert resolves
     assert notifier.firing == [] and json.dumps(notifier.payload())
+
+
+@needs_alertmanager
+async def test_reload_that_adds_alertmanager_sends_what_is_down_already(
+    tmp_path: Path, target: socket.socket, aiohttp_client: MakeClient
+) -> None:
+    async with alertmanager(tmp_path / "am") as am, aiohttp.ClientSession() as session:
+        path = healthd_config(tmp_path / "healthd.yaml", target.getsockname()[1], am, notify=False)
+        client: Client = await aiohttp_client(create_app(load_config(path), path))
+        async with asyncio.timeout(10):
+            while (await (await client.get("/api/v1/services/shop/checks/api")).json())["status"] != "down":
+                await asyncio.sleep(0.05)
+        assert await am_alerts(session, am) == []
+        healthd_config(path, target.getsockname()[1], am)
+        assert (await client.post("/api/v1/reload")).status == 200
+        alerts = await wait_alerts(session, am, {CHECK_ALERT, SERVICE_ALERT})
+        assert {a["labels"]["service"] for a in alerts} == {"shop"}

@@ -207,3 +207,20 @@ async def test_a_subscriber_that_stops_reading_is_cut_off(client: Client) -> Non
         sock.close()
     async with client.get("/api/v1/events?limit=1") as resp:  # the daemon itself is fine
         assert resp.status == 200
+
+
+async def test_http_1_0_client_gets_the_stream_unchunked(client: Client) -> None:
+    assert client.server.port is not None
+    reader, writer = await asyncio.open_connection("127.0.0.1", client.server.port)
+    try:
+        request = "GET /api/v1/events HTTP/1.0\r\nAccept: text/event-stream\r\nLast-Event-ID: 0\r\n\r\n"
+        writer.write(request.encode())
+        text = b""
+        async with asyncio.timeout(5):
+            while b"event: start\n" not in text:
+                text += await reader.read(4096)
+        head, _, body = text.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.") and b"chunked" not in head.lower()
+        assert body.startswith(b": connected\n\nid: 1\nevent: start\ndata: {")
+    finally:
+        writer.close()
