@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from healthd.event_fields import ServiceStatuses, check_fields, down_check_fields
-from healthd.events import HIGH_WATER, EventHub
+from healthd.events import HIGH_WATER, Event, EventHub
 from healthd.results import ErrorKind, ProbeResult
 from healthd.store import CheckInfo, CheckState, Status, Transition
 
@@ -230,3 +231,24 @@ def test_service_statuses_report_only_changes() -> None:
     assert statuses.update({"a": Status.DEGRADED}) == [
         {"service": "a", "status": "degraded", "previous": "unknown"}
     ]
+
+
+def test_a_failing_listener_does_not_stop_publishing(caplog: pytest.LogCaptureFixture) -> None:
+    hub = EventHub()
+    seen: list[int] = []
+
+    def broken(event: Event) -> None:
+        raise RuntimeError("bug")
+
+    hub.listen(broken)
+    hub.listen(lambda event: seen.append(event.id))
+    hub.publish("start")
+    assert seen == [1] and "event listener" in caplog.text
+
+
+def test_nothing_is_published_after_stop() -> None:
+    hub = EventHub()
+    hub.publish("stop")
+    hub.close()
+    hub.publish("check", service="late")
+    assert [e.type for e in hub.recent(10)] == ["stop"] and hub.last_id == 1

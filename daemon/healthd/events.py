@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
@@ -25,6 +26,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cached_property
 from typing import Any, Protocol
+
+log = logging.getLogger(__name__)
 
 EVENT_TYPES = ("check", "service", "reload", "start", "stop")
 RING_SIZE = 10_000
@@ -114,11 +117,17 @@ class EventHub:
         return self._next_id - 1
 
     def publish(self, type_: str, **fields: Any) -> Event:
+        """Number, keep and hand out an event; after `close` (the `stop` event) nothing more is."""
         event = Event(self._next_id, type_, self._clock(), fields)
+        if self.closed:
+            return event
         self._next_id += 1
         self._ring.append(event)
         for listener in self._listeners:
-            listener(event)
+            try:
+                listener(event)
+            except Exception:  # a receiver's bug must not reach the scheduler that published
+                log.exception("event listener %r failed on event %d", listener, event.id)
         self._schedule_flush()
         return event
 
