@@ -188,11 +188,11 @@ async def test_a_subscriber_that_stops_reading_is_cut_off(client: Client) -> Non
                 break
             await asyncio.sleep(0.01)
         assert daemon.events.subscribers == 1
-        padding = "x" * 500
-        for _ in range(400):  # at most 200,000 events of ~0.6 KB, on loopback
+        padding = "x" * 5000
+        for _ in range(40):  # at most 20,000 events of ~5 KB, on loopback, within ~12 s
             for _ in range(500):
                 daemon.events.publish("start", padding=padding)
-            await asyncio.sleep(0)
+            await asyncio.sleep(0.3)  # a flush or two
             if daemon.events.dropped_subscribers:
                 break
         assert daemon.events.dropped_subscribers == 1 and daemon.events.subscribers == 0
