@@ -29,13 +29,12 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-# run as a script, bench/ is first on the path, and bench/healthd.py would hide the healthd package
-_HERE = Path(__file__).resolve().parent
-sys.path[:] = [str(_HERE.parent), *(p for p in sys.path if Path(p or ".").resolve() != _HERE)]
+if __package__ in (None, ""):  # run as a script: make `bench` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.healthd import Healthd, between  # noqa: E402
-from bench.procs import Processes, free_port, wait_line  # noqa: E402
-from bench.procstat import load_average, machine, machine_busy_share, process_cpu  # noqa: E402
+from bench.healthd_process import Healthd, between
+from bench.procs import Processes, free_port, wait_line
+from bench.procstat import load_average, machine, machine_busy_share, process_cpu
 
 PYTHON = Path(sys.executable)
 SCRIPT = Path(__file__).resolve()
