@@ -9,7 +9,7 @@ their own). Per window: lag p50/p99 from `healthd_scheduler_lag_seconds`
 deltas, probes run, the daemon's own CPU, and on the subscriber side the
 events received and their delivery delay (receive time minus event time).
 
-    .venv/bin/python bench/events_fanout.py                 # 1,000 checks, 1,000 subscribers, ~2 min
+    .venv/bin/python bench/events_fanout.py                 # 1,000 checks, 1,000 subscribers, ~3 min
     .venv/bin/python bench/events_fanout.py --seconds 10 --rounds 1 --json /tmp/fanout.json
 
 Traffic stays on 127.0.0.1. Every child is stopped from a `finally`.
@@ -255,11 +255,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--checks", type=int, default=1000)
-    parser.add_argument("--flapping", type=int, default=100, help="checks whose target comes and goes")
+    parser.add_argument("--flapping", type=int, default=10, help="checks whose target comes and goes")
     parser.add_argument("--toggle", type=float, default=2.0, help="seconds up, then down")
     parser.add_argument("--subscribers", type=int, default=1000)
-    parser.add_argument("--seconds", type=float, default=20.0, help="length of each measured window")
-    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--seconds", type=float, default=10.0, help="length of each measured window")
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--json", type=Path)
     parser.add_argument("--flush-cost-only", action="store_true", help="only the in-process flush timing")
     parser.add_argument("--targets-child", nargs=4, help=argparse.SUPPRESS)
