@@ -238,3 +238,5 @@ async def test_reload_swaps_receivers(
         await wait_until(lambda: any(e["type"] == "reload" for e in second.events()))
         assert all(e["type"] != "reload" for e in first.events())
         assert counts(client)[("b", "sent")] >= 1
+        metrics = await (await client.get("/metrics")).text()
+        assert 'receiver="b"' in metrics and 'receiver="a"' not in metrics  # a removed receiver's series go

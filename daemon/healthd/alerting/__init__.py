@@ -56,7 +56,8 @@ class Notifications:
         return list(self._receivers)
 
     def count(self, receiver: str, result: str) -> None:
-        self.counts[(receiver, result)] = self.counts.get((receiver, result), 0) + 1
+        if (receiver, result) in self.counts:  # not a receiver a reload removed, still finishing
+            self.counts[(receiver, result)] += 1
 
     async def start(self, config: NotifyConfig) -> None:
         self._session = aiohttp.ClientSession(trust_env=False)
@@ -68,6 +69,8 @@ class Notifications:
             self._config = config
             return
         old, self._receivers, self._config = self._receivers, self._build(config), config
+        names = {receiver.name for receiver in self._receivers}
+        self.counts = {key: n for key, n in self.counts.items() if key[0] in names}  # removed: gone
         for receiver in old:
             self._hub.unlisten(receiver.on_event)
             receiver.stop()
