@@ -35,7 +35,7 @@ UNIT = REPO / "deploy/healthd.service"
 SYSUSERS = REPO / "deploy/sysusers.d/healthd.conf"
 TMPFILES = REPO / "deploy/tmpfiles.d/healthd.conf"
 SYSCTL = REPO / "deploy/sysctl.d/60-healthd-ping.conf"
-INSTALLED = "/opt/healthd/bin/healthd"  # where README.md ("Deploying") installs the daemon
+INSTALLED = "/opt/healthd/bin/healthd"  # where docs/install.md installs the daemon
 #: `systemd-analyze security` exposure, 0 (locked down) to 10; raw ICMP and the open
 #: network a prober needs are what keeps it above 1 (see the ✗ lines it prints)
 EXPOSURE_BUDGET = 1.4
