@@ -29,6 +29,7 @@ from healthd.api_models import (
 )
 from healthd.config import CheckKey
 from healthd.events import EventHub
+from healthd.metrics import OPENMETRICS_CONTENT_TYPE, TEXT_CONTENT_TYPE, wants_openmetrics
 from healthd.sse import stream_events
 from healthd.store import CheckState, ServiceInfo, Store
 
@@ -58,7 +59,7 @@ class Auth:
 STORE = web.AppKey("store", Store)
 AUTH = web.AppKey("auth", Auth)
 Reloader = Callable[[], Awaitable[ReloadOutcome]]
-MetricsRenderer = Callable[[], Awaitable[bytes]]
+MetricsRenderer = Callable[[bool], Awaitable[bytes]]  # argument: OpenMetrics or not
 RELOAD: web.AppKey[Reloader] = web.AppKey("reload")
 RENDER_METRICS: web.AppKey[MetricsRenderer] = web.AppKey("render_metrics")
 OPENAPI = web.AppKey("openapi", dict)
@@ -186,8 +187,10 @@ async def readyz(request: web.Request) -> web.Response:
 
 
 async def metrics(request: web.Request) -> web.Response:
-    body = await request.app[RENDER_METRICS]()
-    return web.Response(body=body, headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"})
+    openmetrics = wants_openmetrics(request.headers.get("Accept", ""))
+    body = await request.app[RENDER_METRICS](openmetrics)
+    content_type = OPENMETRICS_CONTENT_TYPE if openmetrics else TEXT_CONTENT_TYPE
+    return web.Response(body=body, headers={"Content-Type": content_type, "Vary": "Accept"})
 
 
 # ---- the route table -----------------------------------------------------------------
@@ -285,6 +288,8 @@ ROUTES: tuple[Route, ...] = (
 def add_routes(app: web.Application) -> None:
     for route in ROUTES:
         app.router.add_route(route.method, route.path, route.handler)
+        if route.method == "GET":  # HEAD answers with GET's headers; aiohttp drops the body
+            app.router.add_route("HEAD", route.path, route.handler)
 
 
 # ---- middleware: auth and JSON errors -------------------------------------------------

@@ -5,12 +5,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from aiohttp import web
-from prometheus_client import CollectorRegistry, ProcessCollector, generate_latest
 
 from healthd import __version__, api
 from healthd.alerting import Notifications
@@ -18,7 +17,7 @@ from healthd.config import Config, diff_configs, format_check_id, load_config
 from healthd.errors import ConfigError
 from healthd.event_fields import ServiceStatuses, check_fields, down_check_fields
 from healthd.events import EventHub
-from healthd.metrics import Exposition, NotificationCollector
+from healthd.metrics import MetricsRenderer, NotificationCollector
 from healthd.openapi import build_openapi
 from healthd.probes import GAUGE_HELP, PROBES, SPECS, Probe, ProbeResources
 from healthd.scheduler import Scheduler, log_transition
@@ -190,23 +189,13 @@ def create_app(
     app[api.RELOAD] = daemon.reload
     app[api.OPENAPI] = build_openapi()
     app[api.EVENTS] = daemon.events
-    app[api.RENDER_METRICS] = _metrics_renderer(daemon)
+    app[api.RENDER_METRICS] = MetricsRenderer(
+        daemon.store, GAUGE_HELP, [NotificationCollector(lambda: daemon.notifications.counts)]
+    ).render
     api.add_routes(app)
     app.cleanup_ctx.append(_run_scheduler)
     app.on_shutdown.append(_end_event_streams)
     return app
-
-
-def _metrics_renderer(daemon: Daemon) -> Callable[[], Awaitable[bytes]]:
-    exposition = Exposition(daemon.store, GAUGE_HELP)
-    process = CollectorRegistry(auto_describe=False)
-    process.register(ProcessCollector(registry=None))
-    process.register(NotificationCollector(lambda: daemon.notifications.counts))
-
-    async def render() -> bytes:
-        return await exposition.render_async() + generate_latest(process)
-
-    return render
 
 
 async def _run_scheduler(app: web.Application) -> AsyncIterator[None]:

@@ -9,6 +9,10 @@ prometheus_client's families: it formats about 13 µs a sample, 3.3 s for
 check's label strings are built once and reused across scrapes, and its
 histogram is one %-template filled with its counts. The few families that
 are not per check go through prometheus_client (`DaemonCollector`).
+
+Two formats: the Prometheus text format (0.0.4) and, when the scraper asks
+for it, OpenMetrics 1.0 (counter families named without `_total`, HELP
+escaping quotes too, a closing `# EOF`).
 """
 
 from __future__ import annotations
@@ -16,21 +20,24 @@ from __future__ import annotations
 import asyncio
 import platform
 from collections import defaultdict
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from io import StringIO
 from itertools import accumulate
 
-from prometheus_client import generate_latest
+from prometheus_client import CollectorRegistry, ProcessCollector, generate_latest
 from prometheus_client.core import (
     CounterMetricFamily,
     GaugeMetricFamily,
     HistogramMetricFamily,
     Metric,
 )
+from prometheus_client.openmetrics import exposition as openmetrics_exposition
 from prometheus_client.registry import Collector
 from prometheus_client.samples import Sample
 
 from healthd import __version__
+from healthd.gauges import escape_label_value as _escape
+from healthd.gauges import split_gauge_key
 from healthd.histogram import PROBE_DURATION_BUCKETS, Histogram
 from healthd.store import CheckInfo, CheckState, Status, Store
 
@@ -40,8 +47,60 @@ HELP = {
     "healthd_check_up": "Debounced check state: 1 up, 0 down; absent while unknown",
     "healthd_probes": "Probes run, by result",
     "healthd_check_transitions": "Check state changes",
-    "healthd_probe_duration_seconds": "Probe latency",
+    "healthd_probe_duration_seconds": (
+        "Duration of whole probes, start to verdict, failures included (a timeout counts as its timeout)"
+    ),
 }
+
+TEXT_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+OPENMETRICS_CONTENT_TYPE = "application/openmetrics-text; version=1.0.0; charset=utf-8"
+_EOF = b"# EOF\n"
+
+
+def generate_openmetrics(collector: Collector) -> bytes:
+    """prometheus_client's OpenMetrics writer (untyped there), ending with `# EOF`."""
+    data: bytes = openmetrics_exposition.generate_latest(collector)  # type: ignore[no-untyped-call]
+    return data
+
+
+def wants_openmetrics(accept: str) -> bool:
+    """Whether an Accept header asks for OpenMetrics (as Prometheus does when it may scrape it)."""
+    for media_range in accept.split(","):
+        kind, *params = (part.strip() for part in media_range.split(";"))
+        if kind.lower() == "application/openmetrics-text" and _quality(params) > 0:
+            return True
+    return False
+
+
+def _quality(params: list[str]) -> float:
+    for param in params:
+        key, _, value = param.partition("=")
+        if key.strip().lower() == "q":
+            try:
+                return float(value)
+            except ValueError:
+                return 0.0
+    return 1.0
+
+
+class MetricsRenderer:
+    """`/metrics` in either format: the per-check text, the daemon's families, the process."""
+
+    def __init__(
+        self, store: Store, gauge_help: Mapping[str, str] | None = None, extra: Iterable[Collector] = ()
+    ) -> None:
+        self._store = store
+        self._exposition = Exposition(store, gauge_help)
+        self._process = CollectorRegistry(auto_describe=False)
+        self._process.register(ProcessCollector(registry=None))
+        for collector in extra:  # more families at the end, e.g. notification counters
+            self._process.register(collector)
+
+    async def render(self, openmetrics: bool = False) -> bytes:
+        checks = await self._exposition.render_async(openmetrics=openmetrics)
+        if openmetrics:
+            return checks + generate_openmetrics(self._process)  # ends with the one # EOF
+        return checks + generate_latest(self._process)
 
 
 def _phase_help(probe_type: str) -> str:
@@ -173,13 +232,14 @@ class Exposition:
         self._gauge_help = gauge_help or {}  # HELP of the gauges probes report (healthd.probes.GAUGE_HELP)
         self._labels: dict[int, _CheckLabels] = {}  # by id() of the CheckInfo
 
-    def render(self) -> bytes:
+    def render(self, openmetrics: bool = False) -> bytes:
+        """The per-check families, then the daemon's; OpenMetrics without its closing # EOF."""
         text = _CheckText(self._store.probe_histograms)
         for state in self._store.all_states():
             text.add(state, self._labels_of(state.info))
-        return self._finish(text)
+        return self._finish(text, openmetrics)
 
-    async def render_async(self, checks_per_pause: int = 1000) -> bytes:
+    async def render_async(self, checks_per_pause: int = 1000, openmetrics: bool = False) -> bytes:
         """`render()`, handing the event loop back every `checks_per_pause` checks.
 
         Each check's lines are written in one piece, so its samples agree with
@@ -190,7 +250,7 @@ class Exposition:
             text.add(state, self._labels_of(state.info))
             if count % checks_per_pause == 0:
                 await asyncio.sleep(0)
-        return self._finish(text)
+        return self._finish(text, openmetrics)
 
     def _labels_of(self, info: CheckInfo) -> _CheckLabels:
         cached = self._labels.get(id(info))
@@ -198,11 +258,15 @@ class Exposition:
             cached = self._labels[id(info)] = _CheckLabels(info)
         return cached
 
-    def _finish(self, text: _CheckText) -> bytes:
+    def _finish(self, text: _CheckText, openmetrics: bool) -> bytes:
         if len(self._labels) > 2 * text.checks:  # forget checks that reloads removed
             live = {id(state.info) for state in self._store.all_states()}
             self._labels = {key: value for key, value in self._labels.items() if key in live}
-        return text.render(self._gauge_help).encode() + generate_latest(DaemonCollector(self._store))
+        checks = text.render(self._gauge_help, openmetrics).encode()
+        daemon = DaemonCollector(self._store)
+        if openmetrics:  # generate_openmetrics() closes its document: the caller closes ours
+            return checks + generate_openmetrics(daemon).removesuffix(_EOF)
+        return checks + generate_latest(daemon)
 
 
 _LE = tuple(_bound(bound) for bound in (*PROBE_DURATION_BUCKETS, float("inf")))
@@ -272,10 +336,11 @@ class _CheckText:
             name = f"probe_{state.info.type}_duration_seconds"
             for phase, seconds in last.phases.items():
                 lines.write(f'{name}{{{labels},phase="{_escape(phase)}"}} {float(seconds)!r}\n')
-        for name, value in last.gauges.items():
-            _buffer(self.gauges, name).write(f"{name}{{{labels}}} {float(value)!r}\n")
+        for key, value in last.gauges.items():
+            name, extra = split_gauge_key(key)
+            _buffer(self.gauges, name).write(f"{name}{{{labels}{extra}}} {float(value)!r}\n")
 
-    def render(self, gauge_help: Mapping[str, str]) -> str:
+    def render(self, gauge_help: Mapping[str, str], openmetrics: bool) -> str:
         parts: list[str] = []
         for name, kind, lines in (
             ("probe_success", "gauge", self.success),
@@ -284,16 +349,15 @@ class _CheckText:
             ("healthd_probes", "counter", self.probes),
             ("healthd_check_transitions", "counter", self.transitions),
         ):
-            parts.extend(_family(name, kind, HELP[name], lines))
+            parts.extend(_family(name, kind, HELP[name], lines, openmetrics))
         if self.histograms:
             name = "healthd_probe_duration_seconds"
-            parts.extend(_family(name, "histogram", HELP[name], self.histogram))
+            parts.extend(_family(name, "histogram", HELP[name], self.histogram, openmetrics))
         for probe_type, lines in self.phases.items():
-            parts.extend(
-                _family(f"probe_{probe_type}_duration_seconds", "gauge", _phase_help(probe_type), lines)
-            )
+            name = f"probe_{probe_type}_duration_seconds"
+            parts.extend(_family(name, "gauge", _phase_help(probe_type), lines, openmetrics))
         for name, lines in self.gauges.items():
-            parts.extend(_family(name, "gauge", _gauge_help(name, gauge_help), lines))
+            parts.extend(_family(name, "gauge", _gauge_help(name, gauge_help), lines, openmetrics))
         return "".join(parts)
 
 
@@ -304,14 +368,10 @@ def _buffer(buffers: dict[str, StringIO], key: str) -> StringIO:
     return buffer
 
 
-def _family(name: str, kind: str, help_text: str, lines: StringIO) -> list[str]:
-    exposed = f"{name}_total" if kind == "counter" else name
+def _family(name: str, kind: str, help_text: str, lines: StringIO, openmetrics: bool) -> list[str]:
+    # the text format names a counter family by its sample (`_total`), OpenMetrics without it
+    exposed = f"{name}_total" if kind == "counter" and not openmetrics else name
     escaped = help_text.replace("\\", r"\\").replace("\n", r"\n")
+    if openmetrics:
+        escaped = escaped.replace('"', r"\"")
     return [f"# HELP {exposed} {escaped}\n# TYPE {exposed} {kind}\n", lines.getvalue()]
-
-
-def _escape(value: str) -> str:
-    # label value escaping of the text format: backslash, double quote, line feed
-    if "\\" in value or '"' in value or "\n" in value:
-        return value.replace("\\", r"\\").replace('"', r"\"").replace("\n", r"\n")
-    return value

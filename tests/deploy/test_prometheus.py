@@ -121,3 +121,19 @@ def test_series_carry_the_check_labels(prometheus: Prometheus, expr: str) -> Non
     series = wait_for(expr, lambda: prometheus.query(f'{expr}{{job="healthd"}}'), 30, prometheus.log)
     for sample in series:
         assert {"service", "check", "type", "target", "job", "instance"} <= set(sample["metric"])
+
+
+def test_prometheus_scrapes_openmetrics(prometheus: Prometheus) -> None:
+    """Prometheus asks for OpenMetrics first; its metadata then names counter families without _total."""
+
+    def metadata() -> dict[str, Any] | None:
+        found = prometheus.api("targets/metadata", match_target='{job="healthd"}')
+        return {entry["metric"]: entry for entry in found} or None
+
+    entries = wait_for("target metadata", metadata, 30, prometheus.log)
+    assert entries["healthd_probes"]["type"] == "counter", entries.get("healthd_probes")
+    assert "healthd_probes_total" not in entries
+    assert entries["healthd_probe_duration_seconds"]["type"] == "histogram"
+    assert entries["healthd_probe_duration_seconds"]["help"].startswith("Duration of whole probes")
+    (target,) = prometheus.api("targets")["activeTargets"]
+    assert target["health"] == "up" and target["lastError"] == "", target
