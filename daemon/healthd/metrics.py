@@ -103,11 +103,18 @@ class MetricsRenderer:
         return checks + generate_latest(self._process)
 
 
+#: blackbox_exporter's name for the name lookup, which every probe reports as its `resolve` phase
+DNS_LOOKUP = "probe_dns_lookup_time_seconds"
+DNS_LOOKUP_HELP = "Time the name lookup of the last probe took (0 for an IP literal)"
+
+
 def _phase_help(probe_type: str) -> str:
     return f"Duration of each phase of the last {probe_type} probe"
 
 
 def _gauge_help(name: str, known: Mapping[str, str]) -> str:
+    if name == DNS_LOOKUP:
+        return DNS_LOOKUP_HELP
     return known.get(name, "Reported by the last probe")
 
 
@@ -336,6 +343,9 @@ class _CheckText:
             name = f"probe_{state.info.type}_duration_seconds"
             for phase, seconds in last.phases.items():
                 lines.write(f'{name}{{{labels},phase="{_escape(phase)}"}} {float(seconds)!r}\n')
+            resolve = last.phases.get("resolve")
+            if resolve is not None:
+                _buffer(self.gauges, DNS_LOOKUP).write(f"{DNS_LOOKUP}{{{labels}}} {float(resolve)!r}\n")
         for key, value in last.gauges.items():
             name, extra = split_gauge_key(key)
             _buffer(self.gauges, name).write(f"{name}{{{labels}{extra}}} {float(value)!r}\n")

@@ -20,7 +20,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -167,6 +167,7 @@ class Daemon:
     process: subprocess.Popen[bytes]
     log: Path
     checks: list[str] = field(default_factory=list)
+    targets: Targets | None = None
 
     def get_json(self, path: str) -> Any:
         status, body = http_get(self.url + path)
@@ -194,10 +195,13 @@ def stop(process: subprocess.Popen[Any], grace: float = 5.0) -> None:
 
 
 @contextmanager
-def running_daemon(workdir: Path) -> Iterator[Daemon]:
-    """healthd from this venv with one check per probe type; yields once every check has run."""
+def running_daemon(
+    workdir: Path, make_config: Callable[[Targets], dict[str, Any]] = config_with_every_probe
+) -> Iterator[Daemon]:
+    """healthd from this venv with one check per probe type (or `make_config`'s checks of
+    our loopback listeners); yields once every check has run."""
     with loopback_servers(workdir) as targets:
-        config = config_with_every_probe(targets)
+        config = make_config(targets)
         config_path = workdir / "config.yaml"
         config_path.write_text(yaml.safe_dump(config))
         port = free_port()
@@ -207,7 +211,7 @@ def running_daemon(workdir: Path) -> Iterator[Daemon]:
         with log.open("wb") as log_file:
             process = subprocess.Popen(cmd, stdout=log_file, stderr=subprocess.STDOUT)
         names = [check["name"] for check in config["services"][0]["checks"]]
-        daemon = Daemon(f"http://127.0.0.1:{port}", port, process, log, names)
+        daemon = Daemon(f"http://127.0.0.1:{port}", port, process, log, names, targets)
         try:
             wait_for("healthd to answer /readyz", lambda: http_get(daemon.url + "/readyz")[0] == 200, 15, log)
             wait_for("every check to have a result", daemon.all_checks_have_a_result, 15, log)
