@@ -16,11 +16,12 @@ from healthd.alerting import Notifications
 from healthd.config import Config, diff_configs, format_check_id, load_config
 from healthd.errors import ConfigError
 from healthd.event_fields import ServiceStatuses, check_fields, down_check_fields
+from healthd.eventlog import log_check_transition, log_reload, log_service_transition
 from healthd.events import EventHub
 from healthd.metrics import MetricsRenderer, NotificationCollector
 from healthd.openapi import build_openapi
 from healthd.probes import GAUGE_HELP, PROBES, SPECS, Probe, ProbeResources
-from healthd.scheduler import Scheduler, log_transition
+from healthd.scheduler import Scheduler
 from healthd.store import CheckInfo, ServiceInfo, Status, Store, Transition
 
 log = logging.getLogger(__name__)
@@ -94,7 +95,7 @@ class Daemon:
         self._reload_lock = asyncio.Lock()
 
     def _on_transition(self, transition: Transition) -> None:
-        log_transition(transition)
+        log_check_transition(transition)
         self.events.publish("check", **check_fields(transition))
         self._publish_service_changes()
 
@@ -104,6 +105,8 @@ class Daemon:
     def _publish_service_changes(self) -> None:
         # a service's status is derived from its checks': compare with what was published last
         for fields in self._service_statuses.update(self._statuses()):
+            now, before = Status(fields["status"]), Status(fields["previous"])
+            log_service_transition(self.store, fields["service"], now, before)
             self.events.publish("service", **fields)
 
     def _service_labels(self, name: str) -> Mapping[str, str] | None:
@@ -142,19 +145,11 @@ class Daemon:
         self.auth.token, self.auth.protect_reads = token, new.server.protect_reads
         daemon.last_reload_ok = True
         daemon.last_reload_success_time = time.time()
-        log.info(
-            "config reloaded: %d added, %d removed, %d changed (%d checks)",
-            len(diff.added),
-            len(diff.removed),
-            len(diff.changed),
-            new.check_count,
+        added, removed, changed = (
+            [format_check_id(key) for key in keys] for keys in (diff.added, diff.removed, diff.changed)
         )
-        outcome = api.ReloadOutcome(
-            ok=True,
-            added=[format_check_id(key) for key in diff.added],
-            removed=[format_check_id(key) for key in diff.removed],
-            changed=[format_check_id(key) for key in diff.changed],
-        )
+        log_reload(added, removed, changed, new.check_count)
+        outcome = api.ReloadOutcome(ok=True, added=added, removed=removed, changed=changed)
         self._announce_reload(new, outcome)
         return outcome
 

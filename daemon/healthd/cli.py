@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
-import json
 import logging
 import os
 import resource
@@ -13,7 +12,6 @@ import signal
 import sys
 import time
 from collections.abc import Mapping
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +23,7 @@ from healthd.api_models import Result
 from healthd.app import DAEMON, create_app
 from healthd.config import CHECK_MODELS, CheckBase, Config, load_config, parse_duration, split_host_port
 from healthd.errors import ConfigError
+from healthd.logs import setup_logging
 from healthd.notify import Notifier
 from healthd.probes import PROBES, Probe, ProbeResources
 from healthd.results import ProbeResult
@@ -82,51 +81,6 @@ def _parser() -> argparse.ArgumentParser:
     probe_p.add_argument("--interface", help="bind the probe to this interface")
     probe_p.add_argument("--json", action="store_true", help="print the result as JSON")
     return parser
-
-
-# ---- logging -------------------------------------------------------------------------
-
-
-class _TextFormatter(logging.Formatter):
-    def __init__(self, with_time: bool) -> None:
-        super().__init__()
-        self._with_time = with_time
-
-    def format(self, record: logging.LogRecord) -> str:
-        line = f"{record.levelname} {record.name}: {record.getMessage()}"
-        if record.exc_info:
-            line += "\n" + self.formatException(record.exc_info)
-        if self._with_time:  # journald stamps lines itself
-            line = f"{_iso(record.created)} {line}"
-        return line
-
-
-class _JsonFormatter(logging.Formatter):
-    def format(self, record: logging.LogRecord) -> str:
-        entry: dict[str, Any] = {
-            "time": _iso(record.created),
-            "level": record.levelname.lower(),
-            "logger": record.name,
-            "message": record.getMessage(),
-        }
-        if record.exc_info:
-            entry["exception"] = self.formatException(record.exc_info)
-        return json.dumps(entry)
-
-
-def _iso(timestamp: float) -> str:
-    return datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def setup_logging(level: str, fmt: str) -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(
-        _JsonFormatter() if fmt == "json" else _TextFormatter("JOURNAL_STREAM" not in os.environ)
-    )
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(level.upper())
-    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
 
 
 # ---- check-config --------------------------------------------------------------------
@@ -287,7 +241,14 @@ async def serve(app: web.Application, host: str, port: int) -> int:
     loop.add_signal_handler(signal.SIGHUP, on_hup)
     watchdog = _start_watchdog(notifier)
     config = daemon.config
-    log.info("healthd %s listening on http://%s, %s", __version__, _join(host, port), _status(config))
+    bound = _bound_address(runner, host, port)  # the port the kernel chose for --listen HOST:0
+    log.info(
+        "healthd %s listening on http://%s, %s",
+        __version__,
+        bound,
+        _status(config),
+        extra={"event": "start", "listen": bound},
+    )
     notifier.send("READY=1", f"STATUS={_status(config)}")
     await stop.wait()
     log.info("stopping")
@@ -305,6 +266,13 @@ def _start_watchdog(notifier: Notifier) -> asyncio.Task[None] | None:
 
 def _status(config: Config) -> str:
     return f"probing {config.check_count} checks in {len(config.services)} services"
+
+
+def _bound_address(runner: web.AppRunner, host: str, port: int) -> str:
+    addresses = runner.addresses
+    if addresses:
+        host, port = addresses[0][0], addresses[0][1]
+    return _join(host, port)
 
 
 def _join(host: str, port: int) -> str:

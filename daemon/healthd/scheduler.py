@@ -22,6 +22,7 @@ from collections.abc import Awaitable, Callable, Mapping
 
 from healthd.config import CheckBase, CheckKey, Config, ConfigDiff, format_check_id, format_duration
 from healthd.errors import ProbeFailure
+from healthd.eventlog import log_check_transition
 from healthd.probes import PROBES, Probe, ProbeContext, ProbeLog, ProbeResources
 from healthd.results import ErrorKind, ProbeOutcome, ProbeResult
 from healthd.store import Store, Transition
@@ -34,6 +35,7 @@ RESTART_BACKOFF_MAX = 60.0  # and a task that ran this long starts over from RES
 Clock = Callable[[], float]
 Sleep = Callable[[float], Awaitable[None]]
 TransitionHook = Callable[[Transition], None]
+log_transition = log_check_transition  # the default on_transition hook
 
 
 async def run_probe(
@@ -111,22 +113,6 @@ def next_slot(planned: float, interval: float, now: float) -> tuple[float, int]:
         return following, 0
     skipped = math.floor((now - following) / interval) + 1
     return following + skipped * interval, skipped
-
-
-def log_transition(transition: Transition) -> None:
-    info, result = transition.info, transition.result
-    why = "" if result.ok else f": {result.error_kind} ({result.error_message})"
-    after = f" after {transition.streak} consecutive {'successes' if result.ok else 'failures'}"
-    log.info(
-        "check %s (%s %s) is %s, was %s%s%s",
-        format_check_id(info.key),
-        info.type,
-        info.target,
-        transition.new,
-        transition.old,
-        after if transition.old != "unknown" else "",
-        why,
-    )
 
 
 class Scheduler:
