@@ -1,4 +1,8 @@
-"""Command line: `healthd run | check-config | probe | --version`. The only place that exits."""
+"""Command line: `healthd run | check-config | probe | healthcheck | print-unit | print-config`.
+
+The only place that exits. Sub-commands are rows of `COMMANDS`: a new one is a
+function taking the parsed arguments and returning an exit status, plus a row.
+"""
 
 from __future__ import annotations
 
@@ -11,29 +15,74 @@ import resource
 import signal
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from aiohttp import web
-from pydantic import ValidationError
 
-from healthd import __version__
-from healthd.api_models import Result
+from healthd import __version__, cli_probe, cli_tools
 from healthd.app import DAEMON, create_app
-from healthd.config import CHECK_MODELS, CheckBase, Config, load_config, parse_duration, split_host_port
+from healthd.config import Config, load_config, split_host_port
 from healthd.errors import ConfigError
 from healthd.logs import setup_logging
 from healthd.notify import Notifier
-from healthd.probes import PROBES, Probe, ProbeResources
-from healthd.results import ProbeResult
-from healthd.scheduler import run_probe
 
 log = logging.getLogger("healthd")
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 DEFAULT_CONFIG = "/etc/healthd/config.yaml"
-SUBCOMMANDS = {"run", "check-config", "probe"}
+ENVIRONMENT = """\
+environment:
+  HEALTHD_CONFIG   config file when -c is not given (else /etc/healthd/config.yaml)
+  HEALTHD_LISTEN   API address when --listen is not given (else server.listen)
+  NOTIFY_SOCKET, WATCHDOG_USEC, JOURNAL_STREAM   set by systemd; see docs/operations.md
+
+exit status: 0 ok, 1 failure (a probe failed, the daemon could not serve), 2 bad config or usage
+"""
+
+
+@dataclass(frozen=True)
+class Command:
+    name: str
+    help: str
+    handler: Callable[[argparse.Namespace], int]
+    arguments: Callable[[argparse.ArgumentParser], None] = lambda parser: None
+    config: bool = False  # takes -c/--config
+    listen: bool = False  # takes --listen
+    log_level: Callable[[argparse.Namespace], str] = lambda args: str(getattr(args, "log_level", "info"))
+
+
+def _run_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    parser.add_argument("--log-format", default="text", choices=["text", "json"])
+
+
+COMMANDS: tuple[Command, ...] = (
+    Command(
+        "run", "run the daemon (the default)", lambda a: run(a.config, a.listen), _run_arguments, True, True
+    ),
+    Command("check-config", "validate a config and exit", lambda a: check_config(a.config), config=True),
+    Command(
+        "probe",
+        "run one probe now and print the result",
+        cli_probe.probe_once,
+        cli_probe.add_arguments,
+        log_level=cli_probe.log_level,
+    ),
+    Command(
+        "healthcheck",
+        "exit 0 if the daemon on this host answers /healthz (for container HEALTHCHECKs)",
+        cli_tools.healthcheck,
+        cli_tools.add_healthcheck_arguments,
+        config=True,
+        listen=True,
+        log_level=lambda args: "warning",
+    ),
+    Command("print-unit", "print the systemd unit this package carries", cli_tools.print_unit),
+    Command("print-config", "print the example config this package carries", cli_tools.print_config),
+)
+SUBCOMMANDS = {command.name for command in COMMANDS}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -43,43 +92,49 @@ def main(argv: list[str] | None = None) -> None:
 def dispatch(argv: list[str]) -> int:
     if not argv or (argv[0] not in SUBCOMMANDS and argv[0] not in ("-h", "--help", "--version")):
         argv = ["run", *argv]  # `healthd -c x.yaml` means `healthd run -c x.yaml`
-    args = _parser().parse_args(argv)
-    setup_logging(getattr(args, "log_level", "info"), getattr(args, "log_format", "text"))
+    args = build_parser().parse_args(argv)
+    command = next(c for c in COMMANDS if c.name == args.command)
+    setup_logging(command.log_level(args), getattr(args, "log_format", "text"))
     try:
-        if args.command == "check-config":
-            return check_config(args.config)
-        if args.command == "probe":
-            return probe_once(args)
-        return run(args.config, args.listen)
+        return command.handler(args)
     except KeyboardInterrupt:
+        return EXIT_OK
+    except BrokenPipeError:  # the reader went away (`healthd print-unit | head -1`): not an error
+        cli_tools.silence_stdout()
         return EXIT_OK
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="healthd", description="Health-check daemon")
-    parser.add_argument("--version", action="version", version=f"healthd {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True)
-    default_config = os.environ.get("HEALTHD_CONFIG", DEFAULT_CONFIG)
-
-    run_p = sub.add_parser("run", help="run the daemon")
-    run_p.add_argument(
-        "-c", "--config", default=default_config, help=f"config file (default {default_config})"
+def build_parser() -> argparse.ArgumentParser:
+    """The whole command line (also read by shtab and argparse-manpage)."""
+    parser = argparse.ArgumentParser(
+        prog="healthd",
+        description="Health-check daemon: TCP, SYN-only, ICMP and HTTP probes with a REST API\n"
+        "and Prometheus metrics. Without a sub-command, runs the daemon.\n"
+        "The config file is -c PATH, else $HEALTHD_CONFIG, else /etc/healthd/config.yaml.",
+        epilog=ENVIRONMENT,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    run_p.add_argument("--listen", help="HOST:PORT for the API, overriding server.listen")
-    run_p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
-    run_p.add_argument("--log-format", default="text", choices=["text", "json"])
-
-    check_p = sub.add_parser("check-config", help="validate a config and exit")
-    check_p.add_argument("-c", "--config", default=default_config)
-
-    probe_p = sub.add_parser("probe", help="run one probe now and print the result")
-    probe_p.add_argument("type", choices=sorted(PROBES))
-    probe_p.add_argument("target", help="HOST:PORT, HOST or URL, as the check type takes")
-    probe_p.add_argument("--timeout", default="2s", help="e.g. 500ms, 2s (default 2s)")
-    probe_p.add_argument("--count", type=int, help="echo requests (icmp)")
-    probe_p.add_argument("--source-ip", help="bind the probe to this source address")
-    probe_p.add_argument("--interface", help="bind the probe to this interface")
-    probe_p.add_argument("--json", action="store_true", help="print the result as JSON")
+    parser.add_argument("--version", action="version", version=f"healthd {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    default_config = os.environ.get("HEALTHD_CONFIG", DEFAULT_CONFIG)
+    for command in COMMANDS:
+        child = sub.add_parser(command.name, help=command.help, description=command.help, epilog=ENVIRONMENT,
+                               formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+        if command.config:
+            child.add_argument(
+                "-c",
+                "--config",
+                default=default_config,
+                help=f"config file (default: $HEALTHD_CONFIG, else {DEFAULT_CONFIG})",
+            )
+        if command.listen:
+            child.add_argument(
+                "--listen",
+                default=os.environ.get("HEALTHD_LISTEN") or None,
+                metavar="HOST:PORT",
+                help="API address, overriding server.listen (default: $HEALTHD_LISTEN); port 0 picks one",
+            )
+        command.arguments(child)
     return parser
 
 
@@ -101,77 +156,6 @@ def check_config(path: str) -> int:
         return EXIT_USAGE
     print(f"OK: {len(config.services)} services, {config.check_count} checks")
     return EXIT_OK
-
-
-# ---- probe (one-shot) ----------------------------------------------------------------
-
-
-def probe_once(args: argparse.Namespace) -> int:
-    model = CHECK_MODELS[args.type]
-    try:
-        timeout = parse_duration(args.timeout)
-    except ValueError as exc:
-        print(f"healthd probe: --timeout: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    options: dict[str, Any] = {
-        "type": args.type,
-        "name": "cli",
-        model.TARGET_FIELD: args.target,
-        "timeout": timeout,
-        "interval": max(timeout, 1.0),
-    }
-    given = {"count": args.count, "source_ip": args.source_ip, "interface": args.interface}
-    options.update({key: value for key, value in given.items() if value is not None})
-    try:
-        check = model.model_validate(options)
-    except ValidationError as exc:
-        for err in exc.errors():
-            where = ".".join(str(p) for p in err["loc"]) or args.type
-            reason = "does not apply to this probe type" if err["type"] == "extra_forbidden" else err["msg"]
-            print(f"healthd probe: {where}: {reason}", file=sys.stderr)
-        return EXIT_USAGE
-    result = asyncio.run(_probe_with_own_resources(PROBES[args.type], check))
-    print(_render(args.type, args.target, result, as_json=args.json))
-    return EXIT_OK if result.ok else EXIT_FAILURE
-
-
-async def _probe_with_own_resources(probe: Probe, check: CheckBase) -> ProbeResult:
-    async with ProbeResources() as resources:
-        return await run_probe(probe, check, resources)
-
-
-def _render(kind: str, target: str, result: ProbeResult, as_json: bool) -> str:
-    if as_json:
-        return Result.of(result).model_dump_json(indent=2)
-    total = f"{result.duration * 1000:.3f} ms"
-    if result.ok:
-        latency = result.latency if result.latency is not None else result.duration
-        lines = [f"{kind} {target}: ok, latency {latency * 1000:.3f} ms (total {total})"]
-    else:
-        lines = [f"{kind} {target}: FAIL {result.error_kind}: {result.error_message} (after {total})"]
-    if result.phases:
-        lines.append("  phases: " + ", ".join(f"{k} {v * 1000:.3f} ms" for k, v in result.phases.items()))
-    summary = _echo_summary(result.details)
-    shown = {k: v for k, v in result.details.items() if not (summary and k in _ECHO_STATS)}
-    lines += [f"  {key}: {value}" for key, value in shown.items()]
-    if summary:
-        lines.append(f"  {result.details.get('address', target)} : {summary}")
-    return "\n".join(lines)
-
-
-_ECHO_STATS = ("sent", "received", "loss_ratio", "rtt_min_ms", "rtt_avg_ms", "rtt_max_ms", "rtt_stddev_ms")
-
-
-def _echo_summary(details: Mapping[str, Any]) -> str:
-    """fping's closing line for echo statistics (icmp), e.g. `xmt/rcv/%loss = 5/5/0%, min/avg/max/...`."""
-    if "sent" not in details or "received" not in details:
-        return ""
-    sent, received = details["sent"], details["received"]
-    line = f"xmt/rcv/%loss = {sent}/{received}/{round(100 * details.get('loss_ratio', 0))}%"
-    if received:
-        times = "/".join(f"{details[f'rtt_{name}_ms']:.3f}" for name in ("min", "avg", "max", "stddev"))
-        line += f", min/avg/max/stddev = {times} ms"
-    return line
 
 
 # ---- run -----------------------------------------------------------------------------
