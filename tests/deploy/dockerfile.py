@@ -25,6 +25,9 @@ from pathlib import Path
 
 #: RUN steps that create the image's user: checked by reading them, not run on this host
 ACCOUNT_COMMANDS = ("groupadd", "useradd")
+#: RUN steps that need root here (setting a file capability needs CAP_SETFCAP): skipped for
+#: other users, whose tests of what they make skip with a reason
+PRIVILEGED_STEPS = ("grant_net_raw.py",)
 
 
 @dataclass(frozen=True)
@@ -87,6 +90,7 @@ class Install:
     root: Path
     venv: Path
     python: str
+    skipped: tuple[str, ...] = ()  # privileged RUN steps left out (not root)
 
     def path(self, container_path: str) -> Path:
         return self.root / container_path.lstrip("/")
@@ -127,6 +131,7 @@ def install(dockerfile: Path, context: Path, root: Path, deps_path: str, minor: 
     (bin_dir / "python").symlink_to(python)
     (bin_dir / "python3").symlink_to(python)
     venv = ""
+    skipped: list[str] = []
     for stage in range(max(i.stage for i in instructions) + 1):
         env = env_of(instructions, stage)
         venv = env.get("HEALTHD_VENV", venv)
@@ -148,6 +153,9 @@ def install(dockerfile: Path, context: Path, root: Path, deps_path: str, minor: 
             elif ins.keyword == "RUN":
                 if ins.args.split()[0] in ACCOUNT_COMMANDS:
                     continue
+                if os.geteuid() != 0 and any(step in ins.args for step in PRIVILEGED_STEPS):
+                    skipped.append(ins.args)
+                    continue
                 command = _remap(ins.args, mapped, root)
                 run_env = {
                     "PATH": f"{bin_dir}:/usr/bin:/bin",
@@ -160,7 +168,7 @@ def install(dockerfile: Path, context: Path, root: Path, deps_path: str, minor: 
                     capture_output=True, text=True, timeout=300, check=False,
                 )  # fmt: skip
                 assert done.returncode == 0, f"RUN {ins.args}\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
-    return Install(root, root / venv.lstrip("/"), python)
+    return Install(root, root / venv.lstrip("/"), python, tuple(skipped))
 
 
 def _copy(source: Path, dest: Path, into: bool) -> None:

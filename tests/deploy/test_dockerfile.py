@@ -250,6 +250,8 @@ def test_entrypoint_gives_a_non_root_user_raw_icmp_with_net_raw_and_falls_back_w
 
 
 def test_only_the_daemons_interpreter_copy_carries_the_capability(image: Install) -> None:
+    if image.skipped:
+        pytest.skip("setting the file capability needs root (CI runs as root)")
     getcap = need("getcap")
     capped = subprocess.run([getcap, str(image.venv / "bin/python3-netraw")], capture_output=True, text=True)
     assert "cap_net_raw=ep" in capped.stdout, capped.stdout + capped.stderr
