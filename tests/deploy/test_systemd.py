@@ -297,14 +297,16 @@ def test_daemon_runs_as_the_units_user_with_its_capabilities_and_sandbox(
         }
         config_path = root / "etc/healthd/config.yaml"
         config_path.write_text(yaml.safe_dump(config))
-        env = {"PATH": "/usr/bin:/bin", "NOTIFY_SOCKET": notify_path, "WATCHDOG_USEC": "1000000",
-               "JOURNAL_STREAM": "8:1234"}  # fmt: skip
+        env = {"PATH": "/usr/bin:/bin", "NOTIFY_SOCKET": notify_path, "WATCHDOG_USEC": "1000000"}
         cmd = [*unit_setpriv(uid, gid), str(image.venv / "bin/healthd"), "run", "-c", str(config_path),
                "--listen", f"127.0.0.1:{port}"]  # fmt: skip
         families = [FAMILIES[name] for name in one("RestrictAddressFamilies").split()]
         hard_nofile = resource.getrlimit(resource.RLIMIT_NOFILE)[1]  # systemd could raise it; we may not
         log = notifications.log = tmp_path / "healthd.log"
         with log.open("wb") as out:
+            # what systemd sets when stderr is the journal: that stream's device and inode
+            stat = os.fstat(out.fileno())
+            env["JOURNAL_STREAM"] = f"{stat.st_dev}:{stat.st_ino}"
             process = subprocess.Popen(
                 cmd, cwd="/", env=env, stdout=out, stderr=out,
                 preexec_fn=sandbox.preexec(families, nofile=min(int(one("LimitNOFILE")), hard_nofile), umask=0o077),
@@ -339,6 +341,7 @@ def test_daemon_runs_as_the_units_user_with_its_capabilities_and_sandbox(
     text = log.read_text()
     assert "Traceback" not in text and "ERROR" not in text, text
     assert not re.match(r"^\d{4}-", text), "under journald (JOURNAL_STREAM) lines carry no timestamp"
+    assert all(re.match(r"<[2-7]>", line) for line in text.splitlines() if line), "nor lack a priority"
 
 
 def test_token_is_unreadable_to_other_users(root: Path) -> None:

@@ -510,7 +510,7 @@ def test_without_either_privilege_the_check_fails_with_both_fixes(netns: Namespa
     assert "ICMP IPv4 checks cannot run" in done.stderr  # logged once, as a warning
     # the same, allowed by the sysctl alone: unprivileged datagram mode
     netns.sysctl("net.ipv4.ping_group_range", ADMIT_ALL)
-    done = _healthd(netns, "probe", "icmp", "127.0.0.1", "--count", "2", drop_net_raw=True)
+    done = _healthd(netns, "probe", "icmp", "127.0.0.1", "--count", "2", "-v", drop_net_raw=True)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "mode: datagram" in done.stdout
     assert "ICMP IPv4 checks use an unprivileged datagram socket" in done.stderr
