@@ -34,25 +34,44 @@ class Pair:
     module: str
     expected: frozenset[str]  # families both must export for this probe
     same_value: frozenset[str]  # families whose value must agree
+    success: float = 1.0  # probe_success both must report
 
 
-COMMON = {"probe_success", "probe_duration_seconds", "probe_dns_lookup_time_seconds"}
+COMMON = {"probe_success", "probe_duration_seconds", "probe_dns_lookup_time_seconds", "probe_ip_protocol"}
 HTTP = COMMON | {
     "probe_http_status_code",
     "probe_http_content_length",
     "probe_http_version",
     "probe_http_duration_seconds",
+    "probe_http_redirects",
+    "probe_http_ssl",
+    "probe_http_uncompressed_body_length",
+    "probe_failed_due_to_regex",
 }
+HTTP_SAME = {
+    "probe_success",
+    "probe_ip_protocol",
+    "probe_http_status_code",
+    "probe_http_content_length",
+    "probe_http_version",
+    "probe_http_redirects",
+    "probe_http_ssl",
+    "probe_http_uncompressed_body_length",
+    "probe_failed_due_to_regex",
+}
+TLS = {"probe_ssl_earliest_cert_expiry", "probe_tls_version_info", "probe_ssl_last_chain_expiry_timestamp_seconds"}
 PAIRS = [
-    Pair("http", "http", frozenset(HTTP), frozenset({"probe_success", "probe_http_status_code"})),
+    Pair("http", "http", frozenset(HTTP), frozenset(HTTP_SAME)),
+    Pair("https", "https", frozenset(HTTP | TLS), frozenset(HTTP_SAME | TLS)),
+    # the body regex does not match: both fail, and say it was the regex
+    Pair("http-miss", "http_miss", frozenset(HTTP), frozenset(HTTP_SAME), success=0.0),
+    Pair("tcp", "tcp", frozenset(COMMON), frozenset({"probe_success", "probe_ip_protocol"})),
     Pair(
-        "https",
-        "https",
-        frozenset(HTTP | {"probe_ssl_earliest_cert_expiry"}),
-        frozenset({"probe_success", "probe_http_status_code", "probe_ssl_earliest_cert_expiry"}),
+        "icmp",
+        "icmp",
+        frozenset(COMMON | {"probe_icmp_duration_seconds", "probe_icmp_reply_hop_limit"}),
+        frozenset({"probe_success", "probe_ip_protocol", "probe_icmp_reply_hop_limit"}),
     ),
-    Pair("tcp", "tcp", frozenset(COMMON), frozenset({"probe_success"})),
-    Pair("icmp", "icmp", frozenset(COMMON | {"probe_icmp_duration_seconds"}), frozenset({"probe_success"})),
 ]
 
 
@@ -65,6 +84,7 @@ def healthd_config(targets: Targets) -> dict[str, Any]:
                 "name": SERVICE,
                 "checks": [
                     {"name": "http", "type": "http", "url": web, "body_regex": "ok"},
+                    {"name": "http-miss", "type": "http", "url": web, "body_regex": "absent"},
                     {"name": "https", "type": "http", "url": secure, "body_regex": "ok", "ca_file": str(targets.ca_file)},
                     {"name": "tcp", "type": "tcp", "target": f"127.0.0.1:{targets.tcp_port}"},
                     {"name": "icmp", "type": "icmp", "target": "127.0.0.1"},
@@ -84,6 +104,7 @@ def blackbox_config(targets: Targets) -> dict[str, Any]:
                 "timeout": "2s",
                 "http": {**body, "tls_config": {"ca_file": str(targets.ca_file)}},
             },
+            "http_miss": {"prober": "http", "timeout": "2s", "http": {"fail_if_body_not_matches_regexp": ["absent"]}},
             "tcp": {"prober": "tcp", "timeout": "2s"},
             "icmp": {"prober": "icmp", "timeout": "2s", "icmp": {"preferred_ip_protocol": "ip4"}},
         }
@@ -93,6 +114,7 @@ def blackbox_config(targets: Targets) -> dict[str, Any]:
 def blackbox_target(pair: Pair, targets: Targets) -> str:
     return {
         "http": f"http://127.0.0.1:{targets.http_port}/",
+        "http_miss": f"http://127.0.0.1:{targets.http_port}/",
         "https": f"https://127.0.0.1:{targets.https_port}/",
         "tcp": f"127.0.0.1:{targets.tcp_port}",
         "icmp": "127.0.0.1",
@@ -175,7 +197,7 @@ def test_shared_families_have_the_same_type_labels_and_meaning(
     theirs = families(blackbox.probe(pair.module, blackbox_target(pair, healthd.targets)))
     if pair.module == "icmp" and theirs["probe_success"][2][0][1] != 1.0:
         pytest.skip("blackbox_exporter cannot ping here (needs root or CAP_NET_RAW); CI runs as root")
-    assert theirs["probe_success"][2][0][1] == 1.0, f"blackbox failed:\n{theirs}"
+    assert theirs["probe_success"][2][0][1] == pair.success, f"blackbox:\n{theirs}"
     ours = healthd_families(healthd, pair.check)
     if pair.module == "icmp" and ours["probe_success"][2][0][1] != 1.0 and os.geteuid() != 0:
         pytest.skip("healthd cannot ping here (no CAP_NET_RAW, group outside ping_group_range)")

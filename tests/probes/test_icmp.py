@@ -140,7 +140,9 @@ async def test_loopback_answers_with_statistics(target: str, icmp: None, resourc
     assert set(result.phases) == {"resolve", "rtt"}
     assert result.latency == result.phases["rtt"]
     assert 0 < result.latency < result.duration
-    assert result.gauges == {LOSS_GAUGE: 0.0}
+    # blackbox_exporter's gauges too: the family probed and the TTL / hop limit the reply came with
+    protocol = 6.0 if ":" in target else 4.0
+    assert result.gauges == {LOSS_GAUGE: 0.0, "probe_ip_protocol": protocol, "probe_icmp_reply_hop_limit": 64.0}
 
 
 async def test_count_sends_spaced_requests(icmp: None, resources: ProbeResources) -> None:
@@ -256,6 +258,17 @@ async def test_metrics_export_rtt_phase_and_loss_gauge(icmp: None, resources: Pr
 
 
 @pytest.mark.netns
+async def test_reply_hop_limit_is_the_ttl_the_reply_arrived_with(
+    netns: Namespace, icmp: None, resources: ProbeResources
+) -> None:
+    """The other host sends its replies with TTL 33: that is what the gauge reports."""
+    netns.sysctl("net.ipv4.ip_default_ttl", "33")
+    result = await probe(netns.ns_ip, resources=resources)
+    assert result.ok, result.error_message
+    assert result.gauges["probe_icmp_reply_hop_limit"] == 33.0
+
+
+@pytest.mark.netns
 async def test_filtered_target_times_out_before_timeout_with_loss(
     netns: Namespace, warm: None, resources: ProbeResources
 ) -> None:
@@ -269,7 +282,7 @@ async def test_filtered_target_times_out_before_timeout_with_loss(
     assert result.error_kind is ErrorKind.TIMEOUT
     assert result.error_message == f"no echo reply from {netns.ns_ip} to 3 requests within 500ms"
     assert (result.details["sent"], result.details["received"], result.details["loss_ratio"]) == (3, 0, 1.0)
-    assert result.gauges == {LOSS_GAUGE: 1.0}  # the probe itself reports the loss: not cut off
+    assert result.gauges == {LOSS_GAUGE: 1.0, "probe_ip_protocol": 4.0}  # the probe reports the loss: not cut off
     assert result.latency is None and "rtt" not in result.phases
     assert elapsed < 0.5 + 0.1
     assert new_fds(before) == set()

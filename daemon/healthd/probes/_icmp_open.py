@@ -28,6 +28,8 @@ IPV6_RECVERR = getattr(socket, "IPV6_RECVERR", 25)
 IPV6_PKTINFO = getattr(socket, "IPV6_PKTINFO", 50)
 IPV6_HOPLIMIT = getattr(socket, "IPV6_HOPLIMIT", 52)
 IPV6_DONTFRAG = getattr(socket, "IPV6_DONTFRAG", 62)
+IP_RECVTTL = getattr(socket, "IP_RECVTTL", 12)  # cmsg IP_TTL: the TTL a packet arrived with
+IPV6_RECVHOPLIMIT = getattr(socket, "IPV6_RECVHOPLIMIT", 51)  # cmsg IPV6_HOPLIMIT, likewise
 PING_GROUP_RANGE = "/proc/sys/net/ipv4/ping_group_range"  # gates ICMPv6 datagram sockets too
 
 ICMP_DATAGRAM, ICMP_RAW = "datagram", "raw"
@@ -71,6 +73,11 @@ def _setup_icmp_socket(sock: socket.socket, mode: str, wanted: tuple[int, ...]) 
     v6 = sock.family == socket.AF_INET6
     # the kernel's receive time of each reply comes with it: RTTs do not wait for the loop
     sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+    # and the TTL / hop limit it arrived with (blackbox_exporter's probe_icmp_reply_hop_limit)
+    if v6:
+        sock.setsockopt(socket.IPPROTO_IPV6, IPV6_RECVHOPLIMIT, 1)
+    else:
+        sock.setsockopt(socket.IPPROTO_IP, IP_RECVTTL, 1)
     try:  # beyond net.core.rmem_max needs CAP_NET_ADMIN; without it the kernel caps the size
         sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, ICMP_RCVBUF)
     except OSError:
@@ -181,3 +188,12 @@ def kernel_receive_time(ancdata: Sequence[tuple[int, int, bytes]]) -> int:
             seconds, nanoseconds = struct.unpack_from("qq", data)
             return int(seconds * 1_000_000_000 + nanoseconds)
     return 0
+
+
+def reply_hop_limit(ancdata: Sequence[tuple[int, int, bytes]]) -> int | None:
+    """The TTL (IPv4) or hop limit (IPv6) a packet arrived with, from IP_RECVTTL/IPV6_RECVHOPLIMIT."""
+    ours = ((socket.IPPROTO_IP, socket.IP_TTL), (socket.IPPROTO_IPV6, IPV6_HOPLIMIT))
+    for level, kind, data in ancdata:
+        if (level, kind) in ours and len(data) >= 4:
+            return int(struct.unpack_from("i", data)[0])
+    return None

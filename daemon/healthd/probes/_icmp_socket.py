@@ -37,6 +37,7 @@ from healthd.probes._icmp_open import (
     Ancillary,
     is_local_address,
     kernel_receive_time,
+    reply_hop_limit,
     set_dont_fragment,
 )
 from healthd.probes._icmp_packet import (
@@ -51,7 +52,7 @@ from healthd.results import ErrorKind
 READ_BATCH = 256  # packets read per wake-up before the loop gets a turn again
 DRAIN_EVERY = 64  # sends in a row before the socket is read in between (keeps the buffer from overflowing)
 RECV_BUFFER = 65_600  # the largest ICMP message plus an IPv4 header
-_ANC_SPACE = socket.CMSG_SPACE(16)  # struct timespec
+_ANC_SPACE = socket.CMSG_SPACE(16) + socket.CMSG_SPACE(4)  # struct timespec, the TTL (an int)
 _ERR_ANC_SPACE = 512
 
 Key = tuple[str, int]  # (address, sequence)
@@ -72,6 +73,7 @@ class EchoRound:
     sent_ns: list[int] = field(default_factory=list)
     rtt_ns: list[int | None] = field(default_factory=list)
     received: int = 0
+    hop_limit: int | None = None  # TTL / hop limit of the last reply, when the kernel said
     icmp_error: EchoError | None = None
     error_from: str = ""  # who sent the ICMP error
     failure: ProbeFailure | None = None  # a send that failed after the first one
@@ -89,9 +91,11 @@ class EchoRound:
         """Round-trip times in seconds of the requests that were answered, in sending order."""
         return [rtt / 1e9 for rtt in self.rtt_ns if rtt is not None]
 
-    def on_reply(self, index: int, received_ns: int) -> None:
+    def on_reply(self, index: int, received_ns: int, hop_limit: int | None = None) -> None:
         # a clock step between the two stamps could make it negative: never report that
         self.rtt_ns[index] = max(received_ns - self.sent_ns[index], 0)
+        if hop_limit is not None:
+            self.hop_limit = hop_limit
         self.received += 1
         if self.received == self.count:
             self.finish()
@@ -251,12 +255,12 @@ class EchoSocket:
                 continue
             stamp = kernel_receive_time(ancdata)
             received = stamp + offset if stamp else time.perf_counter_ns()
-            self._dispatch(bytes(self._view[:size]), addr[0], received)
+            self._dispatch(bytes(self._view[:size]), addr[0], received, reply_hop_limit(ancdata))
         if not got_any and self.mode == ICMP_DATAGRAM:
             # woken with nothing to read: the error queue holds something (it keeps POLLERR up)
             self._read_error_queue()
 
-    def _dispatch(self, data: bytes, source: str, received_ns: int) -> None:
+    def _dispatch(self, data: bytes, source: str, received_ns: int, hop_limit: int | None = None) -> None:
         message = parse_message(data, v6=self.v6, ip_header=self._ip_header)
         if message is None or message.ident != self.ident:
             return
@@ -265,7 +269,7 @@ class EchoSocket:
             entry = self._pending.get(key)
             if entry is not None and entry[0].payload == message.payload:
                 del self._pending[key]
-                entry[0].on_reply(entry[1], received_ns)
+                entry[0].on_reply(entry[1], received_ns, hop_limit)
         else:
             self._deliver_error(message, source)
 

@@ -97,3 +97,13 @@ def _sockaddr(family: socket.AddressFamily, host: str, port: int) -> SockAddr:
 def format_sockaddr(addr: SockAddr) -> str:
     host, port = addr[0], addr[1]
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+#: blackbox_exporter's gauge of the address family probed, with its meaning
+IP_PROTOCOL = "probe_ip_protocol"
+IP_PROTOCOL_HELP = "IP protocol of the address the last probe used (4 or 6)"
+
+
+def ip_protocol(host: str) -> float:
+    """4.0 or 6.0 for an address literal (an IPv6 one, bracketed or not, has a colon)."""
+    return 6.0 if ":" in host else 4.0

@@ -31,10 +31,12 @@ from healthd.config import HttpCheck
 from healthd.config.checks import redact_url
 from healthd.config.http_rules import Expectations, Mismatch, Observed, judge
 from healthd.errors import ProbeFailure
+from healthd.gauges import gauge_key
 from healthd.probes._http_conn import PhaseClock, timing
 from healthd.probes._http_errors import MAX_REDIRECTS, translate
 from healthd.probes._http_sessions import HttpSessions
 from healthd.probes._http_tls import TlsInfo, TlsSettings, expiry_shortfall
+from healthd.probes._resolve import IP_PROTOCOL, IP_PROTOCOL_HELP, ip_protocol
 from healthd.probes.base import ProbeContext, ProbeSpec
 from healthd.results import ErrorKind, ProbeOutcome
 
@@ -167,8 +169,9 @@ def _verdict(
         json_path=tuple(check.json_path),
     )
     tls = clock.tls
-    details, gauges = _report(seen, response, clock)
+    details, gauges = _report(check, seen, response, clock)
     mismatch = judge(expect, seen) or _cert_mismatch(check, tls)
+    gauges["probe_failed_due_to_regex"] = 1.0 if _regex_failed(expect, seen) else 0.0
     phases = dict(clock.phases)
     latency = sum(phases.values()) - phases["resolve"]
     if ctx.log.isEnabledFor(logging.DEBUG):  # the message is built on every call
@@ -184,8 +187,25 @@ def _verdict(
     return outcome
 
 
+def _regex_failed(expect: Expectations, seen: Observed) -> bool:
+    """blackbox_exporter's probe_failed_due_to_regex: a header or body regex did not hold."""
+    if not (expect.headers or expect.body_regex or expect.body_not_regex):
+        return False
+    regexes = Expectations(
+        status=_ANY_STATUS,
+        body_regex=expect.body_regex,
+        body_not_regex=expect.body_not_regex,
+        headers=expect.headers,
+        json_path=(),
+    )
+    return judge(regexes, seen) is not None
+
+
+_ANY_STATUS = ("1xx", "2xx", "3xx", "4xx", "5xx")
+
+
 def _report(
-    seen: Observed, response: aiohttp.ClientResponse, clock: PhaseClock
+    check: HttpCheck, seen: Observed, response: aiohttp.ClientResponse, clock: PhaseClock
 ) -> tuple[dict[str, Any], dict[str, float]]:
     version = f"{response.version.major}.{response.version.minor}" if response.version else "1.1"
     content_length = response.content_length
@@ -199,18 +219,32 @@ def _report(
         "redirects": len(response.history),
         "address": clock.address,
     }
+    tls = clock.tls
     gauges = {
         "probe_http_status_code": float(seen.status),
         "probe_http_version": float(version),
         "probe_http_content_length": float(content_length if content_length is not None else -1),
+        "probe_http_redirects": float(len(response.history)),
+        "probe_http_ssl": 0.0 if tls is None else 1.0,
+        # what was read, decompressed, up to max_body_bytes (blackbox reads it all)
+        "probe_http_uncompressed_body_length": float(len(seen.body)),
     }
-    tls = clock.tls
+    if clock.address:
+        gauges[IP_PROTOCOL] = ip_protocol(clock.address.rpartition(":")[0])
     if tls is not None:
         details.update(tls_version=tls.version, tls_cipher=tls.cipher)
+        gauges[gauge_key("probe_tls_version_info", version=_tls_label(tls.version))] = 1.0
         if tls.earliest_expiry is not None:
             details["cert_expiry"] = _iso(tls.earliest_expiry)
             gauges["probe_ssl_earliest_cert_expiry"] = tls.earliest_expiry
+            if check.verify:  # a chain that was verified; blackbox reports it for verified chains only
+                gauges["probe_ssl_last_chain_expiry_timestamp_seconds"] = tls.earliest_expiry
     return details, gauges
+
+
+def _tls_label(version: str) -> str:
+    """blackbox_exporter's spelling: OpenSSL's `TLSv1.3` -> `TLS 1.3`."""
+    return version.replace("TLSv", "TLS ", 1) if version.startswith("TLSv") else version
 
 
 def _cert_mismatch(check: HttpCheck, tls: TlsInfo | None) -> Mismatch | None:
@@ -233,6 +267,15 @@ SPEC = ProbeSpec(
         "probe_http_content_length": "Content-Length of the last HTTP response (-1: not sent)",
         "probe_http_version": "HTTP version of the last response, e.g. 1.1",
         "probe_ssl_earliest_cert_expiry": "Unix time the first certificate the server sent expires",
+        "probe_http_redirects": "Redirects the last HTTP probe followed",
+        "probe_http_ssl": "Whether the last HTTP probe's final response came over TLS (1) or not (0)",
+        "probe_http_uncompressed_body_length": "Bytes of the last response's body read, decompressed "
+        "(up to max_body_bytes)",
+        "probe_failed_due_to_regex": "Whether a header or body regex of the last HTTP probe failed (1 or 0)",
+        "probe_tls_version_info": "TLS version of the last HTTP probe's connection, in the version label",
+        "probe_ssl_last_chain_expiry_timestamp_seconds": "Unix time the first certificate of the verified "
+        "chain expires (checks with verify on)",
+        IP_PROTOCOL: IP_PROTOCOL_HELP,
     },
     resource=HttpSessions,
 )

@@ -39,13 +39,14 @@ from healthd.probes._icmp_open import (
 )
 from healthd.probes._icmp_packet import WANTED_TYPES_V4, WANTED_TYPES_V6
 from healthd.probes._icmp_socket import EchoRound, EchoSocket
-from healthd.probes._resolve import Resolver
+from healthd.probes._resolve import IP_PROTOCOL, IP_PROTOCOL_HELP, Resolver, ip_protocol
 from healthd.probes.base import ProbeContext, ProbeResources, ProbeSpec, SharedResource
 from healthd.results import ErrorKind, ProbeOutcome
 
 log = logging.getLogger(__name__)
 
 LOSS_GAUGE = "healthd_icmp_packet_loss_ratio"
+HOP_LIMIT_GAUGE = "probe_icmp_reply_hop_limit"  # blackbox_exporter's name
 _GUARD = 0.025  # seconds before the deadline when the probe stops waiting (at most 5% of the timeout)
 
 
@@ -92,7 +93,10 @@ def _verdict(check: IcmpCheck, echo: EchoRound, mode: str, resolve_time: float) 
         details["rtt_avg_ms"] = round(mean * 1000, 3)
         details["rtt_max_ms"] = round(max(rtts) * 1000, 3)
         details["rtt_stddev_ms"] = round(spread * 1000, 3)
-    outcome = ProbeOutcome(phases=phases, details=details, gauges={LOSS_GAUGE: loss}, latency=mean)
+    gauges = {LOSS_GAUGE: loss, IP_PROTOCOL: ip_protocol(echo.address)}
+    if echo.hop_limit is not None:
+        gauges[HOP_LIMIT_GAUGE] = float(echo.hop_limit)
+    outcome = ProbeOutcome(phases=phases, details=details, gauges=gauges, latency=mean)
     if echo.failure is not None and echo.icmp_error is None:
         raise echo.failure.with_outcome(outcome) from echo.failure
     problem = _problem(check, echo, received, loss)
@@ -232,6 +236,10 @@ SPEC = ProbeSpec(
     type="icmp",
     model=IcmpCheck,
     probe=probe_icmp,
-    gauges={LOSS_GAUGE: "Share of the last ICMP probe's echo requests left unanswered (0-1)"},
+    gauges={
+        LOSS_GAUGE: "Share of the last ICMP probe's echo requests left unanswered (0-1)",
+        HOP_LIMIT_GAUGE: "TTL (IPv4) or hop limit (IPv6) the last echo reply arrived with",
+        IP_PROTOCOL: IP_PROTOCOL_HELP,
+    },
     resource=EchoSockets,
 )

@@ -37,7 +37,7 @@ from contextlib import contextmanager
 
 from healthd.config import CheckBase, SynCheck
 from healthd.errors import ProbeFailure
-from healthd.probes._resolve import Resolver, format_sockaddr
+from healthd.probes._resolve import IP_PROTOCOL, IP_PROTOCOL_HELP, Resolver, format_sockaddr, ip_protocol
 from healthd.probes._sockets import (
     connect,
     disable_quickack,
@@ -99,6 +99,7 @@ async def probe_syn(check: SynCheck, ctx: ProbeContext) -> ProbeOutcome:
             "rtt_ms": round(rtt * 1000, 3),
             "rtt_source": "tcp_info" if handshake.rtt is not None else "wall",
         },
+        gauges={IP_PROTOCOL: ip_protocol(addr[0])},
         latency=rtt,
     )
 
@@ -159,4 +160,6 @@ def _loopback_listener() -> Iterator[socket.socket]:
     raise last or OSError("no loopback address")
 
 
-SPEC = ProbeSpec(type="syn", model=SynCheck, probe=probe_syn, resource=SynMode)
+SPEC = ProbeSpec(
+    type="syn", model=SynCheck, probe=probe_syn, gauges={IP_PROTOCOL: IP_PROTOCOL_HELP}, resource=SynMode
+)

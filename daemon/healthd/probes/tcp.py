@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 
 from healthd.config import TcpCheck
-from healthd.probes._resolve import Resolver, format_sockaddr
+from healthd.probes._resolve import IP_PROTOCOL, IP_PROTOCOL_HELP, Resolver, format_sockaddr, ip_protocol
 from healthd.probes._sockets import connect, open_stream_for, set_zero_linger
 from healthd.probes.base import ProbeContext, ProbeSpec
 from healthd.results import ProbeOutcome
@@ -27,8 +27,11 @@ async def probe_tcp(check: TcpCheck, ctx: ProbeContext) -> ProbeOutcome:
     return ProbeOutcome(
         phases={"resolve": resolving, "connect": connecting},
         details={"address": format_sockaddr(addr)},
+        gauges={IP_PROTOCOL: ip_protocol(addr[0])},
         latency=connecting,
     )
 
 
-SPEC = ProbeSpec(type="tcp", model=TcpCheck, probe=probe_tcp, resource=Resolver)
+SPEC = ProbeSpec(
+    type="tcp", model=TcpCheck, probe=probe_tcp, gauges={IP_PROTOCOL: IP_PROTOCOL_HELP}, resource=Resolver
+)
