@@ -13,8 +13,8 @@ from aiohttp.test_utils import TestClient
 from healthd.app import create_app
 from healthd.config import load_config
 from healthd.gauges import gauge_key, split_gauge_key
-from healthd.metrics import OPENMETRICS_CONTENT_TYPE, TEXT_CONTENT_TYPE, MetricsRenderer, wants_openmetrics
 from healthd.results import ProbeResult
+from healthd.scrape import OPENMETRICS_CONTENT_TYPE, TEXT_CONTENT_TYPE, MetricsRenderer, wants_openmetrics
 from healthd.store import CheckInfo, ServiceInfo, Store
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_openmetrics
 from prometheus_client.parser import text_string_to_metric_families as parse_text

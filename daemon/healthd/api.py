@@ -29,7 +29,7 @@ from healthd.api_models import (
 )
 from healthd.config import CheckKey
 from healthd.events import EventHub
-from healthd.metrics import OPENMETRICS_CONTENT_TYPE, TEXT_CONTENT_TYPE, wants_openmetrics
+from healthd.scrape import OPENMETRICS_CONTENT_TYPE, TEXT_CONTENT_TYPE, wants_openmetrics
 from healthd.sse import stream_events
 from healthd.store import CheckState, ServiceInfo, Store
 

@@ -18,10 +18,11 @@ from healthd.errors import ConfigError
 from healthd.event_fields import ServiceStatuses, check_fields, down_check_fields
 from healthd.eventlog import log_check_transition, log_reload, log_service_transition
 from healthd.events import EventHub
-from healthd.metrics import MetricsRenderer, NotificationCollector
+from healthd.metrics import NotificationCollector
 from healthd.openapi import build_openapi
 from healthd.probes import GAUGE_HELP, PROBES, SPECS, Probe, ProbeResources
 from healthd.scheduler import Scheduler
+from healthd.scrape import MetricsRenderer
 from healthd.store import CheckInfo, ServiceInfo, Status, Store, Transition
 
 log = logging.getLogger(__name__)

@@ -20,11 +20,11 @@ from __future__ import annotations
 import asyncio
 import platform
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from io import StringIO
 from itertools import accumulate
 
-from prometheus_client import CollectorRegistry, ProcessCollector, generate_latest
+from prometheus_client import generate_latest
 from prometheus_client.core import (
     CounterMetricFamily,
     GaugeMetricFamily,
@@ -52,8 +52,6 @@ HELP = {
     ),
 }
 
-TEXT_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
-OPENMETRICS_CONTENT_TYPE = "application/openmetrics-text; version=1.0.0; charset=utf-8"
 _EOF = b"# EOF\n"
 
 
@@ -61,46 +59,6 @@ def generate_openmetrics(collector: Collector) -> bytes:
     """prometheus_client's OpenMetrics writer (untyped there), ending with `# EOF`."""
     data: bytes = openmetrics_exposition.generate_latest(collector)  # type: ignore[no-untyped-call]
     return data
-
-
-def wants_openmetrics(accept: str) -> bool:
-    """Whether an Accept header asks for OpenMetrics (as Prometheus does when it may scrape it)."""
-    for media_range in accept.split(","):
-        kind, *params = (part.strip() for part in media_range.split(";"))
-        if kind.lower() == "application/openmetrics-text" and _quality(params) > 0:
-            return True
-    return False
-
-
-def _quality(params: list[str]) -> float:
-    for param in params:
-        key, _, value = param.partition("=")
-        if key.strip().lower() == "q":
-            try:
-                return float(value)
-            except ValueError:
-                return 0.0
-    return 1.0
-
-
-class MetricsRenderer:
-    """`/metrics` in either format: the per-check text, the daemon's families, the process."""
-
-    def __init__(
-        self, store: Store, gauge_help: Mapping[str, str] | None = None, extra: Iterable[Collector] = ()
-    ) -> None:
-        self._store = store
-        self._exposition = Exposition(store, gauge_help)
-        self._process = CollectorRegistry(auto_describe=False)
-        self._process.register(ProcessCollector(registry=None))
-        for collector in extra:  # more families at the end, e.g. notification counters
-            self._process.register(collector)
-
-    async def render(self, openmetrics: bool = False) -> bytes:
-        checks = await self._exposition.render_async(openmetrics=openmetrics)
-        if openmetrics:
-            return checks + generate_openmetrics(self._process)  # ends with the one # EOF
-        return checks + generate_latest(self._process)
 
 
 #: blackbox_exporter's name for the name lookup, which every probe reports as its `resolve` phase
