@@ -33,7 +33,7 @@ from healthd.logs import FIELDS
 
 REPO = Path(__file__).resolve().parents[1]
 PAGES = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
-CHECKED = {"yaml", "sh", "console", "ini", "json"}
+CHECKED = {"yaml", "sh", "console", "ini", "json", "python"}
 HEALTHD = re.compile(r"^(?:\S*/)?healthd$")  # healthd, /opt/healthd/bin/healthd, .venv/bin/healthd
 
 
@@ -99,6 +99,16 @@ def as_healthd_config(data: dict[str, Any]) -> dict[str, Any]:
 def test_yaml_examples_are_valid(block: Block, tmp_path: Path) -> None:
     data = yaml.safe_load(block.text)
     assert isinstance(data, dict), block.where
+    if "alertmanager" in block.tags:  # an Alertmanager config fragment: amtool judges it
+        amtool = shutil.which("amtool")
+        if amtool is None:
+            pytest.skip("needs amtool (Debian prometheus-alertmanager, installed by `make test` as root)")
+        receivers = {data["route"]["receiver"], *(r["receiver"] for r in data["route"].get("routes", []))}
+        path = tmp_path / "alertmanager.yml"
+        path.write_text(yaml.safe_dump({**data, "receivers": [{"name": name} for name in sorted(receivers)]}))
+        done = subprocess.run([amtool, "check-config", str(path)], capture_output=True, text=True, timeout=30)
+        assert done.returncode == 0, f"{block.where}: {done.stdout}{done.stderr}"
+        return
     if "scrape_configs" in data:
         real = yaml.safe_load((REPO / "deploy/prometheus/prometheus.yml").read_text())
         assert data["rule_files"] == real["rule_files"], block.where
@@ -222,7 +232,24 @@ def test_ini_examples_are_in_the_unit(block: Block) -> None:
 
 @pytest.mark.parametrize("block", examples("json"))
 def test_json_examples_parse_with_documented_fields(block: Block) -> None:
-    for line in block.text.splitlines():
-        entry = json.loads(line)
+    try:
+        entries = [json.loads(block.text)]
+    except json.JSONDecodeError:  # one object per line (log lines)
+        entries = [json.loads(line) for line in block.text.splitlines()]
+    for entry in entries:
         if "logger" in entry:
             assert set(entry) <= {"time", "level", "logger", "message", "exception", *FIELDS}, block.where
+
+
+@pytest.mark.parametrize("block", examples("python"))
+def test_python_examples_run(block: Block) -> None:
+    """Python snippets are executed; the webhook signature check must accept a real signature."""
+    namespace: dict[str, Any] = {}
+    exec(compile(block.text, block.where, "exec"), namespace)
+    if "genuine" in namespace:
+        import hashlib
+        import hmac
+
+        body = b'{"id": 1}'
+        signature = "sha256=" + hmac.new(b"k", body, hashlib.sha256).hexdigest()
+        assert namespace["genuine"](b"k", body, signature) and not namespace["genuine"](b"x", body, signature)
