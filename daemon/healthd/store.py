@@ -1,21 +1,25 @@
-"""Per-check state: the rise/fall state machine, bounded history, counters.
+"""Per-check state: the rise/fall state machine, bounded history, counters, uptime.
 
 Pure: no I/O, never awaits. Only the scheduler writes; the API and the
-metrics collector read. Memory per check is fixed by `history`.
+metrics collector read. Memory per check is fixed by `history` (plus the
+constant-size failures ring and uptime aggregates).
 """
 
 from __future__ import annotations
 
-import math
-from array import array
-from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
 from healthd.config.diff import CheckKey
 from healthd.histogram import LAG_BUCKETS, PROBE_DURATION_BUCKETS, Histogram
-from healthd.results import ErrorKind, ProbeResult
+from healthd.history import History
+from healthd.results import ProbeResult
+from healthd.uptime import Uptime
+
+#: Failures kept apart from the history, so a run of successes cannot push them out.
+FAILURES_KEPT = 20
 
 
 class Status(StrEnum):
@@ -59,140 +63,25 @@ class Transition:
     streak: int  # consecutive results that made the change
 
 
-@dataclass(frozen=True, slots=True)
-class _Shape:
-    """What a result shares with its neighbours: verdict, error, phase names, details, gauges."""
-
-    ok: bool
-    error_kind: ErrorKind | None
-    error_message: str | None
-    phase_names: tuple[str, ...]
-    details: Mapping[str, Any]
-    gauges: Mapping[str, float]
-
-    def fits(self, result: ProbeResult) -> bool:
-        return (
-            self.ok == result.ok
-            and self.error_kind == result.error_kind
-            and self.error_message == result.error_message
-            and len(self.phase_names) == len(result.phases)
-            and all(a == b for a, b in zip(self.phase_names, result.phases, strict=False))
-            and self.details == result.details
-            and self.gauges == result.gauges
-        )
-
-
-class History:
-    """The last `maxlen` results of one check, oldest first, kept compactly.
-
-    As objects a TCP result costs ~780 bytes (six floats, three dicts, the
-    address string): 10,000 checks x 120 results would hold ~900 MB. Here the
-    numbers of each result (time, duration, latency, phase values) sit in one
-    flat array of doubles, and what repeats from one result to the next is a
-    shared `_Shape`: ~50 bytes a result for a steady check. A result with
-    more phases than the check's first one is kept whole. Reading rebuilds
-    equal `ProbeResult` values.
-    """
-
-    __slots__ = ("_numbers", "_shapes", "_start", "_width", "maxlen")
-
-    def __init__(self, maxlen: int) -> None:
-        self.maxlen = maxlen
-        self._numbers = array("d")
-        self._shapes: list[_Shape | ProbeResult] = []
-        self._start = 0  # slot of the oldest result once the ring is full
-        self._width = -1  # doubles per slot: 3 + phases of the first result
-
-    def __len__(self) -> int:
-        return len(self._shapes)
-
-    def append(self, result: ProbeResult) -> None:
-        if self._width < 0:
-            self._width = 3 + len(result.phases)
-        slot = len(self._shapes) if len(self._shapes) < self.maxlen else self._start
-        shape = self._shape_for(result)
-        numbers = self._numbers_of(result) if isinstance(shape, _Shape) else (0.0,) * self._width
-        if slot == len(self._shapes):
-            self._shapes.append(shape)
-            self._numbers.extend(numbers)
-        else:
-            self._shapes[slot] = shape
-            offset = slot * self._width
-            self._numbers[offset : offset + self._width] = array("d", numbers)
-            self._start = (slot + 1) % self.maxlen
-
-    def _shape_for(self, result: ProbeResult) -> _Shape | ProbeResult:
-        if len(result.phases) > self._width - 3:
-            return result
-        newest = self._shapes[self._start - 1] if self._shapes else None
-        if isinstance(newest, _Shape) and newest.fits(result):
-            return newest
-        return _Shape(
-            result.ok,
-            result.error_kind,
-            result.error_message,
-            tuple(result.phases),
-            result.details,
-            result.gauges,
-        )
-
-    def _numbers_of(self, result: ProbeResult) -> tuple[float, ...]:
-        latency = math.nan if result.latency is None else result.latency
-        padding = (0.0,) * (self._width - 3 - len(result.phases))
-        return (result.time, result.duration, latency, *result.phases.values(), *padding)
-
-    def _result(self, slot: int) -> ProbeResult:
-        shape = self._shapes[slot]
-        if isinstance(shape, ProbeResult):
-            return shape
-        offset = slot * self._width
-        time, duration, latency = self._numbers[offset : offset + 3]
-        values = self._numbers[offset + 3 : offset + 3 + len(shape.phase_names)]
-        return ProbeResult(
-            time=time,
-            ok=shape.ok,
-            duration=duration,
-            latency=None if math.isnan(latency) else latency,
-            error_kind=shape.error_kind,
-            error_message=shape.error_message,
-            phases=dict(zip(shape.phase_names, values, strict=True)),
-            details=shape.details,
-            gauges=shape.gauges,
-        )
-
-    def _slots(self) -> range:
-        return range(self._start, self._start + len(self._shapes))
-
-    def __iter__(self) -> Iterator[ProbeResult]:
-        count = len(self._shapes)
-        return (self._result(i % count) for i in self._slots())
-
-    def __reversed__(self) -> Iterator[ProbeResult]:
-        count = len(self._shapes)
-        return (self._result(i % count) for i in reversed(self._slots()))
-
-    def __getitem__(self, index: int) -> ProbeResult:
-        count = len(self._shapes)
-        if not -count <= index < count:
-            raise IndexError("history index out of range")
-        return self._result((self._start + index % count) % count)
-
-
 class CheckState:
     """One check's debounced state. Read it; only `Store.record` changes it."""
 
     __slots__ = (
         "counts",
         "duration_histogram",
+        "failures",
         "history",
         "info",
         "last",
+        "last_failure",
+        "last_success",
         "since",
         "status",
         "streak_fail",
         "streak_ok",
         "task_restarts",
         "transitions",
+        "uptime",
     )
 
     def __init__(self, info: CheckInfo, with_histogram: bool) -> None:
@@ -207,10 +96,24 @@ class CheckState:
         self.last: ProbeResult | None = None
         self.duration_histogram = Histogram(PROBE_DURATION_BUCKETS) if with_histogram else None
         self.task_restarts = 0  # times the check's task died of a bug and was started again
+        self.failures = History(FAILURES_KEPT)
+        self.last_success: float | None = None
+        self.last_failure: float | None = None
+        self.uptime = Uptime()
 
     def apply(self, result: ProbeResult) -> Transition | None:
+        transition = self._apply(result)
+        self.uptime.observe(result.time, result.ok, result.latency, self.status is Status.DOWN)
+        return transition
+
+    def _apply(self, result: ProbeResult) -> Transition | None:
         self.last = result
         self.history.append(result)
+        if result.ok:
+            self.last_success = result.time
+        else:
+            self.last_failure = result.time
+            self.failures.append(result)
         label = result.result_label
         self.counts[label] = self.counts.get(label, 0) + 1
         if self.duration_histogram is not None:
@@ -270,12 +173,15 @@ class Store:
         self.daemon = DaemonState()
 
     def apply(self, services: Sequence[ServiceInfo], restart: Collection[CheckKey] = ()) -> None:
-        """Install a new set of services; unchanged checks keep their state and history."""
+        """Install a new set of services. Checks not in `restart` keep their state, history
+        (resized if `history` changed) and uptime; the others start afresh."""
         states: dict[CheckKey, CheckState] = {}
         for service in services:
             for info in service.checks:
                 old = self._states.get(info.key)
-                if old is not None and info.key not in restart and old.info.history == info.history:
+                if old is not None and info.key not in restart:
+                    if old.info.history != info.history:
+                        old.history = old.history.resized(info.history)
                     old.info = info
                     states[info.key] = old
                 else:
