@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import hmac
 import logging
-from collections.abc import Awaitable, Callable
+import time
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from aiohttp import web
 from pydantic import BaseModel
 
+from healthd import api_query
 from healthd.api_models import (
     CheckDetail,
     CheckSummary,
@@ -23,15 +26,19 @@ from healthd.api_models import (
     HistoryResponse,
     ReloadResponse,
     Result,
+    SeriesBucketModel,
     ServiceModel,
     ServicesResponse,
     StatusResponse,
+    UptimeRatios,
+    UptimeSeries,
 )
 from healthd.config import CheckKey
 from healthd.events import EventHub
 from healthd.scrape import OPENMETRICS_CONTENT_TYPE, TEXT_CONTENT_TYPE, wants_openmetrics
 from healthd.sse import stream_events
-from healthd.store import CheckState, ServiceInfo, Store
+from healthd.store import CheckState, ServiceInfo, Status, Store
+from healthd.uptime import WINDOW_NAMES, series_shape
 
 log = logging.getLogger(__name__)
 
@@ -84,13 +91,18 @@ def error_response(status: int, code: str, message: str, errors: list[str] | Non
 # ---- handlers -------------------------------------------------------------------------
 
 
-def _service_model(store: Store, service: ServiceInfo) -> ServiceModel:
+def _service_model(store: Store, service: ServiceInfo, now: float) -> ServiceModel:
     states = store.states_of(service)
+    totals = []
+    for name in WINDOW_NAMES:
+        counts = [state.uptime.counts(name, now) for state in states]
+        totals.append((sum(p for p, _ in counts), sum(s for _, s in counts)))
     return ServiceModel(
         name=service.name,
         status=store.status_of(service).value,
         labels=dict(service.labels),
-        checks=[CheckSummary.of(state) for state in states],
+        uptime=UptimeRatios.of(totals),
+        checks=[CheckSummary.of(state, now) for state in states],
     )
 
 
@@ -120,24 +132,57 @@ def _limit(request: web.Request, default: int) -> int:
     return int(raw)
 
 
+_STATUSES = tuple(s.value for s in (Status.UP, Status.DOWN, Status.DEGRADED, Status.UNKNOWN))
+
+
 async def list_services(request: web.Request) -> web.Response:
-    store = request.app[STORE]
-    return json_response(ServicesResponse(services=[_service_model(store, s) for s in store.services]))
+    store, now = request.app[STORE], time.time()
+    wanted = api_query.choice("status", request.query.get("status"), _STATUSES)
+    services = [s for s in store.services if wanted is None or store.status_of(s).value == wanted]
+    return json_response(ServicesResponse(services=[_service_model(store, s, now) for s in services]))
 
 
 async def get_service(request: web.Request) -> web.Response:
-    return json_response(_service_model(request.app[STORE], _find_service(request)))
+    return json_response(_service_model(request.app[STORE], _find_service(request), time.time()))
 
 
 async def get_check(request: web.Request) -> web.Response:
-    return json_response(CheckDetail.of(_find_check(request)))
+    return json_response(CheckDetail.of(_find_check(request), time.time()))
 
 
 async def get_history(request: web.Request) -> web.Response:
     state = _find_check(request)
     limit = _limit(request, default=len(state.history) or 1)
-    newest = list(reversed(state.history))[:limit]
-    return json_response(HistoryResponse(results=[Result.of(r) for r in newest]))
+    ok = api_query.boolean("ok", request.query.get("ok"))
+    since = api_query.timestamp("since", request.query.get("since"))
+    newest = []
+    for result in reversed(state.history):
+        if since is not None and result.time < since:
+            break  # newest first: the rest are older still
+        if ok is None or result.ok is ok:
+            newest.append(Result.of(result))
+            if len(newest) == limit:
+                break
+    return json_response(HistoryResponse(results=newest))
+
+
+async def get_uptime(request: web.Request) -> web.Response:
+    state = _find_check(request)
+    window, step = request.query.get("window", "24h"), request.query.get("step", "1h")
+    try:
+        window_seconds, step_seconds = series_shape(window, step)
+    except ValueError as exc:
+        raise api_query.QueryError(str(exc)) from None
+    buckets = state.uptime.series(window_seconds, step_seconds, time.time())
+    return json_response(
+        UptimeSeries(
+            service=state.info.service,
+            check=state.info.name,
+            window=window,
+            step=step,
+            buckets=[SeriesBucketModel.of(bucket) for bucket in buckets],
+        )
+    )
 
 
 async def get_events(request: web.Request) -> web.StreamResponse:
@@ -200,8 +245,9 @@ async def metrics(request: web.Request) -> web.Response:
 class QueryParam:
     name: str
     description: str
-    minimum: int
-    maximum: int
+    minimum: int = 0
+    maximum: int = 0
+    schema: Mapping[str, Any] | None = None  # instead of an integer range
 
 
 @dataclass(frozen=True)
@@ -225,6 +271,8 @@ ROUTES: tuple[Route, ...] = (
         list_services,
         "All services with their checks",
         ServicesResponse,
+        (400,),
+        (QueryParam("status", "only services in this state", schema={"enum": list(_STATUSES)}),),
         api_read=True,
     ),
     Route(
@@ -246,7 +294,32 @@ ROUTES: tuple[Route, ...] = (
         "Recent results of one check, newest first",
         HistoryResponse,
         (400, 404),
-        (QueryParam("limit", "how many results at most", 1, MAX_HISTORY_LIMIT),),
+        (
+            QueryParam("limit", "how many results at most", 1, MAX_HISTORY_LIMIT),
+            QueryParam("ok", "only successes (true) or failures (false)", schema={"type": "boolean"}),
+            QueryParam(
+                "since",
+                "only results that started at or after this RFC 3339 time",
+                schema={"type": "string", "format": "date-time"},
+            ),
+        ),
+        api_read=True,
+    ),
+    Route(
+        "GET",
+        "/api/v1/services/{service}/checks/{check}/uptime",
+        get_uptime,
+        "Uptime buckets of one check, oldest first (for graphs)",
+        UptimeSeries,
+        (400, 404),
+        (
+            QueryParam(
+                "window",
+                "span of the series: up to 1h for step 1m, 168h (7d) for 1h, 90d for 1d",
+                schema={"type": "string", "pattern": "^[1-9][0-9]*[mhd]$", "default": "24h"},
+            ),
+            QueryParam("step", "bucket size", schema={"enum": ["1m", "1h", "1d"], "default": "1h"}),
+        ),
         api_read=True,
     ),
     Route(
@@ -296,6 +369,18 @@ def add_routes(app: web.Application) -> None:
 
 
 _PROTECTED_READ = {r.path for r in ROUTES if r.api_read}
+_QUERY_NAMES = {(r.method, r.path): {q.name for q in r.query} for r in ROUTES}
+
+
+def _check_query(request: web.Request) -> None:
+    """Unknown query parameters are an error on every route, not silently ignored."""
+    resource = request.match_info.route.resource
+    if resource is None or not request.query:
+        return
+    method = "GET" if request.method == "HEAD" else request.method
+    allowed = _QUERY_NAMES.get((method, resource.canonical))
+    if allowed is not None:
+        api_query.unknown_parameters(request.query.keys(), allowed)
 
 
 def _needs_token(request: web.Request) -> bool:
@@ -319,9 +404,12 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         token = request.app[AUTH].token
         if token and _needs_token(request) and not _authorized(request, token):
             return error_response(401, "unauthorized", "this endpoint needs 'Authorization: Bearer <token>'")
+        _check_query(request)
         return await handler(request)
     except ApiError as exc:
         return error_response(exc.status, exc.code, exc.message, exc.errors)
+    except api_query.QueryError as exc:
+        return error_response(400, "bad_request", str(exc))
     except web.HTTPException as exc:
         if exc.status < 400:
             raise

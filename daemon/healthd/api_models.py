@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from healthd.history import History
 from healthd.results import ProbeResult
 from healthd.store import CheckState
+from healthd.uptime import WINDOW_NAMES, SeriesBucket, Window
+
+
+def _time(timestamp: float | None) -> datetime | None:
+    return datetime.fromtimestamp(timestamp, UTC) if timestamp is not None else None
+
+
+def _ms(seconds: float | None) -> float | None:
+    return None if seconds is None else round(seconds * 1000, 4)
 
 
 class ErrorBody(BaseModel):
@@ -45,7 +56,7 @@ class Result(BaseModel):
         return cls(
             time=datetime.fromtimestamp(result.time, UTC),
             ok=result.ok,
-            latency_ms=None if result.latency is None else round(result.latency * 1000, 4),
+            latency_ms=_ms(result.latency),
             duration_ms=round(result.duration * 1000, 4),
             error=error,
             phases_ms={k: round(v * 1000, 4) for k, v in result.phases.items()},
@@ -53,49 +64,175 @@ class Result(BaseModel):
         )
 
 
+_RATIO = "successes / probes in the window, 0..1; null: no probes in it"
+
+
+class UptimeRatios(BaseModel):
+    """Uptime ratio per window; windows end now and are made of whole UTC minutes/hours/days."""
+
+    model_config = ConfigDict(serialize_by_alias=True, validate_by_name=True)
+
+    h1: float | None = Field(alias="1h", description=_RATIO + " (60 minute buckets)")
+    h24: float | None = Field(alias="24h", description=_RATIO + " (24 hour buckets)")
+    d7: float | None = Field(alias="7d", description=_RATIO + " (168 hour buckets)")
+    d30: float | None = Field(alias="30d", description=_RATIO + " (30 day buckets)")
+
+    @classmethod
+    def of(cls, counts: Iterable[tuple[int, int]]) -> UptimeRatios:
+        ratios = [successes / probes if probes else None for probes, successes in counts]
+        return cls.model_validate(dict(zip(WINDOW_NAMES, ratios, strict=True)))
+
+    @classmethod
+    def of_state(cls, state: CheckState, now: float) -> UptimeRatios:
+        return cls.of(state.uptime.counts(name, now) for name in WINDOW_NAMES)
+
+
 class CheckSummary(BaseModel):
     name: str
     type: str
     target: str
     status: str = Field(description="unknown, up or down")
+    since: datetime | None = Field(description="time of the last transition (or first verdict)")
+    last_success: datetime | None = Field(description="start of the last successful probe")
+    last_failure: datetime | None = Field(description="start of the last failed probe")
+    uptime: UptimeRatios
     last: Result | None
 
     @classmethod
-    def of(cls, state: CheckState) -> CheckSummary:
-        info = state.info
-        last = Result.of(state.last) if state.last else None
-        return cls(name=info.name, type=info.type, target=info.target, status=state.status.value, last=last)
+    def of(cls, state: CheckState, now: float) -> CheckSummary:
+        return cls(**_summary_fields(state, now))
+
+
+def _summary_fields(state: CheckState, now: float) -> dict[str, Any]:
+    info = state.info
+    return {
+        "name": info.name,
+        "type": info.type,
+        "target": info.target,
+        "status": state.status.value,
+        "since": _time(state.since),
+        "last_success": _time(state.last_success),
+        "last_failure": _time(state.last_failure),
+        "uptime": UptimeRatios.of_state(state, now),
+        "last": Result.of(state.last) if state.last else None,
+    }
+
+
+class LatencyMean(BaseModel):
+    mean: float | None = Field(description="mean latency of the successful probes, ms")
+
+
+class LatencyPercentiles(LatencyMean):
+    p50: float | None = Field(description="estimated from fixed latency buckets, ms")
+    p95: float | None
+    p99: float | None
+
+
+class WindowStats(BaseModel):
+    probes: int
+    successes: int
+    ratio: float | None = Field(description=_RATIO)
+    down_seconds: float = Field(description="time the check's debounced state was down")
+    latency_ms: LatencyPercentiles | LatencyMean = Field(description="percentiles for 1h and 24h only")
+
+    @classmethod
+    def of(cls, window: Window) -> WindowStats:
+        latency: LatencyMean = LatencyMean(mean=_ms(window.latency_mean))
+        if window.percentiles is not None:
+            p50, p95, p99 = (_ms(p) for p in window.percentiles)
+            latency = LatencyPercentiles(mean=latency.mean, p50=p50, p95=p95, p99=p99)
+        return cls(
+            probes=window.probes,
+            successes=window.successes,
+            ratio=window.ratio,
+            down_seconds=round(window.down_seconds, 3),
+            latency_ms=latency,
+        )
+
+
+class Windows(BaseModel):
+    model_config = ConfigDict(serialize_by_alias=True, validate_by_name=True)
+
+    h1: WindowStats = Field(alias="1h")
+    h24: WindowStats = Field(alias="24h")
+    d7: WindowStats = Field(alias="7d")
+    d30: WindowStats = Field(alias="30d")
+
+    @classmethod
+    def of(cls, state: CheckState, now: float) -> Windows:
+        stats = {name: WindowStats.of(state.uptime.window(name, now)) for name in WINDOW_NAMES}
+        return cls.model_validate(stats)
 
 
 class CheckDetail(CheckSummary):
     service: str
-    since: datetime | None = Field(description="time of the last transition (or first verdict)")
     consecutive_successes: int
     consecutive_failures: int
     counters: dict[str, int] = Field(description="probes run, by result (success or an error kind)")
     transitions: dict[str, int] = Field(description="state changes, by new state")
     settings: dict[str, Any] = Field(description="effective settings, secrets redacted")
+    windows: Windows
+    failures: list[Result] = Field(description="the last failures, newest first, kept apart from history")
 
     @classmethod
-    def of(cls, state: CheckState) -> CheckDetail:
+    def of(cls, state: CheckState, now: float) -> CheckDetail:
         info = state.info
         return cls(
-            **CheckSummary.of(state).model_dump(),
+            **_summary_fields(state, now),
             service=info.service,
-            since=datetime.fromtimestamp(state.since, UTC) if state.since is not None else None,
             consecutive_successes=state.streak_ok,
             consecutive_failures=state.streak_fail,
             counters=dict(state.counts),
             transitions=dict(state.transitions),
             settings=dict(info.settings),
+            windows=Windows.of(state, now),
+            failures=_newest_first(state.failures),
         )
+
+
+def _newest_first(history: History) -> list[Result]:
+    return [Result.of(result) for result in reversed(history)]
 
 
 class ServiceModel(BaseModel):
     name: str
     status: str = Field(description="up, down, degraded or unknown")
     labels: dict[str, str]
+    uptime: UptimeRatios = Field(description="probes and successes summed over the service's checks")
     checks: list[CheckSummary]
+
+
+class SeriesLatency(BaseModel):
+    mean: float | None = Field(description="mean latency of the bucket's successful probes, ms")
+
+
+class SeriesBucketModel(BaseModel):
+    start: datetime
+    probes: int
+    successes: int
+    ratio: float | None
+    down_seconds: float
+    latency_ms: SeriesLatency
+
+    @classmethod
+    def of(cls, bucket: SeriesBucket) -> SeriesBucketModel:
+        window = bucket.window
+        return cls(
+            start=datetime.fromtimestamp(bucket.start, UTC),
+            probes=window.probes,
+            successes=window.successes,
+            ratio=window.ratio,
+            down_seconds=round(window.down_seconds, 3),
+            latency_ms=SeriesLatency(mean=_ms(window.latency_mean)),
+        )
+
+
+class UptimeSeries(BaseModel):
+    service: str
+    check: str
+    window: str
+    step: str
+    buckets: list[SeriesBucketModel] = Field(description="oldest first, window/step of them")
 
 
 class ServicesResponse(BaseModel):

@@ -140,7 +140,7 @@ class Daemon:
         if new.server.listen != self.config.server.listen:
             log.warning("server.listen changed to %s: that takes a restart", new.server.listen)
         diff = diff_configs(self.config, new)
-        self.store.apply(service_infos(new), restart=diff.changed)
+        self.store.apply(service_infos(new), restart=diff.reset)  # timing-only changes keep state
         self.scheduler.apply(new, diff)
         self.config = new
         self.auth.token, self.auth.protect_reads = token, new.server.protect_reads

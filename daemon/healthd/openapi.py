@@ -59,7 +59,9 @@ def _operation(route: Route) -> dict[str, Any]:
             "in": "query",
             "required": False,
             "description": q.description,
-            "schema": {"type": "integer", "minimum": q.minimum, "maximum": q.maximum},
+            "schema": dict(q.schema)
+            if q.schema is not None
+            else {"type": "integer", "minimum": q.minimum, "maximum": q.maximum},
         }
         for q in route.query
     ]
