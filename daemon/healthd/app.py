@@ -23,6 +23,7 @@ from healthd.openapi import build_openapi
 from healthd.probes import GAUGE_HELP, PROBES, SPECS, Probe, ProbeResources
 from healthd.scheduler import Scheduler
 from healthd.scrape import MetricsRenderer
+from healthd.statefile import StateFile
 from healthd.store import CheckInfo, ServiceInfo, Status, Store, Transition
 
 log = logging.getLogger(__name__)
@@ -92,8 +93,14 @@ class Daemon:
         self.notifications = Notifications(
             self.events, f"http://{config.server.listen}", self._service_labels, self._down_now
         )
+        self.state_file = StateFile(self.store, config.state_dir) if config.state_dir else None
         self._on_reload = on_reload
         self._reload_lock = asyncio.Lock()
+
+    async def restore_state(self) -> None:
+        """Load the snapshot, if any, before the first probe (so nothing restored overwrites one)."""
+        if self.state_file is not None and await self.state_file.restore():
+            self._service_statuses.update(self._statuses())  # restored statuses are not changes
 
     def _on_transition(self, transition: Transition) -> None:
         log_check_transition(transition)
@@ -139,6 +146,8 @@ class Daemon:
             return api.ReloadOutcome(ok=False, errors=exc.errors)
         if new.server.listen != self.config.server.listen:
             log.warning("server.listen changed to %s: that takes a restart", new.server.listen)
+        if (new.state_dir, new.snapshot_interval) != (self.config.state_dir, self.config.snapshot_interval):
+            log.warning("state_dir and snapshot_interval changes take a restart")
         diff = diff_configs(self.config, new)
         self.store.apply(service_infos(new), restart=diff.reset)  # timing-only changes keep state
         self.scheduler.apply(new, diff)
@@ -197,12 +206,16 @@ def create_app(
 async def _run_scheduler(app: web.Application) -> AsyncIterator[None]:
     """The probes' resources live while the app runs; the scheduler stops before they close."""
     daemon = app[DAEMON]
+    state_file = daemon.state_file
+    await daemon.restore_state()
     async with daemon.resources as resources:
         # open now what the start-up log should report (ICMP socket modes, the SYN mode)
         await resources.prepare(SPECS, (check for svc in daemon.config.services for check in svc.checks))
         await daemon.notifications.start(daemon.config.notify)
         daemon.events.publish("start", version=__version__)
         daemon.scheduler.start(daemon.config)
+        if state_file is not None:
+            state_file.start(daemon.config.snapshot_interval)
         daemon.store.daemon.ready = True
         try:
             yield
@@ -211,6 +224,8 @@ async def _run_scheduler(app: web.Application) -> AsyncIterator[None]:
             _publish_stop(daemon)
             # side by side: the daemon stops within 2 s (probes get 1 s, receivers 0.5 s to deliver `stop`)
             await asyncio.gather(daemon.scheduler.stop(), daemon.notifications.stop())
+            if state_file is not None:
+                await state_file.stop()  # the final snapshot, after the last probe
 
 
 def _publish_stop(daemon: Daemon) -> None:

@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from healthd.config.checks import Check
 from healthd.config.notify import NotifyConfig
-from healthd.config.types import Name, split_host_port
+from healthd.config.types import Duration, Name, split_host_port
 
 _LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
 _RESERVED_LABELS = {"service", "check", "type", "target"}
@@ -39,6 +39,8 @@ class SchedulerConfig(Strict):
 class MetricsConfig(Strict):
     # healthd_probe_duration_seconds: one histogram per check; switch off for huge installs
     probe_duration_histogram: bool = True
+    # healthd_check_uptime_ratio{window="24h"|"30d"}: two series per check
+    uptime_ratio: bool = True
 
 
 class Service(Strict):
@@ -62,6 +64,9 @@ class Config(Strict):
     scheduler: SchedulerConfig = Field(default_factory=SchedulerConfig)
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)
     notify: NotifyConfig = Field(default_factory=NotifyConfig)
+    # where snapshots of state, history and uptime go; None: nothing survives a restart
+    state_dir: Path | None = None
+    snapshot_interval: Duration = Field(60.0, ge=1.0, le=86_400.0)
     services: list[Service] = Field(min_length=1)
 
     @property

@@ -1,0 +1,162 @@
+"""Snapshots of the store: capture, encode, decode, restore. Pure: no file I/O.
+
+A snapshot file is a 20-byte header and a msgpack body:
+
+    offset  size  field
+    0       8     magic b"HEALTHD\\x00"
+    8       2     format version, little-endian (FORMAT_VERSION)
+    10      2     reserved, zero
+    12      4     length of the body in bytes, little-endian
+    16      4     CRC-32 of the body, little-endian
+    20      ...   body: msgpack map {"written": unix time, "checks": [check, ...]}
+
+Each check is a msgpack map (see `_record`); numeric series are little-endian
+arrays in msgpack bin fields. Readers ignore map keys they do not know, so a
+later release may add keys without a version bump; removing or changing one
+bumps the version.
+
+`capture` runs on the event loop and only copies (arrays are memcpy'd, results
+are immutable); `encode` and `decode` run in an executor thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import struct
+import zlib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import msgpack
+
+from healthd.history import History, HistoryCopy
+from healthd.store import CheckState, Status, Store
+from healthd.uptime import Uptime
+
+MAGIC = b"HEALTHD\x00"
+FORMAT_VERSION = 1
+_HEADER = struct.Struct("<8sHxxII")
+
+
+class SnapshotError(ValueError):
+    """The bytes are not a snapshot this release can read; the message says why."""
+
+
+@dataclass(frozen=True, slots=True)
+class CheckCopy:
+    """One check's state, copied: nothing in it is shared with the live store but immutable values."""
+
+    record: dict[str, Any]  # scalars and copied containers
+    history: HistoryCopy
+    failures: HistoryCopy
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    written: float
+    checks: tuple[CheckCopy, ...]
+
+
+def _copy(state: CheckState) -> CheckCopy:
+    info, histogram = state.info, state.duration_histogram
+    record = {
+        "id": f"{info.service}/{info.name}",
+        "type": info.type,
+        "target": info.target,
+        "status": state.status.value,
+        "since": state.since,
+        "streak_ok": state.streak_ok,
+        "streak_fail": state.streak_fail,
+        "counts": dict(state.counts),
+        "transitions": dict(state.transitions),
+        "last_success": state.last_success,
+        "last_failure": state.last_failure,
+        "uptime": state.uptime.dump(),
+        "durations": None if histogram is None else [list(histogram.counts), histogram.sum],
+    }
+    return CheckCopy(record, state.history.copy(), state.failures.copy())
+
+
+async def capture(store: Store, now: float, checks_per_pause: int = 1000) -> Snapshot:
+    """Copy every check, handing the loop back every `checks_per_pause` checks."""
+    copies: list[CheckCopy] = []
+    for count, state in enumerate(list(store.all_states()), 1):
+        copies.append(_copy(state))
+        if count % checks_per_pause == 0:
+            await asyncio.sleep(0)
+    return Snapshot(now, tuple(copies))
+
+
+def encode(snapshot: Snapshot) -> bytes:
+    checks = [
+        {**copy.record, "history": copy.history.dump(), "failures": copy.failures.dump()}
+        for copy in snapshot.checks
+    ]
+    body: bytes = msgpack.packb({"written": snapshot.written, "checks": checks}, default=str)
+    return _HEADER.pack(MAGIC, FORMAT_VERSION, len(body), zlib.crc32(body)) + body
+
+
+def decode(data: bytes) -> dict[str, dict[str, Any]]:
+    """Check records by `SERVICE/CHECK`. Raises SnapshotError saying what is wrong."""
+    if len(data) < _HEADER.size or not data.startswith(MAGIC):
+        raise SnapshotError("not a healthd snapshot")
+    _, version, length, crc = _HEADER.unpack_from(data)
+    if version != FORMAT_VERSION:
+        raise SnapshotError(f"format version {version}, this release reads version {FORMAT_VERSION}")
+    body = data[_HEADER.size :]
+    if len(body) != length:
+        raise SnapshotError(f"truncated: {len(body)} of {length} bytes")
+    if zlib.crc32(body) != crc:
+        raise SnapshotError("corrupt: checksum mismatch")
+    try:
+        top = msgpack.unpackb(body, raw=False)
+        return {str(record["id"]): record for record in top["checks"]}
+    except (ValueError, KeyError, TypeError, msgpack.UnpackException) as exc:
+        raise SnapshotError(f"corrupt: {exc}") from None
+
+
+def restore(store: Store, records: Mapping[str, dict[str, Any]]) -> int:
+    """Load the records of checks whose id, type and target are unchanged; returns how many.
+
+    Raises SnapshotError if a matching record is malformed (the caller starts fresh)."""
+    restored = 0
+    for state in store.all_states():
+        info = state.info
+        record = records.get(f"{info.service}/{info.name}")
+        if record is None or record.get("type") != info.type or record.get("target") != info.target:
+            continue
+        try:
+            _load_into(state, record)
+        except (ValueError, KeyError, TypeError, IndexError) as exc:
+            raise SnapshotError(f"corrupt record {info.service}/{info.name}: {exc}") from None
+        restored += 1
+    return restored
+
+
+def _load_into(state: CheckState, record: Mapping[str, Any]) -> None:
+    # build everything first, so a bad record leaves the state untouched
+    history = History.from_copy(HistoryCopy.load(record["history"]))
+    if history.maxlen != state.info.history:
+        history = history.resized(state.info.history)
+    failures = History.from_copy(HistoryCopy.load(record["failures"]))
+    uptime = Uptime.load(record["uptime"])
+    uptime.forget_open_stretch()  # the time healthd was not running is not counted as down
+    status = Status(record["status"])
+    counts = {str(k): int(v) for k, v in record["counts"].items()}
+    transitions = {str(k): int(v) for k, v in record["transitions"].items()}
+    state.status, state.since = status, _float_or_none(record["since"])
+    state.streak_ok, state.streak_fail = int(record["streak_ok"]), int(record["streak_fail"])
+    state.counts, state.transitions = counts, {**state.transitions, **transitions}
+    state.last_success = _float_or_none(record["last_success"])
+    state.last_failure = _float_or_none(record["last_failure"])
+    state.history, state.failures, state.uptime = history, failures, uptime
+    state.last = history[-1] if len(history) else None
+    durations, histogram = record.get("durations"), state.duration_histogram
+    if durations is not None and histogram is not None and len(durations[0]) == len(histogram.counts):
+        histogram.counts = [int(c) for c in durations[0]]
+        histogram.sum = float(durations[1])
+
+
+def _float_or_none(value: Any) -> float | None:
+    return None if value is None else float(value)
