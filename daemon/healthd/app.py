@@ -195,7 +195,10 @@ def create_app(
     app[api.OPENAPI] = build_openapi()
     app[api.EVENTS] = daemon.events
     app[api.RENDER_METRICS] = MetricsRenderer(
-        daemon.store, GAUGE_HELP, [NotificationCollector(lambda: daemon.notifications.counts)]
+        daemon.store,
+        GAUGE_HELP,
+        [NotificationCollector(lambda: daemon.notifications.counts)],
+        uptime_ratio=config.metrics.uptime_ratio,
     ).render
     api.add_routes(app)
     app.cleanup_ctx.append(_run_scheduler)

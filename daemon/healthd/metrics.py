@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import platform
+import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Mapping
 from io import StringIO
@@ -50,7 +51,11 @@ HELP = {
     "healthd_probe_duration_seconds": (
         "Duration of whole probes, start to verdict, failures included (a timeout counts as its timeout)"
     ),
+    "healthd_check_uptime_ratio": "Share of successful probes in the window (whole UTC hours or days)",
 }
+
+#: Windows exported as healthd_check_uptime_ratio{window}.
+UPTIME_GAUGE_WINDOWS = ("24h", "30d")
 
 _EOF = b"# EOF\n"
 
@@ -192,14 +197,20 @@ def _bound(bound: float) -> str:
 class Exposition:
     """Renders the store; keeps each check's label strings between scrapes."""
 
-    def __init__(self, store: Store, gauge_help: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self, store: Store, gauge_help: Mapping[str, str] | None = None, *, uptime_ratio: bool = True
+    ) -> None:
         self._store = store
         self._gauge_help = gauge_help or {}  # HELP of the gauges probes report (healthd.probes.GAUGE_HELP)
+        self._uptime_ratio = uptime_ratio
         self._labels: dict[int, _CheckLabels] = {}  # by id() of the CheckInfo
+
+    def _text(self) -> _CheckText:
+        return _CheckText(self._store.probe_histograms, time.time() if self._uptime_ratio else None)
 
     def render(self, openmetrics: bool = False) -> bytes:
         """The per-check families, then the daemon's; OpenMetrics without its closing # EOF."""
-        text = _CheckText(self._store.probe_histograms)
+        text = self._text()
         for state in self._store.all_states():
             text.add(state, self._labels_of(state.info))
         return self._finish(text, openmetrics)
@@ -210,7 +221,7 @@ class Exposition:
         Each check's lines are written in one piece, so its samples agree with
         one another; probes due meanwhile start at most one slice late.
         """
-        text = _CheckText(self._store.probe_histograms)
+        text = self._text()
         for count, state in enumerate(list(self._store.all_states()), 1):
             text.add(state, self._labels_of(state.info))
             if count % checks_per_pause == 0:
@@ -263,8 +274,10 @@ class _CheckText:
     strings kept until the end would fragment the heap (RSS stays up after).
     """
 
-    def __init__(self, histograms: bool) -> None:
+    def __init__(self, histograms: bool, uptime_now: float | None) -> None:
         self.histograms = histograms
+        self.uptime_now = uptime_now  # None: no uptime gauges
+        self.uptime = StringIO()
         self.checks = 0
         self.success = StringIO()
         self.duration = StringIO()
@@ -284,6 +297,8 @@ class _CheckText:
             self.probes.write(f'healthd_probes_total{{{labels},result="{result}"}} {count}\n')
         if state.status is not Status.UNKNOWN:
             self.up.write(f"healthd_check_up{{{labels}}} {1.0 if state.status is Status.UP else 0.0}\n")
+        if self.uptime_now is not None:
+            self._add_uptime(state, labels, self.uptime_now)
         histogram = state.duration_histogram
         if histogram is not None:
             values: list[object] = []
@@ -308,6 +323,13 @@ class _CheckText:
             name, extra = split_gauge_key(key)
             _buffer(self.gauges, name).write(f"{name}{{{labels}{extra}}} {float(value)!r}\n")
 
+    def _add_uptime(self, state: CheckState, labels: str, now: float) -> None:
+        for window in UPTIME_GAUGE_WINDOWS:
+            probes, successes = state.uptime.counts(window, now)
+            if probes:  # absent, not NaN, while the window holds no probe
+                ratio = successes / probes
+                self.uptime.write(f'healthd_check_uptime_ratio{{{labels},window="{window}"}} {ratio!r}\n')
+
     def render(self, gauge_help: Mapping[str, str], openmetrics: bool) -> str:
         parts: list[str] = []
         for name, kind, lines in (
@@ -318,6 +340,9 @@ class _CheckText:
             ("healthd_check_transitions", "counter", self.transitions),
         ):
             parts.extend(_family(name, kind, HELP[name], lines, openmetrics))
+        if self.uptime_now is not None:
+            name = "healthd_check_uptime_ratio"
+            parts.extend(_family(name, "gauge", HELP[name], self.uptime, openmetrics))
         if self.histograms:
             name = "healthd_probe_duration_seconds"
             parts.extend(_family(name, "histogram", HELP[name], self.histogram, openmetrics))

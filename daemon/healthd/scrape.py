@@ -43,10 +43,15 @@ class MetricsRenderer:
     """`/metrics` in either format: the per-check text, the daemon's families, the process."""
 
     def __init__(
-        self, store: Store, gauge_help: Mapping[str, str] | None = None, extra: Iterable[Collector] = ()
+        self,
+        store: Store,
+        gauge_help: Mapping[str, str] | None = None,
+        extra: Iterable[Collector] = (),
+        *,
+        uptime_ratio: bool = True,  # healthd_check_uptime_ratio (metrics.uptime_ratio)
     ) -> None:
         self._store = store
-        self._exposition = Exposition(store, gauge_help)
+        self._exposition = Exposition(store, gauge_help, uptime_ratio=uptime_ratio)
         self._process = CollectorRegistry(auto_describe=False)
         self._process.register(ProcessCollector(registry=None))
         for collector in extra:  # more families at the end, e.g. notification counters
