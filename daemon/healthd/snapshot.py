@@ -8,7 +8,8 @@ A snapshot file is a 20-byte header and a msgpack body:
     10      2     reserved, zero
     12      4     length of the body in bytes, little-endian
     16      4     CRC-32 of the body, little-endian
-    20      ...   body: msgpack map {"written": unix time, "checks": [check, ...]}
+    20      ...   body: zlib stream (RFC 1950) of a msgpack map {"written": unix time,
+                  "checks": [check, ...]}
 
 Each check is a msgpack map (see `_record`); numeric series are little-endian
 arrays in msgpack bin fields. Readers ignore map keys they do not know, so a
@@ -16,13 +17,16 @@ later release may add keys without a version bump; removing or changing one
 bumps the version.
 
 `capture` runs on the event loop and only copies (arrays are memcpy'd, results
-are immutable); `encode` and `decode` run in an executor thread.
+are immutable); `encode` and `decode` run in an executor thread (msgpack's C
+packer and zlib; zlib lets go of the GIL while it works). Compression matters:
+most uptime buckets of a young check are zero, so the file shrinks ~10x.
 """
 
 from __future__ import annotations
 
 import asyncio
 import struct
+import time
 import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -78,22 +82,33 @@ def _copy(state: CheckState) -> CheckCopy:
     return CheckCopy(record, state.history.copy(), state.failures.copy())
 
 
-async def capture(store: Store, now: float, checks_per_pause: int = 1000) -> Snapshot:
-    """Copy every check, handing the loop back every `checks_per_pause` checks."""
+async def capture(store: Store, now: float, slice_seconds: float = 0.005) -> Snapshot:
+    """Copy every check, handing the loop back after each `slice_seconds` of copying
+    (each check is copied whole, so it is consistent in itself)."""
     copies: list[CheckCopy] = []
-    for count, state in enumerate(list(store.all_states()), 1):
+    slice_end = time.perf_counter() + slice_seconds
+    for state in list(store.all_states()):
         copies.append(_copy(state))
-        if count % checks_per_pause == 0:
+        if time.perf_counter() > slice_end:
             await asyncio.sleep(0)
+            slice_end = time.perf_counter() + slice_seconds
     return Snapshot(now, tuple(copies))
 
 
 def encode(snapshot: Snapshot) -> bytes:
-    checks = [
-        {**copy.record, "history": copy.history.dump(), "failures": copy.failures.dump()}
-        for copy in snapshot.checks
+    """The file's bytes. Packed and compressed one check at a time: each C call is short,
+    so the thread running this hands the GIL back to the event loop often."""
+    packer = msgpack.Packer(default=str)
+    compressor = zlib.compressobj(1)  # level 1: most of the gain at a fraction of the time
+    head = packer.pack_map_header(2) + packer.pack("written") + packer.pack(snapshot.written)
+    parts = [
+        compressor.compress(head + packer.pack("checks") + packer.pack_array_header(len(snapshot.checks)))
     ]
-    body: bytes = msgpack.packb({"written": snapshot.written, "checks": checks}, default=str)
+    for copy in snapshot.checks:
+        record = {**copy.record, "history": copy.history.dump(), "failures": copy.failures.dump()}
+        parts.append(compressor.compress(packer.pack(record)))
+    parts.append(compressor.flush())
+    body = b"".join(parts)
     return _HEADER.pack(MAGIC, FORMAT_VERSION, len(body), zlib.crc32(body)) + body
 
 
@@ -110,9 +125,9 @@ def decode(data: bytes) -> dict[str, dict[str, Any]]:
     if zlib.crc32(body) != crc:
         raise SnapshotError("corrupt: checksum mismatch")
     try:
-        top = msgpack.unpackb(body, raw=False)
+        top = msgpack.unpackb(zlib.decompress(body), raw=False)
         return {str(record["id"]): record for record in top["checks"]}
-    except (ValueError, KeyError, TypeError, msgpack.UnpackException) as exc:
+    except (ValueError, KeyError, TypeError, zlib.error, msgpack.UnpackException) as exc:
         raise SnapshotError(f"corrupt: {exc}") from None
 
 
