@@ -2,7 +2,8 @@
 #
 #   docker build -t healthd .
 #   docker run -d --name healthd -p 9180:9180 --cap-add NET_RAW \
-#       -v /etc/healthd/config.yaml:/etc/healthd/config.yaml:ro healthd
+#       -v /etc/healthd/config.yaml:/etc/healthd/config.yaml:ro \
+#       -v healthd-state:/var/lib/healthd healthd
 #
 # The base image is the one knob to pin: pass a digest for reproducible builds,
 #   docker build --build-arg PYTHON_IMAGE=python:3.11-slim-bookworm@sha256:<digest> .
@@ -62,7 +63,10 @@ COPY deploy/container/grant_net_raw.py /usr/local/lib/healthd/grant_net_raw.py
 RUN python /usr/local/lib/healthd/grant_net_raw.py "$HEALTHD_VENV"
 RUN groupadd --system --gid 10001 healthd \
  && useradd --system --uid 10001 --gid healthd --no-create-home --home-dir /nonexistent \
-        --shell /usr/sbin/nologin healthd
+        --shell /usr/sbin/nologin healthd \
+ && install -d -o 10001 -g 10001 -m 0700 /var/lib/healthd
+# Snapshots (state_dir: /var/lib/healthd in your config) survive a new container here.
+VOLUME ["/var/lib/healthd"]
 # A config that probes only the container itself; mount yours over it.
 COPY config.example.yaml /etc/healthd/config.yaml
 
