@@ -59,7 +59,7 @@ class CheckCopy:
 @dataclass(frozen=True, slots=True)
 class Snapshot:
     written: float
-    checks: tuple[CheckCopy, ...]
+    checks: list[CheckCopy]  # `encode` empties it as it goes (see there)
 
 
 def _copy(state: CheckState) -> CheckCopy:
@@ -92,7 +92,7 @@ async def capture(store: Store, now: float, slice_seconds: float = 0.005) -> Sna
         if time.perf_counter() > slice_end:
             await asyncio.sleep(0)
             slice_end = time.perf_counter() + slice_seconds
-    return Snapshot(now, tuple(copies))
+    return Snapshot(now, copies)
 
 
 def encode(snapshot: Snapshot) -> bytes:
