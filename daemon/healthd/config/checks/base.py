@@ -28,16 +28,22 @@ class CheckBase(BaseModel):
     rise: int = Field(2, ge=1, le=100)
     fall: int = Field(3, ge=1, le=100)
     history: int = Field(120, ge=1, le=10_000)
+    #: used while the check is between states (failing but not yet down, or recovering)
+    transition_interval: Duration | None = None
+    #: used while the check is down (and not recovering)
+    down_interval: Duration | None = None
     source_ip: IPv4Address | IPv6Address | None = None
     interface: str | None = Field(None, min_length=1, max_length=15)
     ip_family: IpFamily = "auto"
 
     @model_validator(mode="after")
     def _timeout_within_interval(self) -> CheckBase:
-        if self.timeout > self.interval:
-            raise ValueError(
-                f"timeout {format_duration(self.timeout)} exceeds interval {format_duration(self.interval)}"
-            )
+        for name in ("interval", "transition_interval", "down_interval"):
+            interval = getattr(self, name)
+            if interval is not None and self.timeout > interval:
+                raise ValueError(
+                    f"timeout {format_duration(self.timeout)} exceeds {name} {format_duration(interval)}"
+                )
         if self.source_ip is not None and self.ip_family != "auto":
             wanted = 4 if self.ip_family == "ipv4" else 6
             if self.source_ip.version != wanted:
