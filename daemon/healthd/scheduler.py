@@ -25,7 +25,7 @@ from healthd.errors import ProbeFailure
 from healthd.eventlog import log_check_transition
 from healthd.probes import PROBES, Probe, ProbeContext, ProbeLog, ProbeResources
 from healthd.results import ErrorKind, ProbeOutcome, ProbeResult
-from healthd.store import Store, Transition
+from healthd.store import CheckState, Status, Store, Transition
 
 log = logging.getLogger(__name__)
 
@@ -102,8 +102,30 @@ def stable_fraction(key: CheckKey) -> float:
 
 def first_slot(key: CheckKey, interval: float, mono_now: float, wall_now: float) -> float:
     """The first planned start: the next wall-clock time congruent to the check's phase."""
+    return grid_slot(key, interval, mono_now, mono_now, wall_now)
+
+
+def grid_slot(key: CheckKey, interval: float, earliest: float, mono_now: float, wall_now: float) -> float:
+    """The first point of the check's grid for `interval` (its phase + k * interval, in wall-clock
+    time) at or after `earliest` (monotonic) and not before now."""
     phase = stable_fraction(key) * interval
-    return mono_now + (phase - wall_now) % interval
+    earliest = max(earliest, mono_now)
+    return earliest + (phase - (wall_now + earliest - mono_now)) % interval
+
+
+def current_interval(check: CheckBase, state: CheckState | None) -> float:
+    """`transition_interval` while between states (failing but not yet down, or recovering),
+    `down_interval` while down, `interval` otherwise (or when the faster one is not set)."""
+    if state is None:
+        return check.interval
+    between = (state.status is Status.UP and state.streak_fail > 0) or (
+        state.status is Status.DOWN and state.streak_ok > 0
+    )
+    if between and check.transition_interval is not None:
+        return check.transition_interval
+    if state.status is Status.DOWN and check.down_interval is not None:
+        return check.down_interval
+    return check.interval
 
 
 def next_slot(planned: float, interval: float, now: float) -> tuple[float, int]:
@@ -203,7 +225,8 @@ class Scheduler:
 
     async def _run_check(self, key: CheckKey, check: CheckBase, probe: Probe) -> None:
         probe_log = ProbeLog.of(key, check)
-        planned = first_slot(key, check.interval, self._clock(), self._wall())
+        interval = current_interval(check, self._store.check(key))  # a restored check may be down
+        planned = first_slot(key, interval, self._clock(), self._wall())
         while True:
             delay = planned - self._clock()
             if delay > 0:
@@ -214,5 +237,10 @@ class Scheduler:
             transition = self._store.record(key, result)
             if transition is not None:
                 self._on_transition(transition)
-            planned, skipped = next_slot(planned, check.interval, self._clock())
-            self._store.daemon.skipped_runs += skipped
+            wanted = current_interval(check, self._store.check(key))
+            if wanted == interval:
+                planned, skipped = next_slot(planned, interval, self._clock())
+                self._store.daemon.skipped_runs += skipped
+            else:  # onto the other interval's grid, no sooner than the shorter interval allows
+                earliest = planned + min(interval, wanted)
+                planned, interval = grid_slot(key, wanted, earliest, self._clock(), self._wall()), wanted

@@ -34,6 +34,7 @@ from typing import Any
 
 import msgpack
 
+from healthd.config import format_check_id
 from healthd.history import History, HistoryCopy
 from healthd.store import CheckState, Status, Store
 from healthd.uptime import Uptime
@@ -65,7 +66,7 @@ class Snapshot:
 def _copy(state: CheckState) -> CheckCopy:
     info, histogram = state.info, state.duration_histogram
     record = {
-        "id": f"{info.service}/{info.name}",
+        "id": format_check_id(info.key),
         "type": info.type,
         "target": info.target,
         "status": state.status.value,
@@ -138,13 +139,13 @@ def restore(store: Store, records: Mapping[str, dict[str, Any]]) -> int:
     restored = 0
     for state in store.all_states():
         info = state.info
-        record = records.get(f"{info.service}/{info.name}")
+        record = records.get(format_check_id(info.key))
         if record is None or record.get("type") != info.type or record.get("target") != info.target:
             continue
         try:
             _load_into(state, record)
         except (ValueError, KeyError, TypeError, IndexError) as exc:
-            raise SnapshotError(f"corrupt record {info.service}/{info.name}: {exc}") from None
+            raise SnapshotError(f"corrupt record {format_check_id(info.key)}: {exc}") from None
         restored += 1
     return restored
 
