@@ -93,16 +93,14 @@ def error_response(status: int, code: str, message: str, errors: list[str] | Non
 
 def _service_model(store: Store, service: ServiceInfo, now: float) -> ServiceModel:
     states = store.states_of(service)
-    totals = []
-    for name in WINDOW_NAMES:
-        counts = [state.uptime.counts(name, now) for state in states]
-        totals.append((sum(p for p, _ in counts), sum(s for _, s in counts)))
+    counts = [[state.uptime.counts(name, now) for name in WINDOW_NAMES] for state in states]
+    totals = [(sum(c[w][0] for c in counts), sum(c[w][1] for c in counts)) for w in range(len(WINDOW_NAMES))]
     return ServiceModel(
         name=service.name,
         status=store.status_of(service).value,
         labels=dict(service.labels),
         uptime=UptimeRatios.of(totals),
-        checks=[CheckSummary.of(state, now) for state in states],
+        checks=[CheckSummary.of(s, now, UptimeRatios.of(c)) for s, c in zip(states, counts, strict=True)],
     )
 
 

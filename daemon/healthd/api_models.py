@@ -99,11 +99,12 @@ class CheckSummary(BaseModel):
     last: Result | None
 
     @classmethod
-    def of(cls, state: CheckState, now: float) -> CheckSummary:
-        return cls(**_summary_fields(state, now))
+    def of(cls, state: CheckState, now: float, uptime: UptimeRatios | None = None) -> CheckSummary:
+        """`uptime`: the check's ratios when the caller has them already."""
+        return cls(**_summary_fields(state, now, uptime))
 
 
-def _summary_fields(state: CheckState, now: float) -> dict[str, Any]:
+def _summary_fields(state: CheckState, now: float, uptime: UptimeRatios | None = None) -> dict[str, Any]:
     info = state.info
     return {
         "name": info.name,
@@ -113,7 +114,7 @@ def _summary_fields(state: CheckState, now: float) -> dict[str, Any]:
         "since": _time(state.since),
         "last_success": _time(state.last_success),
         "last_failure": _time(state.last_failure),
-        "uptime": UptimeRatios.of_state(state, now),
+        "uptime": uptime if uptime is not None else UptimeRatios.of_state(state, now),
         "last": Result.of(state.last) if state.last else None,
     }
 
@@ -175,10 +176,10 @@ class CheckDetail(CheckSummary):
     failures: list[Result] = Field(description="the last failures, newest first, kept apart from history")
 
     @classmethod
-    def of(cls, state: CheckState, now: float) -> CheckDetail:
+    def of(cls, state: CheckState, now: float, uptime: UptimeRatios | None = None) -> CheckDetail:
         info = state.info
         return cls(
-            **_summary_fields(state, now),
+            **_summary_fields(state, now, uptime),
             service=info.service,
             consecutive_successes=state.streak_ok,
             consecutive_failures=state.streak_fail,

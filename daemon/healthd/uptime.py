@@ -125,6 +125,15 @@ class _Ring(_Timeline):
             if slot is not None and seconds > 0:
                 self.sums[slot] += seconds
 
+    def counts_in(self, first: int, last: int) -> tuple[int, int]:
+        """(probes, successes) of buckets first..last."""
+        probes = successes = 0
+        size, counts = self.size, self.counts
+        for start, stop in self.slot_ranges(first, last):
+            probes += sum(counts[start:stop])
+            successes += sum(counts[size + start : size + stop])
+        return probes, successes
+
     def totals(self, first: int, last: int) -> tuple[int, int, float, float]:
         """(probes, successes, down seconds, latency sum) of buckets first..last."""
         probes = successes = 0
@@ -260,8 +269,7 @@ class Uptime:
         """(probes, successes) in a window: what a ratio needs, cheaper than `window`."""
         ring, count, _ = self._window_parts(name)
         last = int(now // ring.step)
-        probes, successes, _, _ = ring.totals(last - count + 1, last)
-        return probes, successes
+        return ring.counts_in(last - count + 1, last)
 
     def _window_parts(self, name: str) -> tuple[_Ring, int, _HistogramRing | None]:
         if name == "1h":
