@@ -1,0 +1,194 @@
+"""The bucket rings behind the uptime windows: fixed-size arrays indexed by time. Pure.
+
+A ring of `size` slots of `step` seconds holds bucket index i = time // step in slot
+i % size; writing a newer bucket clears the slots it rolls over, so memory never
+grows and stale buckets are never read.
+"""
+
+from __future__ import annotations
+
+import sys
+from array import array
+from bisect import bisect_left
+from collections.abc import Sequence
+from typing import Any
+
+#: Upper bounds (seconds) of the latency buckets; one more bucket holds what is above.
+LATENCY_BOUNDS = (
+    0.0001,
+    0.00025,
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+)
+_BUCKETS = len(LATENCY_BOUNDS) + 1
+_U16_MAX = 0xFFFF  # histogram counts saturate here (a check probed every < 55 ms in one hour)
+
+
+class Timeline:
+    """`size` slots of `step` seconds; bucket index i covers [i * step, (i + 1) * step)."""
+
+    __slots__ = ("head", "size", "step")
+
+    def __init__(self, step: int, size: int) -> None:
+        self.step, self.size = step, size
+        self.head = -1  # index of the newest bucket written; -1: none yet
+
+    def slot(self, index: int) -> int | None:
+        """The slot of bucket `index`, clearing the slots it rolls over; None if too old."""
+        if index > self.head:
+            for old in range(max(self.head + 1, index - self.size + 1), index + 1):
+                self._zero(old % self.size)
+            self.head = index
+        elif index <= self.head - self.size:
+            return None
+        return index % self.size
+
+    def valid(self, index: int) -> bool:
+        return self.head - self.size < index <= self.head
+
+    def slot_ranges(self, first: int, last: int) -> list[tuple[int, int]]:
+        """Slot ranges [start, stop) holding the kept buckets with index in [first, last]."""
+        first, last = max(first, self.head - self.size + 1), min(last, self.head)
+        if first > last:
+            return []
+        start, stop = first % self.size, last % self.size + 1
+        return [(start, stop)] if start < stop else [(start, self.size), (0, stop)]
+
+    def _zero(self, slot: int) -> None:
+        raise NotImplementedError
+
+
+class Ring(Timeline):
+    """Probes, successes, seconds down and latency sum per bucket."""
+
+    __slots__ = ("cap", "counts", "sums")
+
+    def __init__(self, step: int, size: int, count_code: str, float_code: str) -> None:
+        super().__init__(step, size)
+        self.counts = array(count_code, [0]) * (2 * size)  # probes | successes
+        self.cap = (1 << (8 * self.counts.itemsize)) - 1
+        # down seconds | latency sum
+        self.sums: array[float] = array(float_code, [0.0]) * (2 * size)
+
+    def _zero(self, slot: int) -> None:
+        size = self.size
+        self.counts[slot] = self.counts[size + slot] = 0
+        self.sums[slot] = self.sums[size + slot] = 0.0
+
+    def add_probe(self, time: float, ok: bool, latency: float | None) -> None:
+        slot = self.slot(int(time // self.step))
+        if slot is None:
+            return
+        if self.counts[slot] == self.cap:  # only a check probed more than 1,000 times a second
+            return
+        self.counts[slot] += 1
+        if ok:
+            self.counts[self.size + slot] += 1
+            if latency is not None:
+                self.sums[self.size + slot] += latency
+
+    def add_down(self, start: float, end: float) -> None:
+        step = self.step
+        last = int(end // step)
+        for index in range(max(int(start // step), last - self.size + 1), last + 1):
+            seconds = min(end, (index + 1) * step) - max(start, index * step)
+            slot = self.slot(index)
+            if slot is not None and seconds > 0:
+                self.sums[slot] += seconds
+
+    def counts_in(self, first: int, last: int) -> tuple[int, int]:
+        """(probes, successes) of buckets first..last."""
+        probes = successes = 0
+        size, counts = self.size, self.counts
+        for start, stop in self.slot_ranges(first, last):
+            probes += sum(counts[start:stop])
+            successes += sum(counts[size + start : size + stop])
+        return probes, successes
+
+    def totals(self, first: int, last: int) -> tuple[int, int, float, float]:
+        """(probes, successes, down seconds, latency sum) of buckets first..last."""
+        probes = successes = 0
+        down = latency = 0.0
+        size = self.size
+        for start, stop in self.slot_ranges(first, last):
+            probes += sum(self.counts[start:stop])
+            successes += sum(self.counts[size + start : size + stop])
+            down += sum(self.sums[start:stop])
+            latency += sum(self.sums[size + start : size + stop])
+        return probes, successes, down, latency
+
+
+class HistogramRing(Timeline):
+    """Counts per latency bucket per time bucket, slot-major."""
+
+    __slots__ = ("counts",)
+
+    def __init__(self, step: int, size: int) -> None:
+        super().__init__(step, size)
+        self.counts = array("H", bytes(2 * _BUCKETS * size))
+
+    def _zero(self, slot: int) -> None:
+        offset = slot * _BUCKETS
+        self.counts[offset : offset + _BUCKETS] = array("H", bytes(2 * _BUCKETS))
+
+    def add(self, time: float, latency: float) -> None:
+        slot = self.slot(int(time // self.step))
+        if slot is not None:
+            at = slot * _BUCKETS + bisect_left(LATENCY_BOUNDS, latency)
+            self.counts[at] = min(self.counts[at] + 1, _U16_MAX)
+
+    def merged(self, first: int, last: int) -> list[int]:
+        merged = [0] * _BUCKETS
+        for start, stop in self.slot_ranges(first, last):
+            for bucket in range(_BUCKETS):
+                merged[bucket] += sum(self.counts[start * _BUCKETS + bucket : stop * _BUCKETS : _BUCKETS])
+        return merged
+
+
+def quantile(counts: Sequence[int], q: float) -> float | None:
+    """Estimate quantile q from bucket counts, interpolating within the bucket (as
+    Prometheus' histogram_quantile does); the top bucket answers its lower bound."""
+    total = sum(counts)
+    if total == 0:
+        return None
+    rank, below = q * total, 0
+    for bucket, count in enumerate(counts):
+        if count and below + count >= rank:
+            if bucket == len(LATENCY_BOUNDS):
+                return LATENCY_BOUNDS[-1]
+            lower = LATENCY_BOUNDS[bucket - 1] if bucket else 0.0
+            upper = LATENCY_BOUNDS[bucket]
+            return lower + (upper - lower) * (rank - below) / count
+        below += count
+    return LATENCY_BOUNDS[-1]
+
+
+def le_bytes(values: array[Any]) -> bytes:
+    """The array's bytes, little-endian (the snapshot's byte order)."""
+    if sys.byteorder == "little":
+        return values.tobytes()
+    swapped = array(values.typecode, values)
+    swapped.byteswap()
+    return swapped.tobytes()
+
+
+def fill_le(target: array[Any], data: bytes) -> None:
+    """Overwrite `target` with little-endian `data` of exactly its size; ValueError if not."""
+    if len(data) != len(target) * target.itemsize:
+        raise ValueError("uptime: array size does not match")
+    loaded = array(target.typecode)
+    loaded.frombytes(data)
+    if sys.byteorder != "little":
+        loaded.byteswap()
+    target[:] = loaded
