@@ -155,7 +155,8 @@ async def get_history(request: web.Request) -> web.Response:
     since = api_query.timestamp("since", request.query.get("since"))
     newest = []
     for result in reversed(state.history):
-        if since is not None and result.time < since:
+        # times are shown to the microsecond: a result's own shown time selects it
+        if since is not None and result.time < since - 5e-7:
             break  # newest first: the rest are older still
         if ok is None or result.ok is ok:
             newest.append(Result.of(result))
