@@ -187,7 +187,7 @@ def test_duplicate_service_names(tmp_path: Path) -> None:
         (lambda p: p.write_text("services: [\n  - a\n"), ": YAML syntax error:"),
         (lambda p: p.write_text("- just\n- a list\n"), ":1: the config must be a mapping"),
         (lambda p: None, ": no such file"),
-        (lambda p: p.mkdir(), ": is a directory, expected a YAML file"),
+        (lambda p: p.mkdir(), ": no *.yaml files in the directory"),  # a directory is a config source
     ],
 )
 def test_unusable_files_get_one_clear_line(tmp_path: Path, setup: object, expected: str) -> None:

@@ -1,4 +1,4 @@
-"""Command line: `healthd run | check-config | probe | healthcheck | print-unit | print-config`.
+"""Command line: `healthd run | check-config | probe | healthcheck | print-unit | print-config | shard-of`.
 
 The only place that exits. Sub-commands are rows of `COMMANDS`: a new one is a
 function taking the parsed arguments and returning an exit status, plus a row.
@@ -13,6 +13,7 @@ import logging
 import os
 import resource
 import signal
+import socket
 import sys
 import time
 from collections.abc import Callable
@@ -21,9 +22,9 @@ from pathlib import Path
 
 from aiohttp import web
 
-from healthd import __version__, cli_probe, cli_tools
+from healthd import __version__, cli_probe, cli_tools, cluster
 from healthd.app import DAEMON, create_app
-from healthd.config import Config, load_config, split_host_port
+from healthd.config import Config, Loaded, load, split_host_port
 from healthd.errors import ConfigError
 from healthd.logs import setup_logging
 from healthd.notify import Notifier
@@ -36,6 +37,8 @@ ENVIRONMENT = """\
 environment:
   HEALTHD_CONFIG   config file when -c is not given (else /etc/healthd/config.yaml)
   HEALTHD_LISTEN   API address when --listen is not given (else server.listen)
+  HEALTHD_SHARD_INDEX, HEALTHD_SHARD_COUNT, HEALTHD_SHARD_REPLICAS, POD_INDEX   the shard
+                   (run); see docs/scaling-out.md
   NOTIFY_SOCKET, WATCHDOG_USEC, JOURNAL_STREAM   set by systemd; see docs/operations.md
 
 exit status: 0 ok, 1 failure (a probe failed, the daemon could not serve), 2 bad config or usage
@@ -56,11 +59,26 @@ class Command:
 def _run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     parser.add_argument("--log-format", default="text", choices=["text", "json"])
+    parser.add_argument(
+        "--shard-index", type=int, help=f"this instance's shard (default: ${cluster.ENV_INDEX})"
+    )
+    parser.add_argument("--shard-count", type=int, help=f"how many shards (default: ${cluster.ENV_COUNT})")
+
+
+def _shard_of_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("checks", nargs="+", metavar="SERVICE/CHECK")
+    parser.add_argument("--shard-count", type=int, required=True)
+    parser.add_argument("--replicas", type=int, default=1, help="shards per check (default 1)")
 
 
 COMMANDS: tuple[Command, ...] = (
     Command(
-        "run", "run the daemon (the default)", lambda a: run(a.config, a.listen), _run_arguments, True, True
+        "run",
+        "run the daemon (the default)",
+        lambda a: run(a.config, a.listen, a.shard_index, a.shard_count),
+        _run_arguments,
+        True,
+        True,
     ),
     Command("check-config", "validate a config and exit", lambda a: check_config(a.config), config=True),
     Command(
@@ -81,6 +99,12 @@ COMMANDS: tuple[Command, ...] = (
     ),
     Command("print-unit", "print the systemd unit this package carries", cli_tools.print_unit),
     Command("print-config", "print the example config this package carries", cli_tools.print_config),
+    Command(
+        "shard-of",
+        "print the shard(s) that own each SERVICE/CHECK",
+        lambda a: shard_of(a),
+        _shard_of_arguments,
+    ),
 )
 SUBCOMMANDS = {command.name for command in COMMANDS}
 
@@ -141,9 +165,9 @@ def build_parser() -> argparse.ArgumentParser:
 # ---- check-config --------------------------------------------------------------------
 
 
-def _load_or_report(path: str) -> Config | None:
+def _load_or_report(path: str) -> Loaded | None:
     try:
-        return load_config(path)
+        return load(path)
     except ConfigError as exc:
         for line in exc.errors:
             print(line, file=sys.stderr)
@@ -151,9 +175,10 @@ def _load_or_report(path: str) -> Config | None:
 
 
 def check_config(path: str) -> int:
-    config = _load_or_report(path)
-    if config is None:
+    loaded = _load_or_report(path)
+    if loaded is None:
         return EXIT_USAGE
+    config = loaded.config
     print(f"OK: {len(config.services)} services, {config.check_count} checks")
     return EXIT_OK
 
@@ -161,9 +186,33 @@ def check_config(path: str) -> int:
 # ---- run -----------------------------------------------------------------------------
 
 
-def run(path: str, listen: str | None) -> int:
-    config = _load_or_report(path)
-    if config is None:
+def shard_of(args: argparse.Namespace) -> int:
+    """One line per check: `SERVICE/CHECK SHARD[,SHARD...]`, the same arithmetic the daemon uses."""
+    count, replicas = args.shard_count, args.replicas
+    if count < 1 or not 1 <= replicas <= count:
+        print(
+            "healthd shard-of: need --shard-count >= 1 and 1 <= --replicas <= --shard-count", file=sys.stderr
+        )
+        return EXIT_USAGE
+    for key in args.checks:
+        if key.count("/") != 1 or key.startswith("/") or key.endswith("/"):
+            print(f"healthd shard-of: {key!r} is not SERVICE/CHECK", file=sys.stderr)
+            return EXIT_USAGE
+        print(key, ",".join(str(s) for s in cluster.owners(key, count, replicas)))
+    return EXIT_OK
+
+
+def run(path: str, listen: str | None, shard_index: int | None = None, shard_count: int | None = None) -> int:
+    loaded = _load_or_report(path)
+    if loaded is None:
+        return EXIT_USAGE
+    config = loaded.config
+    try:
+        shard = cluster.ShardOverrides.from_environment(
+            os.environ, socket.gethostname(), shard_index, shard_count
+        )
+    except ValueError as exc:
+        print(f"healthd: {exc}", file=sys.stderr)
         return EXIT_USAGE
     address = listen or config.server.listen
     try:
@@ -172,7 +221,7 @@ def run(path: str, listen: str | None) -> int:
         print(f"healthd: --listen: {exc}", file=sys.stderr)
         return EXIT_USAGE
     try:
-        app = create_app(config, Path(path))
+        app = create_app(config, Path(path), shard=shard, watched=loaded.watched)
     except ConfigError as exc:  # e.g. an unreadable token file
         for line in exc.errors:
             print(f"{path}: {line}", file=sys.stderr)
@@ -233,6 +282,9 @@ async def serve(app: web.Application, host: str, port: int) -> int:
         _status(config),
         extra={"event": "start", "listen": bound},
     )
+    index, count, replicas = daemon.store.daemon.shard
+    if count > 1:
+        log.info("shard %d of %d (%d replicas per check)", index, count, replicas)
     notifier.send("READY=1", f"STATUS={_status(config)}")
     await stop.wait()
     log.info("stopping")

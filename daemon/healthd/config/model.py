@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from healthd.config.checks import Check
 from healthd.config.notify import NotifyConfig
-from healthd.config.types import Duration, Name, split_host_port
+from healthd.config.types import Duration, Name, check_label_names, split_host_port
 
-_LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
-_RESERVED_LABELS = {"service", "check", "type", "target"}
+_RESERVED_LABELS = frozenset({"service", "check", "type", "target"})
 
 
 class Strict(BaseModel):
@@ -51,12 +49,23 @@ class Service(Strict):
     @field_validator("labels")
     @classmethod
     def _labels_are_prometheus_names(cls, labels: dict[str, str]) -> dict[str, str]:
-        for key in labels:
-            if not _LABEL_NAME.match(key) or key.startswith("__"):
-                raise ValueError(f"label name {key!r} must match [a-zA-Z_][a-zA-Z0-9_]*")
-            if key in _RESERVED_LABELS:
-                raise ValueError(f"label name {key!r} is reserved")
-        return labels
+        return check_label_names(labels, _RESERVED_LABELS)
+
+
+class ClusterConfig(Strict):
+    """This instance's shard; flags and the environment override it (see healthd.cluster)."""
+
+    shard_index: int | None = Field(None, ge=0)  # None: from the pod ordinal when shard_count > 1
+    shard_count: int = Field(1, ge=1, le=10_000)
+    replicas: int = Field(1, ge=1, le=10)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ClusterConfig:
+        if self.shard_index is not None and self.shard_index >= self.shard_count:
+            raise ValueError(f"shard_index {self.shard_index} is not below shard_count {self.shard_count}")
+        if self.replicas > self.shard_count:
+            raise ValueError(f"replicas {self.replicas} exceeds shard_count {self.shard_count}")
+        return self
 
 
 class Config(Strict):
@@ -67,6 +76,8 @@ class Config(Strict):
     # where snapshots of state, history and uptime go; None: nothing survives a restart
     state_dir: Path | None = None
     snapshot_interval: Duration = Field(60.0, ge=1.0, le=86_400.0)
+    cluster: ClusterConfig = Field(default_factory=ClusterConfig)
+    watch: bool = False  # reload when the config or a discovery file changes (healthd.watch)
     services: list[Service] = Field(min_length=1)
 
     @property

@@ -45,6 +45,18 @@ Duration = Annotated[
 
 Name = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.-]+$", max_length=128)]
 
+_LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
+
+
+def check_label_names(labels: dict[str, str], reserved: frozenset[str]) -> dict[str, str]:
+    """Prometheus label names, none of them one that healthd sets itself."""
+    for key in labels:
+        if not _LABEL_NAME.match(key) or key.startswith("__"):
+            raise ValueError(f"label name {key!r} must match [a-zA-Z_][a-zA-Z0-9_]*")
+        if key in reserved:
+            raise ValueError(f"label name {key!r} is reserved")
+    return labels
+
 
 def split_host_port(value: str, allow_port_zero: bool = False) -> tuple[str, int]:
     """Split `HOST:PORT` / `[IPv6]:PORT`; raise ValueError with a readable reason.
