@@ -89,14 +89,17 @@ def parse_groups(name: str, data: Any) -> list[Target]:
 
 
 def expand_checks(templates: list[Any], targets: list[Target], report: Report) -> list[tuple[int, Any]]:
-    """(template index, check) for every template and target, in target order."""
+    """(template index, check) for every template and target, in target order.
+
+    Problems are reported at the generated check's path (`checks[N]`, N counting generated checks).
+    """
     checks: list[tuple[int, Any]] = []
     for target in targets:
         for index, template in enumerate(templates):
             if not isinstance(template, dict):
                 checks.append((index, template))  # validation reports it
                 continue
-            checks.append((index, _fill(template, target, ("checks", index), report)))
+            checks.append((index, _fill(template, target, ("checks", len(checks)), report)))
     return checks
 
 

@@ -25,7 +25,7 @@ from healthd.errors import ConfigError
 
 _MERGED = "\0merged"  # the name the merged document is validated under, replaced afterwards
 _SUFFIXES = (".yaml", ".yml")
-_SERVICE_INDEX = re.compile(r"^ services\[(\d+)\]")
+_SERVICE_PATH = re.compile(r"^ services\[(\d+)\](?:\.checks\[(\d+)\])?")
 
 
 @dataclass(frozen=True)
@@ -45,6 +45,7 @@ class _Merge:
     next_line: int = 1
     service_files: list[Path] = field(default_factory=list)  # by index in data["services"]
     local_index: list[int] = field(default_factory=list)  # ... and its index in that file
+    templates: dict[int, list[int]] = field(default_factory=dict)  # service -> each check's template
     errors: list[str] = field(default_factory=list)
 
     def line(self, path: PathKey) -> int:
@@ -64,9 +65,16 @@ class _Merge:
         if not error.startswith(_MERGED + ":"):
             return error
         _, line_text, rest = error.split(":", 2)
-        # the path names the service by its index in its own file
-        rest = _SERVICE_INDEX.sub(lambda m: f" services[{self.local_index[int(m.group(1))]}]", rest)
-        return f"{self.locate(int(line_text))}:{rest}"
+        return f"{self.locate(int(line_text))}:{_SERVICE_PATH.sub(self._file_path, rest)}"
+
+    def _file_path(self, match: re.Match[str]) -> str:
+        """The path as the file has it: its own service index, a check's template index."""
+        service, check = int(match.group(1)), match.group(2)
+        path = f" services[{self.local_index[service]}]"
+        if check is not None:
+            templates = self.templates.get(service)
+            path += f".checks[{templates[int(check)] if templates else check}]"
+        return path
 
 
 def load_config(path: str | Path, environ: Mapping[str, str] | None = None) -> Config:
@@ -89,7 +97,8 @@ def load(path: str | Path, environ: Mapping[str, str] | None = None) -> Loaded:
         config = None
     if config is None:
         ordered = sorted(dict.fromkeys(merge.errors), key=_merged_line)
-        raise ConfigError([merge.relocate(error) for error in ordered])
+        # one template's mistake shows once, not once per target
+        raise ConfigError(list(dict.fromkeys(merge.relocate(error) for error in ordered)))
     return Loaded(config, tuple(watched))
 
 
@@ -201,10 +210,8 @@ def _replace_templates(merge: _Merge, index: int, service: dict[str, Any], targe
         merge.report(("services", index, "checks"), "targets_from needs at least one check template")
         return
 
-    def report(path: PathKey, reason: str) -> None:
-        merge.report(("services", index, *path), reason)
-
-    checks = discovery.expand_checks(templates, targets, report)
+    problems: list[tuple[PathKey, str]] = []
+    checks = discovery.expand_checks(templates, targets, lambda path, why: problems.append((path, why)))
     prefix: PathKey = ("services", index, "checks")
     template_lines = {i: _moved(merge.lines, (*prefix, i), ()) for i in range(len(templates))}
     merge.lines = {p: line for p, line in merge.lines.items() if p[:3] != prefix}
@@ -213,6 +220,9 @@ def _replace_templates(merge: _Merge, index: int, service: dict[str, Any], targe
             merge.lines[(*prefix, new_index, *rest)] = line
     merge.lines.setdefault(prefix, template_lines[0].get((), 1))
     service["checks"] = [check for _, check in checks]
+    merge.templates[index] = [template_index for template_index, _ in checks]
+    for path, reason in problems:  # reported now that the generated checks have lines
+        merge.report(("services", index, *path), reason)
 
 
 def _merged_line(error: str) -> int:
