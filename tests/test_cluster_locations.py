@@ -14,7 +14,7 @@ from pathlib import Path
 import yaml
 
 from tests.deploy.conftest import need
-from tests.deploy.live import REPO, Prometheus, free_port, http_get, stop, wait_for
+from tests.deploy.live import REPO, Prometheus, free_port, http_get, prometheus_with, stop, wait_for
 from tests.test_cluster_processes import HEALTHD
 
 PROM_DIR = REPO / "deploy/prometheus"
@@ -65,23 +65,8 @@ def prometheus(targets: dict[str, str], workdir: Path) -> Iterator[Prometheus]:
     (job,) = config["scrape_configs"]
     job.update(scrape_timeout="1s")
     job["static_configs"] = [{"targets": [a], "labels": {"location": loc}} for loc, a in targets.items()]
-    (workdir / "prometheus.yml").write_text(yaml.safe_dump(config))
-    port, log = free_port(), workdir / "prometheus.log"
-    cmd = [
-        need("prometheus"),
-        f"--config.file={workdir / 'prometheus.yml'}",
-        f"--storage.tsdb.path={workdir / 'tsdb'}",
-        f"--web.listen-address=127.0.0.1:{port}",
-        "--log.level=warn",
-    ]
-    with log.open("wb") as out:
-        process = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
-    server = Prometheus(f"http://127.0.0.1:{port}", process, log)
-    try:
-        wait_for("Prometheus to be ready", lambda: http_get(server.url + "/-/ready")[0] == 200, 30, log)
+    with prometheus_with(need("prometheus"), workdir, config) as server:
         yield server
-    finally:
-        stop(process)
 
 
 @contextmanager

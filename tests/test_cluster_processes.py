@@ -24,7 +24,7 @@ import yaml
 from healthd import cluster
 
 from tests.deploy.conftest import need
-from tests.deploy.live import Prometheus, free_port, http_get, stop, wait_for
+from tests.deploy.live import Prometheus, free_port, http_get, prometheus_with, stop, wait_for
 
 HEALTHD = Path(sys.executable).parent / "healthd"
 KEYS = [f"svc{i % 37}/check-{i}" for i in range(1000)]
@@ -117,25 +117,8 @@ def prometheus_scraping(shards: list[Shard], workdir: Path) -> Iterator[Promethe
             }
         ],
     }
-    path = workdir / "prometheus.yml"
-    path.write_text(yaml.safe_dump(config))
-    port = free_port()
-    log = workdir / "prometheus.log"
-    cmd = [
-        need("prometheus"),
-        f"--config.file={path}",
-        f"--storage.tsdb.path={workdir / 'tsdb'}",
-        f"--web.listen-address=127.0.0.1:{port}",
-        "--log.level=warn",
-    ]
-    with log.open("wb") as out:
-        process = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
-    server = Prometheus(f"http://127.0.0.1:{port}", process, log)
-    try:
-        wait_for("Prometheus to be ready", lambda: http_get(server.url + "/-/ready")[0] == 200, 30, log)
+    with prometheus_with(need("prometheus"), workdir, config) as server:
         yield server
-    finally:
-        stop(process)
 
 
 def scalar(prometheus: Prometheus, expr: str) -> float | None:
