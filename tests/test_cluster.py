@@ -97,7 +97,7 @@ def test_flags_over_environment_over_config_over_pod_ordinal(
     ("config", "overrides", "message"),
     [
         ({"shard_count": 3}, {}, "no shard index is set"),
-        ({"shard_count": 3}, {"index": 3}, "shard index 3 is not below the shard count 3"),
+        ({"shard_count": 3}, {"index": 3}, r"shard index 3 must be from 0 to 2 \(the shard count is 3\)"),
         ({}, {"count": 2, "replicas": 3, "index": 0}, "replicas 3 must be from 1 to the shard count 2"),
         ({}, {"count": 0}, "shard count 0 must be at least 1"),
     ],
@@ -170,3 +170,42 @@ def test_shard_of_command_prints_the_owners() -> None:
         timeout=30,
     )
     assert bad.returncode == 2 and "'no-slash' is not SERVICE/CHECK" in bad.stderr
+
+
+@pytest.mark.parametrize(
+    ("flags", "environ", "message"),
+    [
+        (["--shard-count", "3", "--shard-index", "5"], {}, "cluster: shard index 5 must be from 0 to 2"),
+        (
+            ["--shard-index", "1"],
+            {"HEALTHD_SHARD_COUNT": "3", "HEALTHD_SHARD_REPLICAS": "4"},
+            "replicas 4 must be",
+        ),
+        (
+            ["--shard-index", "1"],
+            {"HEALTHD_SHARD_COUNT": "x"},
+            "healthd: HEALTHD_SHARD_COUNT='x' is not a whole number",
+        ),
+    ],
+)
+def test_run_refuses_an_impossible_shard(
+    tmp_path: Path, flags: list[str], environ: dict[str, str], message: str
+) -> None:
+    path = tmp_path / "config.yaml"
+    path.write_text("services:\n  - name: web\n    checks:\n      - {type: tcp, target: '127.0.0.1:9'}\n")
+    done = subprocess.run(
+        [
+            str(Path(sys.executable).parent / "healthd"),
+            "run",
+            "-c",
+            str(path),
+            "--listen",
+            "127.0.0.1:0",
+            *flags,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env={"PATH": "/usr/bin:/bin", **environ},
+    )
+    assert done.returncode == 2 and message in done.stderr, done.stderr

@@ -41,8 +41,10 @@ def shard_of(key: str, count: int) -> int:
 def owners(key: str, count: int, replicas: int = 1) -> list[int]:
     """The `replicas` shards that own `key`, the hashmod shard first."""
     first = shard_of(key, count)
+    if replicas <= 1:
+        return [first]
     others = sorted((s for s in range(count) if s != first), key=lambda s: hash64(f"{key}#{s}"), reverse=True)
-    return [first, *others[: max(replicas, 1) - 1]]
+    return [first, *others[: replicas - 1]]
 
 
 @dataclass(frozen=True)
@@ -118,7 +120,7 @@ def resolve(cluster: ClusterConfig, overrides: ShardOverrides) -> Shard:
             f"cluster.shard_index, {ENV_POD_INDEX} or a hostname ending in -N"
         )
     if not 0 <= index < count:
-        raise ValueError(f"shard index {index} is not below the shard count {count}")
+        raise ValueError(f"shard index {index} must be from 0 to {count - 1} (the shard count is {count})")
     if not 1 <= replicas <= count:
         raise ValueError(f"replicas {replicas} must be from 1 to the shard count {count}")
     return Shard(index, count, replicas)
