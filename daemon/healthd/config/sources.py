@@ -39,7 +39,8 @@ class _Merge:
     """The merged document and what it takes to map its lines back to files."""
 
     data: dict[str, Any] = field(default_factory=dict)
-    lines: Lines = field(default_factory=lambda: {(): 1})
+    lines: Lines = field(default_factory=lambda: {(): 1})  # of all but the services
+    service_lines: list[Lines] = field(default_factory=list)  # each service's, below it
     starts: list[int] = field(default_factory=list)  # first merged line of each file
     files: list[Path] = field(default_factory=list)
     next_line: int = 1
@@ -49,9 +50,22 @@ class _Merge:
     errors: list[str] = field(default_factory=list)
 
     def line(self, path: PathKey) -> int:
+        if path[:1] == ("services",) and len(path) > 1 and isinstance(path[1], int):
+            lines, rest = self.service_lines[path[1]], path[2:]
+            while rest not in lines and rest:
+                rest = rest[:-1]
+            if rest in lines:
+                return lines[rest]
+            path = ("services",)
         while path not in self.lines and path:
             path = path[:-1]
         return self.lines.get(path, 1)
+
+    def all_lines(self) -> Lines:
+        lines = dict(self.lines)
+        for index, below in enumerate(self.service_lines):
+            lines.update({("services", index, *rest): line for rest, line in below.items()})
+        return lines
 
     def report(self, path: PathKey, reason: str) -> None:
         self.errors.append(f"{_MERGED}:{self.line(path)}: {_dotted(path)}: {reason}")
@@ -91,7 +105,7 @@ def load(path: str | Path, environ: Mapping[str, str] | None = None) -> Loaded:
         _add_file(merge, file, environ)
     watched = [root, *_discover(merge)]
     try:
-        config = build_config(_MERGED, merge.data, merge.lines) if not merge.errors else None
+        config = build_config(_MERGED, merge.data, merge.all_lines()) if not merge.errors else None
     except ConfigError as exc:
         merge.errors.extend(exc.errors)
         config = None
@@ -126,29 +140,38 @@ def _add_file(merge: _Merge, file: Path, environ: Mapping[str, str]) -> None:
     merge.starts.append(offset)
     merge.files.append(file)
     merge.next_line += text.count("\n") + 1
-    shifted = {path: line + offset - 1 for path, line in lines.items()}
     if not isinstance(data, dict):
         merge.errors.append(f"{_MERGED}:{offset}: the config must be a mapping with a 'services' key")
         return
-    local = _Merge(lines=shifted)
+    local = _Merge()
+    per_service: dict[int, Lines] = {}
+    for path, line in lines.items():  # one pass: each service's lines apart, below it
+        if path[:1] == ("services",) and len(path) > 1 and isinstance(path[1], int):
+            per_service.setdefault(path[1], {})[path[2:]] = line + offset - 1
+        else:
+            local.lines[path] = line + offset - 1
+    services = data.get("services")
+    local.service_lines = (
+        [per_service.get(i, {}) for i in range(len(services))] if isinstance(services, list) else []
+    )
     data = env.expand(data, environ, local.report)
     merge.errors.extend(local.errors)
     for key, value in data.items():
         if key == "services":
             if isinstance(value, list):
-                _add_services(merge, file, value, shifted)
+                _add_services(merge, file, value, local.service_lines)
             else:
                 local.report((key,), "must be a list of services")
                 merge.errors.append(local.errors[-1])
         elif key in merge.data:
             first = merge.locate(merge.line((key,)))
-            merge.errors.append(f"{_MERGED}:{shifted[(key,)]}: {key}: already set at {first}")
+            merge.errors.append(f"{_MERGED}:{local.lines[(key,)]}: {key}: already set at {first}")
         else:
             merge.data[key] = value
-            merge.lines.update(_moved(shifted, (key,), (key,)))
+            merge.lines.update({p: line for p, line in local.lines.items() if p[:1] == (key,)})
 
 
-def _add_services(merge: _Merge, file: Path, services: list[Any], lines: Lines) -> None:
+def _add_services(merge: _Merge, file: Path, services: list[Any], lines: list[Lines]) -> None:
     listing = merge.data.setdefault("services", [])
     for local_index, service in enumerate(services):
         name = service.get("name") if isinstance(service, dict) else None
@@ -157,13 +180,13 @@ def _add_services(merge: _Merge, file: Path, services: list[Any], lines: Lines) 
             if first is not None and merge.service_files[first] != file:
                 # the same file's duplicates are the loader's to report
                 where = merge.locate(merge.line(("services", first, "name")))
-                line = lines.get(("services", local_index, "name"), 1)
+                line = lines[local_index].get(("name",), 1)
                 merge.errors.append(
                     f"{merge.locate(line)}: services[{local_index}].name: "
                     f"duplicate service name {name!r}, first defined at {where}"
                 )
                 continue
-        merge.lines.update(_moved(lines, ("services", local_index), ("services", len(listing))))
+        merge.service_lines.append(lines[local_index])
         listing.append(service)
         merge.service_files.append(file)
         merge.local_index.append(local_index)
@@ -174,12 +197,6 @@ def _index_of(services: list[Any], name: str) -> int | None:
         if isinstance(service, dict) and service.get("name") == name:
             return index
     return None
-
-
-def _moved(lines: Lines, old: PathKey, new: PathKey) -> Lines:
-    """The line entries under `old`, re-keyed under `new`."""
-    size = len(old)
-    return {(*new, *path[size:]): line for path, line in lines.items() if path[:size] == old}
 
 
 def _discover(merge: _Merge) -> list[Path]:
@@ -212,13 +229,15 @@ def _replace_templates(merge: _Merge, index: int, service: dict[str, Any], targe
 
     problems: list[tuple[PathKey, str]] = []
     checks = discovery.expand_checks(templates, targets, lambda path, why: problems.append((path, why)))
-    prefix: PathKey = ("services", index, "checks")
-    template_lines = {i: _moved(merge.lines, (*prefix, i), ()) for i in range(len(templates))}
-    merge.lines = {p: line for p, line in merge.lines.items() if p[:3] != prefix}
-    for new_index, (template_index, _) in enumerate(checks):
-        for rest, line in template_lines[template_index].items():
-            merge.lines[(*prefix, new_index, *rest)] = line
-    merge.lines.setdefault(prefix, template_lines[0].get((), 1))
+    lines = merge.service_lines[index]
+    template_lines: dict[int, Lines] = {}
+    for path, line in list(lines.items()):
+        if path[:1] == ("checks",) and len(path) > 1 and isinstance(path[1], int):
+            template_lines.setdefault(path[1], {})[path[2:]] = line
+            del lines[path]
+    for new_index, (template_index, _) in enumerate(checks):  # a generated check has its template's lines
+        for rest, line in template_lines.get(template_index, {}).items():
+            lines[("checks", new_index, *rest)] = line
     service["checks"] = [check for _, check in checks]
     merge.templates[index] = [template_index for template_index, _ in checks]
     for path, reason in problems:  # reported now that the generated checks have lines
