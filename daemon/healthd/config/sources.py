@@ -23,7 +23,7 @@ from healthd.config.loader import Lines, PathKey, _parse_yaml, _read_text, build
 from healthd.config.model import Config
 from healthd.errors import ConfigError
 
-_MERGED = "\0merged"  # the name the merged document is validated under, replaced afterwards
+_MERGED = "[merged]"  # the name the merged document is validated under, replaced afterwards
 _SUFFIXES = (".yaml", ".yml")
 _SERVICE_PATH = re.compile(r"^ services\[(\d+)\](?:\.checks\[(\d+)\])?")
 
