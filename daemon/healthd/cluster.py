@@ -20,6 +20,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from healthd.config.diff import CheckKey, format_check_id
 from healthd.config.model import ClusterConfig, Config, Service
 
 _ORDINAL = re.compile(r"-(\d+)$")  # a StatefulSet pod's hostname: NAME-ORDINAL
@@ -132,7 +133,7 @@ def own_share(config: Config, shard: Shard) -> Config:
         return config
     services: list[Service] = []
     for svc in config.services:
-        mine = [check for check in svc.checks if shard.owns(f"{svc.name}/{check.name}")]
+        mine = [check for check in svc.checks if shard.owns(format_check_id(CheckKey(svc.name, check.name)))]
         if mine:
             services.append(svc.model_copy(update={"checks": mine}))
     # model_copy skips validation on purpose: a shard may own no check at all
