@@ -187,18 +187,12 @@ def check_config(path: str) -> int:
 
 
 def shard_of(args: argparse.Namespace) -> int:
-    """One line per check: `SERVICE/CHECK SHARD[,SHARD...]`, the same arithmetic the daemon uses."""
-    count, replicas = args.shard_count, args.replicas
-    if count < 1 or not 1 <= replicas <= count:
-        print(
-            "healthd shard-of: need --shard-count >= 1 and 1 <= --replicas <= --shard-count", file=sys.stderr
-        )
+    try:
+        lines = cluster.owner_table(args.checks, args.shard_count, args.replicas)
+    except ValueError as exc:
+        print(f"healthd shard-of: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    for key in args.checks:
-        if key.count("/") != 1 or key.startswith("/") or key.endswith("/"):
-            print(f"healthd shard-of: {key!r} is not SERVICE/CHECK", file=sys.stderr)
-            return EXIT_USAGE
-        print(key, ",".join(str(s) for s in cluster.owners(key, count, replicas)))
+    print("\n".join(lines))
     return EXIT_OK
 
 

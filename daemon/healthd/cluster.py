@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from healthd.config.diff import CheckKey, format_check_id
@@ -46,6 +46,18 @@ def owners(key: str, count: int, replicas: int = 1) -> list[int]:
         return [first]
     others = sorted((s for s in range(count) if s != first), key=lambda s: hash64(f"{key}#{s}"), reverse=True)
     return [first, *others[: replicas - 1]]
+
+
+def owner_table(keys: Iterable[str], count: int, replicas: int = 1) -> list[str]:
+    """`SERVICE/CHECK SHARD[,SHARD...]` per key (`healthd shard-of`). Raises ValueError."""
+    if count < 1 or not 1 <= replicas <= count:
+        raise ValueError("need --shard-count >= 1 and 1 <= --replicas <= --shard-count")
+    lines = []
+    for key in keys:
+        if key.count("/") != 1 or key.startswith("/") or key.endswith("/"):
+            raise ValueError(f"{key!r} is not SERVICE/CHECK")
+        lines.append(f"{key} {','.join(str(shard) for shard in owners(key, count, replicas))}")
+    return lines
 
 
 @dataclass(frozen=True)
