@@ -118,10 +118,21 @@ def test_yaml_examples_are_valid(block: Block, tmp_path: Path) -> None:
         return
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(as_healthd_config(data)))
+    write_discovery_files(block, data, tmp_path)
     try:
         load_config(path)
     except ConfigError as exc:
         pytest.fail(f"{block.where}: the config does not load:\n" + "\n".join(exc.errors))
+
+
+def write_discovery_files(block: Block, data: dict[str, Any], directory: Path) -> None:
+    """A `targets_from` file is the last file_sd list (a ```json example) shown before the block."""
+    for service in data.get("services", []):
+        if "targets_from" in service:
+            (*_, listing) = [b for b in EXAMPLES if b.page == block.page and b.lang == "json" and b.line < block.line]
+            target = directory / service["targets_from"]["file"]
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(listing.text)
 
 
 # ---- sh and console ----------------------------------------------------------------------
