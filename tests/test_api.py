@@ -102,6 +102,13 @@ async def test_check_detail_and_history(setup: tuple[Client, Path]) -> None:
         ("/api/v1/services/web/checks/tcp/history?limit=abc", 400, "bad_request"),
         ("/api/v1/services/web/checks/tcp/history?limit=0", 400, "bad_request"),
         ("/api/v1/services/web/checks/tcp/history?limit=99999999999999999999", 400, "bad_request"),
+        ("/api/v1/services/web/checks/tcp/history?limit=\u00b2", 400, "bad_request"),
+        ("/api/v1/services/web/checks/tcp/history?limit=\uff11", 400, "bad_request"),
+        ("/api/v1/services/web/checks/tcp/history?limit=\u0663", 400, "bad_request"),
+        ("/api/v1/services/web/checks/tcp/history?limit=" + "1" * 4301, 400, "bad_request"),
+        ("/api/v1/services/web/checks/tcp/history?limit=%201", 400, "bad_request"),
+        ("/api/v1/services/web/checks/tcp/history?limit=1.0", 400, "bad_request"),
+        ("/api/v1/services/web/checks/tcp/history?limit=", 400, "bad_request"),
         ("/no/such/path", 404, "not_found"),
     ],
 )

@@ -390,6 +390,8 @@ def _check_query(request: web.Request) -> None:
 
 
 def _needs_token(request: web.Request) -> bool:
+    if request.match_info.http_exception is not None:
+        return False  # no such path or method: the 404/405 says nothing a token protects
     if request.method not in ("GET", "HEAD"):
         return True
     if not request.app[AUTH].protect_reads:
