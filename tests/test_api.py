@@ -43,6 +43,13 @@ services:
 {extra}"""
 
 
+def token_server(tmp_path: Path, token: str, protect_reads: bool = True) -> str:
+    """The `server:` lines (after listen) for a token file holding `token`."""
+    token_file = tmp_path / "token"
+    token_file.write_text(token + "\n")
+    return f"  token_file: {token_file}\n  protect_reads: {str(protect_reads).lower()}"
+
+
 async def wait_for(predicate: Callable[[], Awaitable[bool]], seconds: float = 5.0) -> None:
     for _ in range(int(seconds / 0.05)):
         if await predicate():
@@ -197,10 +204,8 @@ async def test_bad_reload_keeps_old_config(setup: tuple[Client, Path]) -> None:
 async def test_token_guards_mutations_and_optionally_reads(
     tmp_path: Path, tcp_server: TcpServer, closed_port: int, aiohttp_client: MakeClient
 ) -> None:
-    token_file = tmp_path / "token"
-    token_file.write_text("s3cret-token\n")
     path = tmp_path / "config.yaml"
-    server = f"  token_file: {token_file}\n  protect_reads: true"
+    server = token_server(tmp_path, "s3cret-token")
     path.write_text(config_text(tcp_server.target, f"127.0.0.1:{closed_port}", server=server))
     client = await aiohttp_client(create_app(load_config(path), path))
     assert (await client.post("/api/v1/reload")).status == 401

@@ -127,7 +127,9 @@ async def test_generated_client_reads_readyz_while_starting(
         raw = await _get(base_url + "/api/v1/openapi.json")
         workdir = generate_client(raw, tmp_path)
         # in a thread: the server under test runs on this event loop
-        child = await asyncio.to_thread(call_operations, workdir, base_url, "no-token", "readyz", "readyz_head")
+        child = await asyncio.to_thread(
+            call_operations, workdir, base_url, "no-token", "readyz", "readyz_head"
+        )
     finally:
         await server.close()
     assert child == {

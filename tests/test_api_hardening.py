@@ -14,7 +14,7 @@ from healthd.app import create_app
 from healthd.config import load_config
 
 from tests.conftest import TcpServer
-from tests.test_api import config_text
+from tests.test_api import config_text, token_server
 
 StartServer = Callable[..., Awaitable[ApiServer]]
 HEAD_TIMEOUT = 1.0
@@ -168,9 +168,7 @@ async def test_requests_the_parser_refuses_get_our_json_400(
 
 @pytest.mark.parametrize("reads", [False, True])
 async def test_a_token_that_is_not_utf8_is_a_401(start: StartServer, tmp_path: Path, reads: bool) -> None:
-    token_file = tmp_path / "token"
-    token_file.write_text("s3cret\n")
-    server = await start(f"  token_file: {token_file}\n  protect_reads: {str(reads).lower()}")
+    server = await start(token_server(tmp_path, "s3cret", reads))
     request = b"GET /api/v1/services" if reads else b"POST /api/v1/reload"
     for value in (b"Bearer \xff", b"Bearer s3cret\xff", b"\xff\xfe s3cret", b"Bearer \xc3"):
         status, headers, body = await exchange(

@@ -20,7 +20,7 @@ from openapi_spec_validator import validate
 from pydantic import BaseModel
 
 from tests.conftest import TcpServer
-from tests.test_api import MakeClient, config_text
+from tests.test_api import MakeClient, config_text, token_server
 
 MODES = [(False, False), (True, False), (True, True)]
 Client = TestClient[Any, web.Application]
@@ -126,11 +126,10 @@ async def test_readyz_while_starting_sends_what_the_document_says(
 async def test_served_document_follows_the_token_mode(
     tmp_path: Path, tcp_server: TcpServer, closed_port: int, aiohttp_client: MakeClient
 ) -> None:
-    token_file = tmp_path / "token"
-    token_file.write_text("s3cret\n")
     path = tmp_path / "config.yaml"
-    server = f"  token_file: {token_file}\n  protect_reads: true"
-    path.write_text(config_text(tcp_server.target, f"127.0.0.1:{closed_port}", server=server))
+    path.write_text(
+        config_text(tcp_server.target, f"127.0.0.1:{closed_port}", server=token_server(tmp_path, "s3cret"))
+    )
     client: Client = await aiohttp_client(create_app(load_config(path), path))
     doc = await (await client.get("/api/v1/openapi.json")).json()
     assert doc == build_openapi(True, True)
