@@ -68,7 +68,8 @@ async def wait_until(predicate: Callable[[], bool], seconds: float) -> None:
 
 
 async def test_slow_heads_are_closed_after_the_timeout_while_the_api_answers(start: StartServer) -> None:
-    server = await start(max_connections=200)
+    # 150 slow clients against a cap of 50: the oldest make room for the newer, then time out
+    server = await start(max_connections=50)
     clients = [await asyncio.open_connection("127.0.0.1", server.port) for _ in range(150)]
     closed_after: list[float] = []
     loop = asyncio.get_running_loop()
@@ -97,6 +98,7 @@ async def test_slow_heads_are_closed_after_the_timeout_while_the_api_answers(sta
     await asyncio.wait_for(dribblers, HEAD_TIMEOUT + 8)
     assert len(closed_after) == 150
     assert max(closed_after) < HEAD_TIMEOUT + 4  # closed by the server, not by the test giving up
+    assert server.count.evicted == 101 and server.count.rejected == 0  # 100 at connect, 1 for /healthz
     await wait_until(lambda: server.count.open == 0, 2)
 
 
@@ -128,12 +130,32 @@ async def test_unread_body_is_drained_for_the_body_timeout_then_closed(start: St
     writer.close()
 
 
-async def test_connections_past_the_cap_get_a_json_503(start: StartServer) -> None:
+async def test_at_the_cap_a_new_connection_replaces_the_oldest_one_without_a_request(
+    start: StartServer,
+) -> None:
     server = await start(max_connections=20, head_timeout=30)
     held = [await asyncio.open_connection("127.0.0.1", server.port) for _ in range(20)]
     await wait_until(lambda: server.count.open == 20, 2)
+    status, _, _ = await exchange(
+        server.port, b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    assert status == 200 and server.count.evicted == 1
+    oldest_reader, _ = held[0]
+    assert await _closed_within(oldest_reader, 2)
+    for _, writer in held:
+        writer.close()
+    await wait_until(lambda: server.count.open == 0, 5)
+
+
+async def test_connections_past_the_cap_all_busy_get_a_json_503(start: StartServer) -> None:
+    server = await start(max_connections=20, head_timeout=30)
+    held = [await asyncio.open_connection("127.0.0.1", server.port) for _ in range(20)]
+    for reader, writer in held:  # each sends a request and keeps its connection: none is evictable
+        writer.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        await asyncio.wait_for(reader.readuntil(b'{"status":"ok"}'), 5)
     status, headers, body = await exchange(server.port, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
     assert status == 503 and headers["content-type"].startswith("application/json")
+    assert headers["retry-after"] == "1" and headers["connection"] == "close"
     assert b'"code":"too_many_connections"' in body and server.count.rejected == 1
     for _, writer in held:
         writer.close()

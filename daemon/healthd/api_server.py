@@ -4,8 +4,10 @@ A connection must deliver its first request head within `head_timeout` and, afte
 response, its next one within the same time (aiohttp's keep-alive timer, set to the same
 value), or it is closed: a client sending one byte a second cannot hold a descriptor for
 long. Handlers read no bodies; a body left unread is drained for at most `body_timeout`.
-Past `max_connections` open connections a new one gets a 503 and is closed at once, so
-API clients can never take the descriptors the probes need.
+At `max_connections` open connections, a new one takes the place of the connection that
+has waited longest for its first request head (that one is closed); only when none is
+waiting does the new one get a 503 and is closed at once. So API clients never take the
+descriptors the probes need, and a crowd of slow clients cannot lock out a quick one.
 
 aiohttp answers what its parser refuses (a bad method, a request line over 8,190 bytes, a
 NUL in a header) by itself, as plain text logged at ERROR with a traceback; here those
@@ -41,9 +43,17 @@ class ApiLimits:
 
 @dataclass
 class _Count:
-    open: int = 0
-    rejected: int = 0  # connections turned away with a 503 since start
-    timed_out: int = 0  # connections closed for a late request head since start
+    """The open connections, and what was done to which since start."""
+
+    live: set[_Handler] = field(default_factory=set)
+    waiting: dict[_Handler, None] = field(default_factory=dict)  # no request head yet, oldest first
+    rejected: int = 0  # turned away with a 503: every open connection had sent a request
+    evicted: int = 0  # closed, still waiting for a head, to make room for a new connection
+    timed_out: int = 0  # closed for a late request head
+
+    @property
+    def open(self) -> int:
+        return len(self.live)
 
 
 def _overload_reply() -> bytes:
@@ -79,22 +89,37 @@ class _Handler(RequestHandler):
         self._tail = b""  # the last bytes seen, to find a head's end split across reads
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        if self._count.open >= self._limits.max_connections:
-            self._turned_away = True
-            self._count.rejected += 1
-            assert isinstance(transport, asyncio.WriteTransport)
-            transport.write(self._reply)
-            transport.close()
-            return
-        self._count.open += 1
+        count = self._count
+        if count.open >= self._limits.max_connections:
+            oldest = next(iter(count.waiting), None)
+            if oldest is None:
+                self._turn_away(transport)
+                return
+            count.evicted += 1
+            oldest._drop()
+        count.live.add(self)
+        count.waiting[self] = None
         super().connection_made(transport)
         loop = asyncio.get_running_loop()
         self._head_timer = loop.call_later(self._limits.head_timeout, self._head_overdue)
 
+    def _turn_away(self, transport: asyncio.BaseTransport) -> None:
+        self._turned_away = True
+        self._count.rejected += 1
+        assert isinstance(transport, asyncio.WriteTransport)
+        transport.write(self._reply)
+        transport.close()
+
+    def _drop(self) -> None:
+        """Stop counting this connection (its descriptor goes now) and close it."""
+        self._count.live.discard(self)
+        self._stop_head_timer()
+        self.force_close()
+
     def connection_lost(self, exc: BaseException | None) -> None:
         if self._turned_away:
             return
-        self._count.open -= 1
+        self._count.live.discard(self)
         self._stop_head_timer()
         super().connection_lost(exc)
 
@@ -109,6 +134,7 @@ class _Handler(RequestHandler):
         super().data_received(data)
 
     def _stop_head_timer(self) -> None:
+        self._count.waiting.pop(self, None)
         if self._head_timer is not None:
             self._head_timer.cancel()
             self._head_timer = None
@@ -117,7 +143,7 @@ class _Handler(RequestHandler):
         self._head_timer = None
         self._count.timed_out += 1
         log.debug("closing an API connection: no complete request head in %ss", self._limits.head_timeout)
-        self.force_close()
+        self._drop()
 
     def handle_error(
         self,
