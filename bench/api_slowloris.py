@@ -101,9 +101,8 @@ async def crowd(port: int, pid: int, clients: int, seconds: float) -> None:
     print(f"| turned away at once (503) | {len(outcome['turned_away'])} |")
     closed = outcome["closed"]
     if closed:
-        print(
-            f"| closed by the server (made room for newer, or head timeout) | {len(closed)}, after {min(closed):.1f}-{max(closed):.1f} s |"
-        )
+        span = f"after {min(closed):.1f}-{max(closed):.1f} s"
+        print(f"| closed by the server (made room for newer, or head timeout) | {len(closed)}, {span} |")
     print(
         f"| still open after {seconds:.0f} s / connect failed | {len(outcome['still_open'])} / "
         f"{len(outcome['connect_failed'])} |"
@@ -116,7 +115,7 @@ def main() -> int:
     parser.add_argument("--clients", type=int, default=2000)
     parser.add_argument("--seconds", type=float, default=15)
     args = parser.parse_args()
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     port = free_port()
     workdir = Path(tempfile.mkdtemp(prefix="healthd-slowloris-"))
