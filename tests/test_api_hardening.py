@@ -98,7 +98,9 @@ async def test_slow_heads_are_closed_after_the_timeout_while_the_api_answers(sta
     await asyncio.wait_for(dribblers, HEAD_TIMEOUT + 8)
     assert len(closed_after) == 150
     assert max(closed_after) < HEAD_TIMEOUT + 4  # closed by the server, not by the test giving up
-    assert server.count.evicted == 101 and server.count.rejected == 0  # 100 at connect, 1 for /healthz
+    # the cap was full of slow heads, yet /healthz got in: one of them made room (101 unless some
+    # timed out first on a loaded machine), and nobody was turned away
+    assert 1 <= server.count.evicted <= 101 and server.count.rejected == 0
     await wait_until(lambda: server.count.open == 0, 2)
 
 
