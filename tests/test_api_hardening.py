@@ -206,3 +206,17 @@ async def test_a_token_that_is_not_utf8_is_a_401(start: StartServer, tmp_path: P
         request + b" HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer s3cret\r\nConnection: close\r\n\r\n",
     )
     assert status == 200
+
+
+async def test_a_head_sent_byte_by_byte_counts_as_sent(start: StartServer) -> None:
+    ending = b"\r\n\r\n"
+    server = await start(max_connections=1, head_timeout=30)
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    for byte in b"GET /healthz HTTP/1.1" + ending[: len(ending) // 2] + b"Host: x" + ending:
+        writer.write(bytes([byte]))  # the blank line ending the head split across reads
+        await writer.drain()
+        await asyncio.sleep(0.002)
+    assert (await asyncio.wait_for(reader.readuntil(b'{"status":"ok"}'), 5)).startswith(b"HTTP/1.1 200")
+    status, _, _ = await exchange(server.port, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert status == 503 and server.count.evicted == 0  # the first connection sent its request
+    writer.close()

@@ -30,7 +30,7 @@ from healthd.api_models import ErrorBody, ErrorResponse
 
 log = logging.getLogger(__name__)
 
-_HEAD_ENDS = (b"\r\n\r\n", b"\n\n")
+_HEAD_ENDS = (b"\n\r\n", b"\n\n")  # a blank line ends a head, whatever mix of CRLF and LF
 _MAX_REASON = 200  # characters of a parser's complaint we repeat to the client and the log
 
 
