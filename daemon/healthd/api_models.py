@@ -339,4 +339,24 @@ class EventModel(BaseModel):
 
 
 class EventsResponse(BaseModel):
+    model_config = _example(
+        {
+            "events": [
+                {"id": 1, "time": "2026-01-02T03:00:00.000Z", "type": "start"},
+                {
+                    "id": 2,
+                    "time": "2026-01-02T03:04:05.678Z",
+                    "type": "check",
+                    "service": "web",
+                    "check": "tcp",
+                    "check_type": "tcp",
+                    "target": "127.0.0.1:5432",
+                    "status": "down",
+                    "previous": "up",
+                    "error": {"kind": "refused", "message": "connection refused"},
+                    "latency_ms": None,
+                },
+            ]
+        }
+    )
     events: list[EventModel] = Field(description="oldest first")
