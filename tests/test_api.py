@@ -116,6 +116,9 @@ async def test_check_detail_and_history(setup: tuple[Client, Path]) -> None:
         ("/api/v1/services/web/checks/tcp/history?limit=%201", 400, "bad_request"),
         ("/api/v1/services/web/checks/tcp/history?limit=1.0", 400, "bad_request"),
         ("/api/v1/services/web/checks/tcp/history?limit=", 400, "bad_request"),
+        ("/api/v1/events?last_event_id=9223372036854775808", 400, "bad_request"),
+        ("/api/v1/events?last_event_id=\u00b2", 400, "bad_request"),
+        ("/api/v1/events?limit=\uff11", 400, "bad_request"),
         ("/no/such/path", 404, "not_found"),
     ],
 )
@@ -127,6 +130,14 @@ async def test_bad_requests_get_json_errors(
     assert resp.status == status
     assert resp.content_type == "application/json"
     assert (await resp.json())["error"]["code"] == code
+
+
+@pytest.mark.parametrize("value", ["\u00b2", "9223372036854775808", "-1", "1" * 4301])
+async def test_bad_last_event_id_header_is_400(setup: tuple[Client, Path], value: str) -> None:
+    client, _ = setup
+    for accept in ("text/event-stream", "application/json"):
+        resp = await client.get("/api/v1/events", headers={"Accept": accept, "Last-Event-ID": value})
+        assert resp.status == 400 and (await resp.json())["error"]["code"] == "bad_request"
 
 
 async def test_wrong_method_is_json_405(setup: tuple[Client, Path]) -> None:

@@ -187,9 +187,10 @@ async def get_uptime(request: web.Request) -> web.Response:
 
 async def get_events(request: web.Request) -> web.StreamResponse:
     hub = request.app[EVENTS]
+    after, limit = _last_event_id(request), EVENT_LIMIT.parse(request.query)  # both checked in both modes
     if "text/event-stream" in request.headers.get("Accept", ""):
-        return await stream_events(request, hub, _last_event_id(request))
-    events = hub.recent(EVENT_LIMIT.parse(request.query) or 100)
+        return await stream_events(request, hub, after)
+    events = hub.recent(limit or 100)
     return web.Response(
         body=b'{"events":[' + b",".join(event.json for event in events) + b"]}",
         content_type="application/json",
