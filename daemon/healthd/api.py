@@ -355,9 +355,10 @@ ROUTES: tuple[Route, ...] = (
         "GET",
         "/metrics",
         metrics,
-        "Prometheus text exposition",
+        "Prometheus text exposition; OpenMetrics when Accept asks for application/openmetrics-text",
         None,
         content_type="text/plain",
+        other_content_types=("application/openmetrics-text",),
         tag="metrics",
         example="# HELP probe_success Whether the last probe succeeded\n# TYPE probe_success gauge\n"
         'probe_success{check="tcp",service="web",target="127.0.0.1:5432",type="tcp"} 1.0\n',

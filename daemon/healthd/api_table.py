@@ -71,6 +71,7 @@ class Route:
     query: tuple[QueryParam, ...] = ()
     access: Access = Access.OPEN
     content_type: str = "application/json"
+    other_content_types: tuple[str, ...] = ()  # a non-model answer also sent as these, by Accept
     operation_id: str = ""  # default: the handler's name
     tag: str = ""  # default: the path's first segment after /api/v1/
     example: str | dict[str, object] | None = None  # for a non-model answer

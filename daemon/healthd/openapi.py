@@ -137,7 +137,9 @@ def _content(route: Route, model: type[BaseModel] | None) -> dict[str, Any]:
         media, example = {"schema": {"type": kind}}, route.example
     if example is not None:
         media["example"] = example
-    return {route.content_type if model is None else "application/json": media}
+    if model is not None:
+        return {"application/json": media}
+    return {content_type: media for content_type in (route.content_type, *route.other_content_types)}
 
 
 def _responses(route: Route, guarded: bool) -> dict[str, Any]:
