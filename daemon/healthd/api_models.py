@@ -41,17 +41,31 @@ _RESULT_DOWN: dict[str, Any] = {
     "error": {"kind": "refused", "message": "connection refused"},
     "phases_ms": {"resolve": 0.0101},
 }
+_UPTIME: dict[str, Any] = {"1h": 1.0, "24h": 0.9993, "7d": 0.9999, "30d": None}
 _CHECK: dict[str, Any] = {
     "name": "tcp",
     "type": "tcp",
     "target": "127.0.0.1:5432",
     "status": "up",
+    "since": "2026-01-02T03:00:00.000Z",
+    "last_success": "2026-01-02T03:04:05.678Z",
+    "last_failure": "2026-01-02T02:59:55.000Z",
+    "uptime": _UPTIME,
     "last": _RESULT_UP,
 }
+_WINDOW: dict[str, Any] = {
+    "probes": 360,
+    "successes": 359,
+    "ratio": 0.9972,
+    "down_seconds": 10.0,
+    "latency_ms": {"mean": 0.41, "p50": 0.4, "p95": 0.6, "p99": 0.9},
+}
+_WINDOW_LONG: dict[str, Any] = {**_WINDOW, "latency_ms": {"mean": 0.41}}
 _SERVICE: dict[str, Any] = {
     "name": "web",
     "status": "up",
     "labels": {"team": "core"},
+    "uptime": _UPTIME,
     "checks": [_CHECK],
 }
 
@@ -219,6 +233,8 @@ class CheckDetail(CheckSummary):
             "counters": {"success": 42, "refused": 1},
             "transitions": {"up": 1, "down": 1},
             "settings": {"type": "tcp", "target": "127.0.0.1:5432", "interval": "10s", "timeout": "2s"},
+            "windows": {"1h": _WINDOW, "24h": _WINDOW, "7d": _WINDOW_LONG, "30d": _WINDOW_LONG},
+            "failures": [_RESULT_DOWN],
         }
     )
     service: str
@@ -287,6 +303,32 @@ class SeriesBucketModel(BaseModel):
 
 
 class UptimeSeries(BaseModel):
+    model_config = _example(
+        {
+            "service": "web",
+            "check": "tcp",
+            "window": "2h",
+            "step": "1h",
+            "buckets": [
+                {
+                    "start": "2026-01-02T02:00:00Z",
+                    "probes": 360,
+                    "successes": 359,
+                    "ratio": 0.9972,
+                    "down_seconds": 10.0,
+                    "latency_ms": {"mean": 0.41},
+                },
+                {
+                    "start": "2026-01-02T03:00:00Z",
+                    "probes": 0,
+                    "successes": 0,
+                    "ratio": None,
+                    "down_seconds": 0.0,
+                    "latency_ms": {"mean": None},
+                },
+            ],
+        }
+    )
     service: str
     check: str
     window: str
