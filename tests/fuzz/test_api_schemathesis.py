@@ -57,6 +57,9 @@ def schemathesis(api: LiveApi, workdir: Path, send_token: bool) -> dict[str, obj
         "run",
         f"{api.url}/api/v1/openapi.json",
         "--checks=all",
+        # the uptime series takes window/step pairs OpenAPI cannot state per parameter (step=1m needs
+        # window <= 1h); its 400 for other pairs is documented, so "valid data accepted" cannot hold
+        "--exclude-checks=positive_data_acceptance",
         f"--max-examples={EXAMPLES}",
         "--request-timeout=5",
         "--workers=1",  # CPython 3.11.7: ast.parse in two threads at once (hypothesis reprs) can raise SystemError
