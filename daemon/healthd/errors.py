@@ -47,12 +47,35 @@ _ERRNO_KINDS = MappingProxyType(
         errno.ETIMEDOUT: ErrorKind.TIMEOUT,
         errno.EACCES: ErrorKind.PERMISSION,
         errno.EPERM: ErrorKind.PERMISSION,
+        # this host's limits, not the target's: out of descriptors, buffers or memory
+        errno.EMFILE: ErrorKind.LOCAL,
+        errno.ENFILE: ErrorKind.LOCAL,
+        errno.ENOBUFS: ErrorKind.LOCAL,
+        errno.ENOMEM: ErrorKind.LOCAL,
     }
 )
 
 
 def kind_of_errno(number: int | None) -> ErrorKind:
     return _ERRNO_KINDS.get(number or 0, ErrorKind.ERROR)
+
+
+def local_reason(exc: BaseException) -> str:
+    """The `reason` label of a local failure: the errno name (`EMFILE`) found down the
+    cause chain, `ENOMEM` for a MemoryError, else `other`."""
+    seen: BaseException | None = exc
+    for _ in range(8):  # bounded walk down __cause__/__context__
+        if seen is None:
+            break
+        if isinstance(seen, MemoryError):
+            return "ENOMEM"
+        inner = getattr(seen, "os_error", None)  # aiohttp's connector errors wrap the OS's
+        for candidate in (seen, inner):
+            number = candidate.errno if isinstance(candidate, OSError) else None
+            if number is not None and kind_of_errno(number) is ErrorKind.LOCAL:
+                return errno.errorcode[number]
+        seen = seen.__cause__ or seen.__context__
+    return "other"
 
 
 def from_os_error(exc: OSError, context: str = "") -> ProbeFailure:

@@ -17,11 +17,13 @@ import asyncio
 import hashlib
 import logging
 import math
+import os
+import resource
 import time
 from collections.abc import Awaitable, Callable, Mapping
 
 from healthd.config import CheckBase, CheckKey, Config, ConfigDiff, format_check_id, format_duration
-from healthd.errors import ProbeFailure
+from healthd.errors import ProbeFailure, local_reason
 from healthd.eventlog import log_check_transition
 from healthd.probes import PROBES, Probe, ProbeContext, ProbeLog, ProbeResources
 from healthd.results import ErrorKind, ProbeOutcome, ProbeResult
@@ -31,6 +33,8 @@ log = logging.getLogger(__name__)
 
 RESTART_BACKOFF = 1.0  # seconds before a dead check task starts again; doubles while it keeps dying
 RESTART_BACKOFF_MAX = 60.0  # and a task that ran this long starts over from RESTART_BACKOFF
+
+FD_RESERVE = 64  # descriptors kept free of probes: API connections, config and token files, logs
 
 Clock = Callable[[], float]
 Sleep = Callable[[float], Awaitable[None]]
@@ -58,10 +62,14 @@ async def run_probe(
     except ProbeFailure as exc:
         if exc.kind is ErrorKind.ERROR and ctx.log.isEnabledFor(logging.DEBUG):
             ctx.log.debug("probe failed: %s", exc.message, exc_info=exc)  # with its chained causes
-        return _failure(started_wall, clock() - started, exc.kind, exc.message, exc.outcome)
+        measured = _with_local_reason(exc.outcome, exc) if exc.kind is ErrorKind.LOCAL else exc.outcome
+        return _failure(started_wall, clock() - started, exc.kind, exc.message, measured)
     except TimeoutError:
         message = f"no answer within {format_duration(check.timeout)}"
         return _failure(started_wall, clock() - started, ErrorKind.TIMEOUT, message)
+    except MemoryError as exc:  # this host's problem, not the target's
+        measured = _with_local_reason(ProbeOutcome(), exc)
+        return _failure(started_wall, clock() - started, ErrorKind.LOCAL, "out of memory", measured)
     except Exception as exc:  # a bug or an unforeseen OS condition: never kill the loop
         ctx.log.exception("probe raised unexpectedly")
         return _failure(started_wall, clock() - started, ErrorKind.ERROR, f"{type(exc).__name__}: {exc}")
@@ -75,6 +83,11 @@ async def run_probe(
         details=outcome.details,
         gauges=outcome.gauges,
     )
+
+
+def _with_local_reason(outcome: ProbeOutcome, exc: BaseException) -> ProbeOutcome:
+    details = {**outcome.details, "local_reason": local_reason(exc)}
+    return ProbeOutcome(outcome.phases, details, outcome.gauges, outcome.latency)
 
 
 def _failure(
@@ -137,6 +150,22 @@ def next_slot(planned: float, interval: float, now: float) -> tuple[float, int]:
     return following + skipped * interval, skipped
 
 
+def in_flight_cap(configured: int, fd_limit: int, fds_open: int, reserve: int = FD_RESERVE) -> int:
+    """How many probes may run at once: the configured cap, lowered so that `reserve`
+    descriptors stay free (each probe in flight holds about one). At least 1."""
+    return max(1, min(configured, fd_limit - fds_open - reserve))
+
+
+def descriptor_room() -> tuple[int, int]:
+    """(RLIMIT_NOFILE's soft limit, descriptors open now) of this process."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    try:
+        open_now = len(os.listdir("/proc/self/fd"))
+    except OSError:  # no /proc: assume what a fresh daemon holds
+        open_now = 32
+    return (soft if soft != resource.RLIM_INFINITY else 1 << 20), open_now
+
+
 class Scheduler:
     def __init__(
         self,
@@ -148,6 +177,7 @@ class Scheduler:
         wall: Clock = time.time,
         sleep: Sleep = asyncio.sleep,
         on_transition: TransitionHook = log_transition,
+        fd_room: Callable[[], tuple[int, int]] = descriptor_room,
     ) -> None:
         self._store = store
         self._probes = probes
@@ -156,6 +186,8 @@ class Scheduler:
         self._wall = wall
         self._sleep = sleep
         self._on_transition = on_transition
+        self._fd_room = fd_room
+        self._probing = 0  # probes in flight now
         self._tasks: dict[CheckKey, asyncio.Task[None]] = {}
         self._in_flight = asyncio.Semaphore(1024)
         self._in_flight_cap = 1024
@@ -164,19 +196,24 @@ class Scheduler:
     def running(self) -> int:
         return len(self._tasks)
 
+    @property
+    def in_flight_cap(self) -> int:
+        return self._in_flight_cap
+
     def start(self, config: Config) -> None:
-        self._in_flight = asyncio.Semaphore(config.scheduler.max_in_flight)
-        self._in_flight_cap = config.scheduler.max_in_flight
+        self._in_flight_cap = self._cap_for(config)
+        self._in_flight = asyncio.Semaphore(self._in_flight_cap)
         for svc in config.services:
             for check in svc.checks:
                 self._spawn(CheckKey(svc.name, check.name), check)
 
     def apply(self, config: Config, diff: ConfigDiff) -> None:
         """Restart changed checks, stop removed ones, start new ones; the rest run on."""
-        if config.scheduler.max_in_flight != self._in_flight_cap:
+        cap = self._cap_for(config)
+        if cap != self._in_flight_cap:
             # probes holding the old semaphore release it; new starts wait on the new cap
-            self._in_flight = asyncio.Semaphore(config.scheduler.max_in_flight)
-            self._in_flight_cap = config.scheduler.max_in_flight
+            self._in_flight = asyncio.Semaphore(cap)
+            self._in_flight_cap = cap
         for key in (*diff.removed, *diff.changed):
             task = self._tasks.pop(key, None)
             if task is not None:
@@ -187,6 +224,23 @@ class Scheduler:
                 key = CheckKey(svc.name, check.name)
                 if key in start:
                     self._spawn(key, check)
+
+    def _cap_for(self, config: Config) -> int:
+        configured = config.scheduler.max_in_flight
+        limit, open_now = self._fd_room()
+        # probes in flight now hold descriptors that are theirs, not the daemon's own
+        cap = in_flight_cap(configured, limit, max(open_now - self._probing, 0))
+        if cap < configured:
+            log.warning(
+                "scheduler.max_in_flight %d is more than the descriptor limit allows "
+                "(RLIMIT_NOFILE %d, %d open, %d kept free): at most %d probes run at once",
+                configured,
+                limit,
+                open_now,
+                FD_RESERVE,
+                cap,
+            )
+        return cap
 
     async def stop(self, grace: float = 1.0) -> None:
         """Cancel every check's task and wait (bounded) for their sockets to close."""
@@ -233,7 +287,11 @@ class Scheduler:
                 await self._sleep(delay)
             async with self._in_flight:
                 self._store.record_lag(self._clock() - planned)
-                result = await run_probe(probe, check, self._resources, key=key, log=probe_log)
+                self._probing += 1
+                try:
+                    result = await run_probe(probe, check, self._resources, key=key, log=probe_log)
+                finally:
+                    self._probing -= 1
             transition = self._store.record(key, result)
             if transition is not None:
                 self._on_transition(transition)
