@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import errno
 import os
+import re
+from collections.abc import Iterable
 from types import MappingProxyType
 
 from healthd.results import ErrorKind, ProbeOutcome
@@ -87,3 +89,38 @@ def from_os_error(exc: OSError, context: str = "") -> ProbeFailure:
     reason = os.strerror(exc.errno) if exc.errno else (str(exc) or type(exc).__name__)
     message = f"{context}: {reason}" if context else reason
     return ProbeFailure(kind_of_errno(exc.errno), message)
+
+
+# ---- messages ---------------------------------------------------------------------------
+
+MESSAGE_CHARS = 300  # a failure message is one line of at most this many characters
+REDACTED = "<redacted>"
+_OBJECT_REPR = re.compile(r"<([\w.]+) object at 0x[0-9a-fA-F]+>")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def redact(text: str, secrets: Iterable[str]) -> str:
+    """`text` with every occurrence of each secret replaced, longest first (one may hold another)."""
+    for secret in sorted({s for s in secrets if s}, key=len, reverse=True):
+        text = text.replace(secret, REDACTED)
+    return text
+
+
+def clean_message(text: str, secrets: Iterable[str] = ()) -> str:
+    """A failure message fit for the API, logs and events: secrets redacted, one line
+    (control characters escaped), no object reprs (`<ssl.SSLContext object at 0x..>` ->
+    `SSLContext`), at most MESSAGE_CHARS characters."""
+    text = redact(text, secrets)
+    text = _OBJECT_REPR.sub(lambda m: m.group(1).rsplit(".", 1)[-1], text)
+    text = _CONTROL.sub(_escape, text)
+    if len(text) > MESSAGE_CHARS:
+        text = text[: MESSAGE_CHARS - 1] + "…"
+    return text
+
+
+def _escape(match: re.Match[str]) -> str:
+    char = match.group(0)
+    named = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}.get(char)
+    if named is not None:
+        return named
+    return f"\\x{ord(char):02x}" if ord(char) < 0x100 else f"\\u{ord(char):04x}"

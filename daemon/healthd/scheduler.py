@@ -20,10 +20,13 @@ import math
 import os
 import resource
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
+
+from pydantic import BaseModel, SecretStr
 
 from healthd.config import CheckBase, CheckKey, Config, ConfigDiff, format_check_id, format_duration
-from healthd.errors import ProbeFailure, local_reason
+from healthd.cpubudget import cpu_bounded
+from healthd.errors import ProbeFailure, clean_message, local_reason
 from healthd.eventlog import log_check_transition
 from healthd.probes import PROBES, Probe, ProbeContext, ProbeLog, ProbeResources
 from healthd.results import ErrorKind, ProbeOutcome, ProbeResult
@@ -35,6 +38,13 @@ RESTART_BACKOFF = 1.0  # seconds before a dead check task starts again; doubles 
 RESTART_BACKOFF_MAX = 60.0  # and a task that ran this long starts over from RESTART_BACKOFF
 
 FD_RESERVE = 64  # descriptors kept free of probes: API connections, config and token files, logs
+
+CPU_SHARE = 0.25  # of its timeout, the CPU time a probe may use; real probes use a few ms
+
+
+def cpu_budget(timeout: float) -> float:
+    return max(0.05, timeout * CPU_SHARE)
+
 
 Clock = Callable[[], float]
 Sleep = Callable[[float], Awaitable[None]]
@@ -58,21 +68,22 @@ async def run_probe(
     started_wall, started = wall(), clock()
     try:
         async with asyncio.timeout_at(ctx.deadline):
-            outcome = await probe(check, ctx)
+            outcome = await cpu_bounded(probe(check, ctx), cpu_budget(check.timeout))
     except ProbeFailure as exc:
         if exc.kind is ErrorKind.ERROR and ctx.log.isEnabledFor(logging.DEBUG):
             ctx.log.debug("probe failed: %s", exc.message, exc_info=exc)  # with its chained causes
         measured = _with_local_reason(exc.outcome, exc) if exc.kind is ErrorKind.LOCAL else exc.outcome
-        return _failure(started_wall, clock() - started, exc.kind, exc.message, measured)
+        return _failure(started_wall, clock() - started, exc.kind, exc.message, measured, check)
     except TimeoutError:
         message = f"no answer within {format_duration(check.timeout)}"
-        return _failure(started_wall, clock() - started, ErrorKind.TIMEOUT, message)
+        return _failure(started_wall, clock() - started, ErrorKind.TIMEOUT, message, ctx.progress(), check)
     except MemoryError as exc:  # this host's problem, not the target's
         measured = _with_local_reason(ProbeOutcome(), exc)
         return _failure(started_wall, clock() - started, ErrorKind.LOCAL, "out of memory", measured)
     except Exception as exc:  # a bug or an unforeseen OS condition: never kill the loop
         ctx.log.exception("probe raised unexpectedly")
-        return _failure(started_wall, clock() - started, ErrorKind.ERROR, f"{type(exc).__name__}: {exc}")
+        message = f"{type(exc).__name__}: {exc}"
+        return _failure(started_wall, clock() - started, ErrorKind.ERROR, message, check=check)
     duration = clock() - started
     return ProbeResult(
         time=started_wall,
@@ -90,8 +101,30 @@ def _with_local_reason(outcome: ProbeOutcome, exc: BaseException) -> ProbeOutcom
     return ProbeOutcome(outcome.phases, details, outcome.gauges, outcome.latency)
 
 
+def secret_values(value: object, depth: int = 0) -> Iterator[str]:
+    """Every secret (`SecretStr`) in a check's config, to redact from its messages."""
+    if depth > 8:  # configs are shallow; the bound only guards the recursion
+        return
+    if isinstance(value, SecretStr):
+        yield value.get_secret_value()
+    elif isinstance(value, BaseModel):
+        for item in vars(value).values():
+            yield from secret_values(item, depth + 1)
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from secret_values(item, depth + 1)
+    elif isinstance(value, list | tuple):
+        for item in value:
+            yield from secret_values(item, depth + 1)
+
+
 def _failure(
-    started_wall: float, duration: float, kind: ErrorKind, message: str, measured: ProbeOutcome | None = None
+    started_wall: float,
+    duration: float,
+    kind: ErrorKind,
+    message: str,
+    measured: ProbeOutcome | None = None,
+    check: CheckBase | None = None,
 ) -> ProbeResult:
     measured = measured if measured is not None else ProbeOutcome()
     return ProbeResult(
@@ -100,7 +133,7 @@ def _failure(
         duration=duration,
         latency=measured.latency,
         error_kind=kind,
-        error_message=message,
+        error_message=clean_message(message, secret_values(check)),
         phases=measured.phases,
         details=measured.details,
         gauges=measured.gauges,
