@@ -62,3 +62,17 @@ async def test_a_probe_that_spins_fails_once_it_used_its_cpu_budget() -> None:
     assert "of CPU" in (result.error_message or "")
     assert used < 2.0 * 0.9  # stopped by the budget (0.5 s), not by the 2 s deadline
     assert cpu_budget(2.0) == 0.5
+
+
+def test_connect_errors_of_a_remote_rejection_blame_the_path_not_this_host() -> None:
+    import errno
+
+    from healthd.errors import from_connect_error
+
+    admin = from_connect_error(OSError(errno.EACCES, "Permission denied"), "connect to [fd00::2]:80")
+    assert admin.kind is ErrorKind.UNREACHABLE and "administratively prohibited" in admin.message
+    protocol = from_connect_error(
+        OSError(errno.ENOPROTOOPT, "Protocol not available"), "connect to 10.0.0.2:80"
+    )
+    assert protocol.kind is ErrorKind.UNREACHABLE and "protocol unreachable" in protocol.message
+    assert from_connect_error(OSError(errno.EPERM, "x"), "c").kind is ErrorKind.PERMISSION  # a local firewall

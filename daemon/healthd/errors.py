@@ -91,6 +91,26 @@ def from_os_error(exc: OSError, context: str = "") -> ProbeFailure:
     return ProbeFailure(kind_of_errno(exc.errno), message)
 
 
+# connect() hears of a remote rejection as an errno, and two of them are misleading:
+# an ICMPv6 "administratively prohibited" from a router or the target's firewall arrives
+# as EACCES (IPv4's equivalent as EHOSTUNREACH), and an ICMP "protocol unreachable" as
+# ENOPROTOOPT. Both say the target cannot be reached; neither is a problem of this host.
+_CONNECT_REASONS = MappingProxyType(
+    {
+        errno.EACCES: "administratively prohibited (a router or firewall on the path rejected it)",
+        errno.ENOPROTOOPT: "protocol unreachable (the target does not speak TCP)",
+    }
+)
+
+
+def from_connect_error(exc: OSError, context: str) -> ProbeFailure:
+    """`from_os_error` for the errno a connect() ended with (see _CONNECT_REASONS)."""
+    reason = _CONNECT_REASONS.get(exc.errno or 0)
+    if reason is None:
+        return from_os_error(exc, context)
+    return ProbeFailure(ErrorKind.UNREACHABLE, f"{context}: {reason}")
+
+
 # ---- messages ---------------------------------------------------------------------------
 
 MESSAGE_CHARS = 300  # a failure message is one line of at most this many characters
