@@ -34,6 +34,7 @@ from healthd.errors import REDACTED, ProbeFailure, redact
 from healthd.gauges import gauge_key
 from healthd.probes._http_conn import PhaseClock, timing
 from healthd.probes._http_errors import MAX_REDIRECTS, translate
+from healthd.probes._http_redirects import redirect_guard
 from healthd.probes._http_sessions import HttpSessions
 from healthd.probes._http_tls import TlsInfo, TlsSettings, expiry_shortfall
 from healthd.probes._resolve import IP_PROTOCOL, IP_PROTOCOL_HELP, ip_protocol
@@ -81,6 +82,7 @@ async def _exchange(
         data=check.body.encode() if check.body is not None else None,
         allow_redirects=check.follow_redirects,
         max_redirects=MAX_REDIRECTS,
+        middlewares=(redirect_guard(check.parsed_url, check.redirect_policy, check.headers),),
         ssl=tls,
         server_hostname=check.server_name,
         # none of aiohttp's own: the caller's deadline (ctx.deadline) bounds the exchange
