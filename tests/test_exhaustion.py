@@ -94,6 +94,7 @@ def test_local_results_do_not_move_a_check_and_are_counted_apart() -> None:
     assert state is not None
     assert state.status is Status.UP and state.last is not None and state.last.ok
     assert state.streak_ok == 1 and state.streak_fail == 0
+    assert state.last_failure is None and len(state.failures) == 0  # nor the uptime's failures
     assert [r.error_kind for r in state.history][-1] is ErrorKind.LOCAL  # the API's history shows them
     assert store.record(KEY, result(ErrorKind.REFUSED, 7.0)) is not None  # a real failure still counts
     samples = {
