@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -112,14 +112,16 @@ class Daemon:
     def _on_transition(self, transition: Transition) -> None:
         log_check_transition(transition)
         self.events.publish("check", **check_fields(transition))
-        self._publish_service_changes()
+        # only this check's service can have changed: all services per transition is O(n²) at start
+        self._publish_service_changes([transition.info.service])
 
-    def _statuses(self) -> dict[str, Status]:
-        return {service.name: self.store.status_of(service) for service in self.store.services}
+    def _statuses(self, names: Iterable[str] | None = None) -> dict[str, Status]:
+        services = self.store.services if names is None else filter(None, map(self.store.service, names))
+        return {service.name: self.store.status_of(service) for service in services}
 
-    def _publish_service_changes(self) -> None:
+    def _publish_service_changes(self, names: Iterable[str] | None = None) -> None:
         # a service's status is derived from its checks': compare with what was published last
-        for fields in self._service_statuses.update(self._statuses()):
+        for fields in self._service_statuses.update(self._statuses(names)):
             now, before = Status(fields["status"]), Status(fields["previous"])
             log_service_transition(self.store, fields["service"], now, before)
             self.events.publish("service", **fields)
