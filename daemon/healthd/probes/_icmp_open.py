@@ -39,8 +39,15 @@ ICMP_RCVBUF = 4 * 1024 * 1024
 Ancillary = Sequence[tuple[int, int, bytes]]  # sendmsg() control messages: (level, type, data)
 
 
-def open_icmp_socket(family: socket.AddressFamily, wanted: tuple[int, ...]) -> tuple[socket.socket, str]:
+def open_icmp_socket(
+    family: socket.AddressFamily, wanted: tuple[int, ...], source: IPv4Address | IPv6Address | None = None
+) -> tuple[socket.socket, str]:
     """A non-blocking ICMP socket for echo requests, and its mode: `datagram` or `raw`.
+
+    With `source` the socket is bound to that address: the per-packet IPV6_PKTINFO
+    source is overwritten by the socket's own in the kernel's ICMPv6 datagram path
+    (`ping_v6_sendmsg`), so only a bound socket makes such requests leave with it and
+    match a `from` policy rule.
 
     Datagram ("ping") sockets need no privilege when `net.ipv4.ping_group_range`
     admits the process's group; the kernel then assigns the echo identifier (the
@@ -57,9 +64,12 @@ def open_icmp_socket(family: socket.AddressFamily, wanted: tuple[int, ...]) -> t
                 continue
             raise from_os_error(exc, "cannot open an ICMP socket") from exc
         try:
-            _setup_icmp_socket(sock, mode, wanted)
+            _setup_icmp_socket(sock, mode, wanted, source)
         except OSError as exc:
             sock.close()
+            if exc.errno == errno.EADDRNOTAVAIL and source is not None:
+                message = f"source_ip {source} is not an address of this host"
+                raise ProbeFailure(ErrorKind.ERROR, message) from exc
             raise from_os_error(exc, "cannot set up the ICMP socket") from exc
         except BaseException:
             sock.close()
@@ -68,9 +78,12 @@ def open_icmp_socket(family: socket.AddressFamily, wanted: tuple[int, ...]) -> t
     raise ProbeFailure(ErrorKind.PERMISSION, icmp_permission_advice())
 
 
-def _setup_icmp_socket(sock: socket.socket, mode: str, wanted: tuple[int, ...]) -> None:
+def _setup_icmp_socket(
+    sock: socket.socket, mode: str, wanted: tuple[int, ...], source: IPv4Address | IPv6Address | None
+) -> None:
     sock.setblocking(False)
     v6 = sock.family == socket.AF_INET6
+    wildcard = "::" if v6 else "0.0.0.0"
     # the kernel's receive time of each reply comes with it: RTTs do not wait for the loop
     sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
     # and the TTL / hop limit it arrived with (blackbox_exporter's probe_icmp_reply_hop_limit)
@@ -87,13 +100,16 @@ def _setup_icmp_socket(sock: socket.socket, mode: str, wanted: tuple[int, ...]) 
         sock.setsockopt(socket.IPPROTO_IP, IP_MTU_DISCOVER, IP_PMTUDISC_DONT)
     if mode == ICMP_DATAGRAM:
         # bind now so the kernel picks the echo identifier (the local "port") before any send
-        sock.bind(("::" if v6 else "0.0.0.0", 0))
+        sock.bind((str(source) if source is not None else wildcard, 0))
         # ICMP errors about our requests reach a datagram socket only through its error queue
         if v6:
             sock.setsockopt(socket.IPPROTO_IPV6, IPV6_RECVERR, 1)
         else:
             sock.setsockopt(socket.IPPROTO_IP, IP_RECVERR, 1)
-    elif v6:
+        return
+    if source is not None:
+        sock.bind((str(source), 0))
+    if v6:
         blocked = [0xFFFFFFFF] * 8
         for kind in wanted:
             blocked[kind >> 5] &= ~(1 << (kind & 31))

@@ -24,6 +24,7 @@ import math
 import socket
 import time
 from collections.abc import Sequence
+from ipaddress import IPv4Address, IPv6Address
 from typing import Any
 
 from healthd.config import CheckBase, IcmpCheck, format_duration
@@ -55,7 +56,7 @@ async def probe_icmp(check: IcmpCheck, ctx: ProbeContext) -> ProbeOutcome:
     resolver = ctx.resources.get(Resolver)
     family, sockaddr = await resolver.resolve(check.host, 0, check.ip_family, check.source_ip)
     resolved = time.perf_counter()
-    shared = ctx.resources.get(EchoSockets).for_family(family)
+    shared = ctx.resources.get(EchoSockets).for_family(family, check.source_ip)
     echo = EchoRound(
         address=_canonical(family, sockaddr[0]),
         sockaddr=sockaddr,
@@ -154,29 +155,32 @@ def _payload(size: int) -> bytes:
 
 
 class EchoSockets(SharedResource):
-    """The ICMP checks' sockets: one per address family, shared by every check."""
+    """The ICMP checks' sockets: one per address family, shared by every check; checks
+    with a `source_ip` share one bound to it (see `open_icmp_socket`)."""
 
     def __init__(self, resources: ProbeResources) -> None:
         super().__init__(resources)
-        self._sockets: dict[int, EchoSocket] = {}
+        self._sockets: dict[tuple[int, IPv4Address | IPv6Address | None], EchoSocket] = {}
         self._announced: set[tuple[int, str]] = set()
 
-    def for_family(self, family: socket.AddressFamily) -> EchoSocket:
-        """The socket for `family`, opened on first use.
+    def for_family(
+        self, family: socket.AddressFamily, source: IPv4Address | IPv6Address | None = None
+    ) -> EchoSocket:
+        """The socket for `family` (bound to `source` if given), opened on first use.
 
         Raises ProbeFailure (kind `permission`) when neither mode is allowed; the
         next probe tries again, so fixing the sysctl needs no restart.
         """
-        shared = self._sockets.get(family)
+        shared = self._sockets.get((family, source))
         if shared is None or shared.closed:
             wanted = WANTED_TYPES_V6 if family == socket.AF_INET6 else WANTED_TYPES_V4
             try:
-                sock, mode = open_icmp_socket(family, wanted)
+                sock, mode = open_icmp_socket(family, wanted, source)
             except ProbeFailure as exc:
                 if exc.kind is ErrorKind.PERMISSION:
                     self._announce(family, "none")
                 raise
-            shared = self._sockets[family] = EchoSocket(sock, mode, asyncio.get_running_loop())
+            shared = self._sockets[(family, source)] = EchoSocket(sock, mode, asyncio.get_running_loop())
             self._announce(family, mode, shared.ident)
         return shared
 
