@@ -90,14 +90,24 @@ class WanLab:
 
     def cut(self, uplink: Uplink, how: Cut) -> None:
         """Break one uplink: `down` (the ISP's end loses its link), `drop` (the ISP silently
-        drops our traffic) or `unreachable` (the ISP lost its upstream and answers with ICMP)."""
+        drops our traffic) or `unreachable` (the ISP answers each packet with ICMP "network
+        unreachable", as when its upstream is gone).
+
+        `unreachable` uses REJECT rather than a missing route: the kernel rate-limits the
+        ICMP errors of failed route lookups per sender (about one a second, not a sysctl),
+        which would turn most of them into timeouts."""
         if how == "down":
             uplink.isp.exec("ip", "link", "set", "cust", "down")
-        elif how == "drop":
-            for tables in ("iptables", "ip6tables"):
-                uplink.isp.exec(tables, "-w", "-I", "FORWARD", "-i", "cust", "-j", "DROP")
-        else:
-            uplink.isp.exec("ip", "link", "set", "core", "down")
+            return
+        rules = {
+            "drop": (("iptables", "DROP"), ("ip6tables", "DROP")),
+            "unreachable": (
+                ("iptables", "REJECT", "--reject-with", "icmp-net-unreachable"),
+                ("ip6tables", "REJECT", "--reject-with", "icmp6-no-route"),
+            ),
+        }[how]
+        for tables, *target in rules:
+            uplink.isp.exec(tables, "-w", "-I", "FORWARD", "-i", "cust", "-j", *target)
 
     def restore(self, uplink: Uplink) -> None:
         """Undo any cut of `uplink` (idempotent)."""
