@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from healthd.config import CHECK_MODELS, CheckBase
 from healthd.probes import PROBES, ProbeResources
-from healthd.results import ProbeResult
+from healthd.results import ErrorKind, ProbeResult
 from healthd.scheduler import run_probe
 
 from tests.capture import ACK, RST, SYN, Packet
@@ -134,3 +134,48 @@ def assert_exchange(kind: str, packets: list[Packet], source: str, how: str) -> 
         assert any(f & ACK and not f & (SYN | RST) for f in flags), summaries  # the handshake completed
     if kind == "http":
         assert any(p.payload.startswith(b"GET / HTTP/1.1") for p in packets), summaries
+
+
+@pytest.mark.parametrize("version", [4, 6])
+def test_a_missing_policy_rule_never_leaks_through_the_other_uplink(lab: WanLab, version: int) -> None:
+    """wan2's rules gone: `source_ip` alone leaves through the main table's wan1 (why the docs say
+    to give `interface` too); with `interface` also given the probe fails and nothing reaches wan1."""
+    lab.remove_policy(lab.wan2)
+    source = lab.wan2.ip(version, 2)
+    for kind in ("tcp", "syn", "icmp", "http"):
+        pinned = make_check(kind, lab, version, interface="wan2", source_ip=source, timeout="500ms")
+        result, seen = probe_on_wire(lab, pinned, version)
+        wire_log(f"{kind} IPv{version} interface+source_ip wan2 without its rules: on wan1", seen["wan1"])
+        assert not result.ok and seen["wan1"] == [], (result.error_message, seen)
+        loose = make_check(kind, lab, version, source_ip=source, timeout="500ms")
+        _, seen = probe_on_wire(lab, loose, version)
+        assert seen["wan1"] and all(p.src == source for p in seen["wan1"]), seen
+
+
+@pytest.mark.parametrize("version", [4, 6])
+@pytest.mark.parametrize("how", ["interface wan2", "source_ip wan2"])
+def test_a_redirect_to_another_host_keeps_the_uplink(lab: WanLab, how: str, version: int) -> None:
+    options, uplink = binding(lab, how, version)
+    hop = make_check("http", lab, version, **options, follow_redirects=True)
+    hop = hop.model_copy(update={"url": f"{hop.url}hop"})  # type: ignore[attr-defined]
+    lab.requests.clear()
+    result, seen = probe_on_wire(lab, hop, version)
+    wire_log(f"http IPv{version} {how} redirect /hop -> other: on wan2", seen["wan2"])
+    assert result.ok, result.error_message
+    assert seen["wan1"] == []
+    web, other = lab.target("web", version), lab.target("other", version)
+    assert {p.dst for p in seen["wan2"] if p.flags == SYN} == {web, other}
+    source = uplink.ip(version, 2)
+    assert lab.requests == [(source, web, "/hop"), (source, other, "/")]
+
+
+@pytest.mark.parametrize("version", [4, 6])
+def test_a_host_that_drops_icmp_is_up_for_tcp_and_syn_through_each_uplink(lab: WanLab, version: int) -> None:
+    for how in ("interface wan1", "interface wan2"):
+        options, _ = binding(lab, how, version)
+        verdicts = {
+            kind: probe_in_host(lab, make_check(kind, lab, version, "filtered", **options, timeout="500ms"))
+            for kind in ("tcp", "syn", "icmp")
+        }
+        assert verdicts["tcp"].ok and verdicts["syn"].ok, verdicts
+        assert verdicts["icmp"].error_kind is ErrorKind.TIMEOUT, verdicts["icmp"]

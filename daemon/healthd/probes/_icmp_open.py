@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from ipaddress import IPv4Address, IPv6Address
 
 from healthd.errors import ProbeFailure, from_os_error
+from healthd.probes._sockets import bind_source
 from healthd.results import ErrorKind
 
 SOL_RAW = getattr(socket, "SOL_RAW", 255)
@@ -40,14 +41,17 @@ Ancillary = Sequence[tuple[int, int, bytes]]  # sendmsg() control messages: (lev
 
 
 def open_icmp_socket(
-    family: socket.AddressFamily, wanted: tuple[int, ...], source: IPv4Address | IPv6Address | None = None
+    family: socket.AddressFamily,
+    wanted: tuple[int, ...],
+    source: IPv4Address | IPv6Address | None = None,
+    interface: str | None = None,
 ) -> tuple[socket.socket, str]:
     """A non-blocking ICMP socket for echo requests, and its mode: `datagram` or `raw`.
 
-    With `source` the socket is bound to that address: the per-packet IPV6_PKTINFO
-    source is overwritten by the socket's own in the kernel's ICMPv6 datagram path
-    (`ping_v6_sendmsg`), so only a bound socket makes such requests leave with it and
-    match a `from` policy rule.
+    With `source` and/or `interface` the socket itself is bound (`bind_source`): per
+    packet, IPV6_PKTINFO is not enough. The kernel's ICMPv6 datagram path
+    (`ping_v6_sendmsg`) overwrites its source with the socket's own, and its interface
+    only prefers a route: with no route through it, IPv6 requests leave elsewhere.
 
     Datagram ("ping") sockets need no privilege when `net.ipv4.ping_group_range`
     admits the process's group; the kernel then assigns the echo identifier (the
@@ -64,12 +68,13 @@ def open_icmp_socket(
                 continue
             raise from_os_error(exc, "cannot open an ICMP socket") from exc
         try:
-            _setup_icmp_socket(sock, mode, wanted, source)
+            _setup_icmp_socket(sock, mode, wanted)
+            bind_source(sock, source, interface)
+            if mode == ICMP_DATAGRAM and source is None:
+                # bind now so the kernel picks the echo identifier (the local "port") before any send
+                sock.bind(("::" if family == socket.AF_INET6 else "0.0.0.0", 0))
         except OSError as exc:
             sock.close()
-            if exc.errno == errno.EADDRNOTAVAIL and source is not None:
-                message = f"source_ip {source} is not an address of this host"
-                raise ProbeFailure(ErrorKind.ERROR, message) from exc
             raise from_os_error(exc, "cannot set up the ICMP socket") from exc
         except BaseException:
             sock.close()
@@ -78,12 +83,9 @@ def open_icmp_socket(
     raise ProbeFailure(ErrorKind.PERMISSION, icmp_permission_advice())
 
 
-def _setup_icmp_socket(
-    sock: socket.socket, mode: str, wanted: tuple[int, ...], source: IPv4Address | IPv6Address | None
-) -> None:
+def _setup_icmp_socket(sock: socket.socket, mode: str, wanted: tuple[int, ...]) -> None:
     sock.setblocking(False)
     v6 = sock.family == socket.AF_INET6
-    wildcard = "::" if v6 else "0.0.0.0"
     # the kernel's receive time of each reply comes with it: RTTs do not wait for the loop
     sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
     # and the TTL / hop limit it arrived with (blackbox_exporter's probe_icmp_reply_hop_limit)
@@ -99,16 +101,12 @@ def _setup_icmp_socket(
         # a known starting point: no DF unless a check asks (see set_dont_fragment)
         sock.setsockopt(socket.IPPROTO_IP, IP_MTU_DISCOVER, IP_PMTUDISC_DONT)
     if mode == ICMP_DATAGRAM:
-        # bind now so the kernel picks the echo identifier (the local "port") before any send
-        sock.bind((str(source) if source is not None else wildcard, 0))
         # ICMP errors about our requests reach a datagram socket only through its error queue
         if v6:
             sock.setsockopt(socket.IPPROTO_IPV6, IPV6_RECVERR, 1)
         else:
             sock.setsockopt(socket.IPPROTO_IP, IP_RECVERR, 1)
         return
-    if source is not None:
-        sock.bind((str(source), 0))
     if v6:
         blocked = [0xFFFFFFFF] * 8
         for kind in wanted:

@@ -56,7 +56,7 @@ async def probe_icmp(check: IcmpCheck, ctx: ProbeContext) -> ProbeOutcome:
     resolver = ctx.resources.get(Resolver)
     family, sockaddr = await resolver.resolve(check.host, 0, check.ip_family, check.source_ip)
     resolved = time.perf_counter()
-    shared = ctx.resources.get(EchoSockets).for_family(family, check.source_ip)
+    shared = ctx.resources.get(EchoSockets).for_family(family, check.source_ip, check.interface)
     echo = EchoRound(
         address=_canonical(family, sockaddr[0]),
         sockaddr=sockaddr,
@@ -156,31 +156,35 @@ def _payload(size: int) -> bytes:
 
 class EchoSockets(SharedResource):
     """The ICMP checks' sockets: one per address family, shared by every check; checks
-    with a `source_ip` share one bound to it (see `open_icmp_socket`)."""
+    with a `source_ip` or `interface` share one bound to them (see `open_icmp_socket`)."""
 
     def __init__(self, resources: ProbeResources) -> None:
         super().__init__(resources)
-        self._sockets: dict[tuple[int, IPv4Address | IPv6Address | None], EchoSocket] = {}
+        self._sockets: dict[tuple[int, IPv4Address | IPv6Address | None, str | None], EchoSocket] = {}
         self._announced: set[tuple[int, str]] = set()
 
     def for_family(
-        self, family: socket.AddressFamily, source: IPv4Address | IPv6Address | None = None
+        self,
+        family: socket.AddressFamily,
+        source: IPv4Address | IPv6Address | None = None,
+        interface: str | None = None,
     ) -> EchoSocket:
-        """The socket for `family` (bound to `source` if given), opened on first use.
+        """The socket for `family` (bound to `source`/`interface` if given), opened on first use.
 
         Raises ProbeFailure (kind `permission`) when neither mode is allowed; the
         next probe tries again, so fixing the sysctl needs no restart.
         """
-        shared = self._sockets.get((family, source))
+        route = (family, source, interface)
+        shared = self._sockets.get(route)
         if shared is None or shared.closed:
             wanted = WANTED_TYPES_V6 if family == socket.AF_INET6 else WANTED_TYPES_V4
             try:
-                sock, mode = open_icmp_socket(family, wanted, source)
+                sock, mode = open_icmp_socket(family, wanted, source, interface)
             except ProbeFailure as exc:
                 if exc.kind is ErrorKind.PERMISSION:
                     self._announce(family, "none")
                 raise
-            shared = self._sockets[(family, source)] = EchoSocket(sock, mode, asyncio.get_running_loop())
+            shared = self._sockets[route] = EchoSocket(sock, mode, asyncio.get_running_loop())
             self._announce(family, mode, shared.ident)
         return shared
 
