@@ -117,6 +117,15 @@ class WanLab:
             uplink.isp.exec("ip", "link", "set", device, "up")
         _isp_routes(uplink, self.internet)  # a link that went down took its routes along
 
+    def set_host_link(self, uplink: Uplink, up: bool) -> None:
+        """Take the host's own end of `uplink` down or up (up puts its table's default back)."""
+        self.host.exec("ip", "link", "set", uplink.name, "up" if up else "down")
+        if up:
+            for version in (4, 6):
+                gateway = ("via", uplink.ip(version, 1), "dev", uplink.name, "table", str(uplink.table))
+                # (IPv6 refuses to replace a route it kept: "No route to host"; that one is fine)
+                self.host.exec("ip", f"-{version}", "route", "replace", "default", *gateway, check=False)
+
     def remove_policy(self, uplink: Uplink) -> None:
         """Delete `uplink`'s policy rules: its table is then used by nothing (the "wrong route")."""
         for version in (4, 6):

@@ -25,7 +25,9 @@ from aiohttp import web
 from healthd import __version__, cli_probe, cli_tools, cluster
 from healthd.api_server import start_api
 from healthd.app import DAEMON, create_app
+from healthd.bindings import binding_warnings
 from healthd.config import Config, Loaded, load, split_host_port
+from healthd.config.loader import locator
 from healthd.errors import ConfigError
 from healthd.logs import setup_logging
 from healthd.notify import Notifier
@@ -180,6 +182,8 @@ def check_config(path: str) -> int:
     if loaded is None:
         return EXIT_USAGE
     config = loaded.config
+    for warning in binding_warnings(config, locator(path)):
+        print(warning, file=sys.stderr)
     print(f"OK: {len(config.services)} services, {config.check_count} checks")
     return EXIT_OK
 

@@ -7,7 +7,7 @@ the nearest line.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +32,18 @@ def load_config(path: str | Path) -> Config:
     text = _read_text(Path(path))
     data, lines = _parse_yaml(name, text)
     return build_config(name, data, lines)
+
+
+def locator(path: str | Path) -> Callable[[PathKey], str]:
+    """`FILE:LINE: dotted.path` of a place in a config file, for warnings about a config that loaded.
+
+    A config directory (several files merged) gets `DIR: dotted.path`, without a line.
+    """
+    name = str(path)
+    if not Path(path).is_file():
+        return lambda where: f"{name}: {_dotted(where)}"
+    _, lines = _parse_yaml(name, _read_text(Path(path)))
+    return lambda where: f"{name}:{_line(lines, where)}: {_dotted(where)}"
 
 
 def build_config(name: str, data: Any, lines: Lines | None = None) -> Config:

@@ -17,6 +17,7 @@ from ipaddress import IPv4Address, IPv6Address
 
 from healthd.config import HostPortCheck
 from healthd.errors import ProbeFailure, from_connect_error, from_os_error
+from healthd.probes._interfaces import interface_problem
 from healthd.probes._resolve import Resolver, SockAddr, format_sockaddr
 from healthd.results import ErrorKind
 
@@ -101,6 +102,10 @@ def bind_source(
             if exc.errno == errno.ENODEV:
                 raise ProbeFailure(ErrorKind.ERROR, f"no interface named {interface!r}") from exc
             raise from_os_error(exc, f"cannot bind to interface {interface}") from exc
+        # down, or (with no source_ip) without an address of the family: say so, not a timeout
+        problem = interface_problem(interface, sock.family if source_ip is None else None)
+        if problem is not None:
+            raise ProbeFailure(ErrorKind.ERROR, problem)
     if source_ip is not None:
         if (source_ip.version == 6) != (sock.family == socket.AF_INET6):
             raise ProbeFailure(
