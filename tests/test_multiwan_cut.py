@@ -133,7 +133,15 @@ def log_table(text: str) -> None:
 ALL_UP = {"wan1": "up", "wan2": "up", "unbound": "up"}
 
 
-@pytest.mark.parametrize(("how", "kinds"), [("drop", {"timeout"}), ("unreachable", {"unreachable"})])
+@pytest.mark.parametrize(
+    ("how", "kinds"),
+    [
+        ("drop", {"timeout"}),
+        ("unreachable", {"unreachable"}),
+        # the ISP's end loses its link: silence, or "no route to host" once our ARP/ND gives up
+        ("down", {"timeout", "unreachable"}),
+    ],
+)
 def test_cutting_wan2_takes_down_exactly_its_checks(
     lab: WanLab, daemon: subprocess.Popen[bytes], how: Cut, kinds: set[str]
 ) -> None:
@@ -143,7 +151,7 @@ def test_cutting_wan2_takes_down_exactly_its_checks(
     after = wait_for(lab, {"wan1": "up", "wan2": "down", "unbound": "up"})
     log_table(table(f"cut wan2 ({how})", before, after))
     down_kinds = {kind for key, (_, kind) in after.items() if key.startswith("wan2/")}
-    assert down_kinds == kinds, after
+    assert down_kinds and down_kinds <= kinds, after
     lab.restore(lab.wan2)
     wait_for(lab, ALL_UP)
 
