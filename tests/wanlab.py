@@ -24,16 +24,16 @@ import functools
 import itertools
 import os
 import socket
-import threading
 import time
 from collections.abc import Callable, Coroutine, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from typing import Any, Literal, TypeVar
 
 from tests.capture import Capture, Packet
 from tests.netlab import Namespace, free_index, sh, skip_unless_root, subnet_lock
+from tests.wanserver import serve_targets
 
 T = TypeVar("T")
 HTTP_PORT = 80  # the internet is our own namespace: any port is free there
@@ -167,7 +167,9 @@ def wan_lab() -> Iterator[WanLab]:
             index,
         )
         _build(lab)
-        server = _serve(lab)
+        server = serve_targets(
+            internet, HTTP_PORT, lambda version: lab.target("other", version), lab.requests
+        )
         _wait_until_routed(lab)
         yield lab
     finally:
@@ -184,48 +186,7 @@ def _build(lab: WanLab) -> None:
         _sysctls(ns)
         ns.exec("ip", "link", "set", "lo", "up")
     for up in lab.uplinks():
-        sh(
-            "ip",
-            "-n",
-            host.name,
-            "link",
-            "add",
-            up.name,
-            "type",
-            "veth",
-            "peer",
-            "name",
-            "cust",
-            "netns",
-            up.isp.name,
-        )
-        sh(
-            "ip",
-            "-n",
-            up.isp.name,
-            "link",
-            "add",
-            "core",
-            "type",
-            "veth",
-            "peer",
-            "name",
-            up.name.replace("wan", "isp"),
-            "netns",
-            internet.name,
-        )
-        for version, plen in ((4, 24), (6, 64)):
-            _address(host, up.name, f"{up.ip(version, 2)}/{plen}")
-            _address(up.isp, "cust", f"{up.ip(version, 1)}/{plen}")
-            _address(up.isp, "core", f"{up.core_ip(version, 1)}/{plen}")
-            _address(internet, up.name.replace("wan", "isp"), f"{up.core_ip(version, 2)}/{plen}")
-        for ns, device in (
-            (host, up.name),
-            (up.isp, "cust"),
-            (up.isp, "core"),
-            (internet, up.name.replace("wan", "isp")),
-        ):
-            ns.exec("ip", "link", "set", device, "up")
+        _wire(lab, up)
         _isp_routes(up, internet)
         _host_policy(host, up)
     for version in (4, 6):
@@ -234,30 +195,25 @@ def _build(lab: WanLab) -> None:
         )
         for name in ("web", "filtered", "other"):
             _address(internet, "lo", f"{lab.target(name, version)}/{32 if version == 4 else 128}")
-    internet.iptables(
-        "-A",
-        "INPUT",
-        "-d",
-        lab.target("filtered", 4),
-        "-p",
-        "icmp",
-        "--icmp-type",
-        "echo-request",
-        "-j",
-        "DROP",
-    )
-    internet.ip6tables(
-        "-A",
-        "INPUT",
-        "-d",
-        lab.target("filtered", 6),
-        "-p",
-        "ipv6-icmp",
-        "--icmpv6-type",
-        "echo-request",
-        "-j",
-        "DROP",
-    )
+    echo = ("--icmp-type", "echo-request", "-j", "DROP")
+    internet.iptables("-A", "INPUT", "-d", lab.target("filtered", 4), "-p", "icmp", *echo)
+    echo6 = ("--icmpv6-type", "echo-request", "-j", "DROP")
+    internet.ip6tables("-A", "INPUT", "-d", lab.target("filtered", 6), "-p", "ipv6-icmp", *echo6)
+
+
+def _wire(lab: WanLab, up: Uplink) -> None:
+    """host `wanN` <-> ISP `cust`, ISP `core` <-> internet `ispN`: created inside the namespaces."""
+    edge = up.name.replace("wan", "isp")  # the internet's end
+    veth = ("link", "add", "type", "veth", "peer", "name")
+    sh("ip", "-n", lab.host.name, *veth[:2], up.name, *veth[2:], "cust", "netns", up.isp.name)
+    sh("ip", "-n", up.isp.name, *veth[:2], "core", *veth[2:], edge, "netns", lab.internet.name)
+    for version, plen in ((4, 24), (6, 64)):
+        _address(lab.host, up.name, f"{up.ip(version, 2)}/{plen}")
+        _address(up.isp, "cust", f"{up.ip(version, 1)}/{plen}")
+        _address(up.isp, "core", f"{up.core_ip(version, 1)}/{plen}")
+        _address(lab.internet, edge, f"{up.core_ip(version, 2)}/{plen}")
+    for ns, device in ((lab.host, up.name), (up.isp, "cust"), (up.isp, "core"), (lab.internet, edge)):
+        ns.exec("ip", "link", "set", device, "up")
 
 
 def _sysctls(ns: Namespace) -> None:
@@ -332,47 +288,3 @@ def _connects(address: tuple[str, int], device: str) -> bool:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, device.encode())
         sock.settimeout(0.2)
         return sock.connect_ex(address) == 0
-
-
-# ---- the targets' server ----------------------------------------------------------------
-
-
-def _serve(lab: WanLab) -> ThreadingHTTPServer:
-    """An HTTP server on [::]:80 in the internet (dual stack: every target address, v4 and v6).
-
-    `/` answers 200; `/hop` redirects to the `other` target of the same family. Each
-    request is recorded in `lab.requests` as (client address, server address, path).
-    """
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            client = self.client_address[0].removeprefix("::ffff:")
-            server = self.connection.getsockname()[0].removeprefix("::ffff:")
-            lab.requests.append((client, server, self.path))
-            if self.path.startswith("/hop"):
-                other = lab.target("other", 6 if ":" in server else 4)
-                self.send_response(302)
-                self.send_header("Location", f"http://{f'[{other}]' if ':' in other else other}:{HTTP_PORT}/")
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-                return
-            body = b"ok\n"
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, format: str, *args: Any) -> None:
-            del format, args
-
-    listener = lab.internet.socket(socket.AF_INET6, socket.SOCK_STREAM)
-    listener.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
-    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    listener.bind(("::", HTTP_PORT))
-    listener.listen(128)
-    server = ThreadingHTTPServer(("::", HTTP_PORT), Handler, bind_and_activate=False)
-    server.socket.close()
-    server.socket = listener
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True).start()
-    return server
