@@ -95,7 +95,13 @@ def probe_on_wire(lab: WanLab, check: CheckBase, version: int) -> tuple[ProbeRes
         result = probe_in_host(lab, check)
         # the probe has returned, so its packets are on the wire; let the capture threads read them
         one.wait_for(lambda p: False, timeout=0.2)
-    return result, {"wan1": one.packets, "wan2": two.packets}
+    # only connections this probe opened: the last FIN/ACK of the previous probe's may still be on the way
+    opened = {(p.src, p.sport) for p in one.packets + two.packets if p.is_tcp and p.flags == SYN}
+
+    def ours(packets: list[Packet]) -> list[Packet]:
+        return [p for p in packets if not p.is_tcp or (p.src, p.sport) in opened]
+
+    return result, {"wan1": ours(one.packets), "wan2": ours(two.packets)}
 
 
 @pytest.mark.parametrize("version", [4, 6])
