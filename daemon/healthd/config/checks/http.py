@@ -21,9 +21,10 @@ from pydantic import (
 )
 from yarl import URL
 
+from healthd import files
 from healthd.config import http_rules
 from healthd.config.checks.base import CheckBase
-from healthd.config.types import Duration, parse_duration
+from healthd.config.types import CertDuration, compile_regex
 
 _MIB = 1024 * 1024
 _HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
@@ -31,12 +32,7 @@ _METHOD = re.compile(r"^[A-Z]+$")
 
 
 def _compile_regex(value: object) -> object:
-    if isinstance(value, str):
-        try:
-            return re.compile(value)
-        except re.error as exc:
-            raise ValueError(f"invalid regex {value!r}: {exc}") from None
-    return value
+    return compile_regex(value) if isinstance(value, str) else value
 
 
 Regex = Annotated[
@@ -63,31 +59,19 @@ StatusPattern = Annotated[str, BeforeValidator(_status)]
 JsonCondition = Annotated[str, AfterValidator(_condition)]
 
 
-def _cert_duration(value: object) -> object:
-    """Durations, plus days (`14d`): certificate lifetimes are counted in days."""
-    if not isinstance(value, str):
-        return value
-    text = value.strip()
-    try:
-        return parse_duration(text[:-1]) * 86400 if text.endswith("d") else parse_duration(text)
-    except ValueError:
-        raise ValueError(f"invalid duration {value!r}: use e.g. 14d, 336h") from None
-
-
-CertDuration = Annotated[Duration, BeforeValidator(_cert_duration)]
-
-
-def _readable(path: Path | None) -> Path | None:
-    if path is not None:
-        try:
-            with path.open("rb") as handle:
-                handle.read(1)
-        except OSError as exc:
-            raise ValueError(f"cannot read {path}: {exc.strerror or exc}") from None
+def _pem_file(path: Path) -> Path:
+    files.check_file(path, files.MAX_PEM_BYTES)
     return path
 
 
-ReadableFile = Annotated[Path, AfterValidator(_readable)]
+def _secret_file(path: Path) -> Path:
+    files.read_secret(path)
+    return path
+
+
+# regular files within a size cap; FIFOs and devices refused (see healthd.files)
+PemFile = Annotated[Path, AfterValidator(_pem_file)]
+SecretPath = Annotated[Path, AfterValidator(_secret_file)]
 
 
 def redact_url(url: URL) -> str:
@@ -124,7 +108,7 @@ class BasicAuth(BaseModel):
 
     username: str
     password: SecretStr | None = None
-    password_file: ReadableFile | None = None
+    password_file: SecretPath | None = None
 
     @model_validator(mode="after")
     def _one_password(self) -> BasicAuth:
@@ -144,7 +128,7 @@ class HttpCheck(CheckBase):
     headers: dict[str, SecretStr] = Field(default_factory=dict)
     body: str | None = None
     basic_auth: BasicAuth | None = None
-    bearer_token_file: ReadableFile | None = None
+    bearer_token_file: SecretPath | None = None
     follow_redirects: bool = False
     max_body_bytes: int = Field(_MIB, ge=0, le=1024 * _MIB)
     keepalive: bool = False
@@ -156,9 +140,9 @@ class HttpCheck(CheckBase):
     expect_headers: dict[str, Regex] = Field(default_factory=dict)
     json_path: Annotated[list[JsonCondition], BeforeValidator(_as_list)] = Field(default_factory=list)
     verify: bool = True
-    ca_file: ReadableFile | None = None
-    cert_file: ReadableFile | None = None
-    key_file: ReadableFile | None = None
+    ca_file: PemFile | None = None
+    cert_file: PemFile | None = None
+    key_file: PemFile | None = None
     server_name: str | None = Field(None, min_length=1, max_length=253)
     min_tls_version: Literal["1.0", "1.1", "1.2", "1.3"] | None = None
     cert_expiry_min: CertDuration | None = None
@@ -208,7 +192,7 @@ class HttpCheck(CheckBase):
             raise ValueError("key_file needs cert_file")
         if self.cert_file is not None:
             key = self.key_file or self.cert_file
-            if b"ENCRYPTED" in key.read_bytes():
+            if b"ENCRYPTED" in files.read_file(key, files.MAX_PEM_BYTES):
                 raise ValueError(f"{key}: the private key is encrypted; healthd needs it unencrypted")
             try:
                 context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
