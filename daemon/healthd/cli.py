@@ -22,7 +22,7 @@ from pathlib import Path
 from aiohttp import web
 
 from healthd import __version__, cli_probe, cli_tools
-from healthd.app import DAEMON, create_app
+from healthd.app import DAEMON, create_app, read_token
 from healthd.config import Config, load_config, split_host_port
 from healthd.errors import ConfigError
 from healthd.logs import setup_logging
@@ -142,20 +142,29 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _load_or_report(path: str) -> Config | None:
+    """The config, or None after printing why not (exit 2 follows, whatever went wrong)."""
     try:
-        return load_config(path)
+        config = load_config(path)
+        read_token(config)  # everything `run` reads before it starts
+        return config
     except ConfigError as exc:
         for line in exc.errors:
             print(line, file=sys.stderr)
-        return None
+    except Exception:  # a loader bug: still exit 2, so systemd does not restart into it
+        log.exception("%s: internal error reading the config", path)
+    return None
 
 
 def check_config(path: str) -> int:
     config = _load_or_report(path)
     if config is None:
         return EXIT_USAGE
-    print(f"OK: {len(config.services)} services, {config.check_count} checks")
+    print(f"OK: {_count(len(config.services), 'service')}, {_count(config.check_count, 'check')}")
     return EXIT_OK
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}" if number == 1 else f"{number} {noun}s"
 
 
 # ---- run -----------------------------------------------------------------------------
@@ -249,7 +258,7 @@ def _start_watchdog(notifier: Notifier) -> asyncio.Task[None] | None:
 
 
 def _status(config: Config) -> str:
-    return f"probing {config.check_count} checks in {len(config.services)} services"
+    return f"probing {_count(config.check_count, 'check')} in {_count(len(config.services), 'service')}"
 
 
 def _bound_address(runner: web.AppRunner, host: str, port: int) -> str:

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from healthd.config.checks import Check
 from healthd.config.notify import NotifyConfig
-from healthd.config.types import Duration, Name, split_host_port
+from healthd.config.types import Duration, Name, SecretPath, split_host_port
 
 _LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
 _RESERVED_LABELS = {"service", "check", "type", "target"}
@@ -21,7 +20,7 @@ class Strict(BaseModel):
 
 class ServerConfig(Strict):
     listen: str = "127.0.0.1:9180"
-    token_file: Path | None = None
+    token_file: SecretPath | None = None
     protect_reads: bool = False
 
     @field_validator("listen")

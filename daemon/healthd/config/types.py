@@ -5,9 +5,12 @@ from __future__ import annotations
 import ipaddress
 import math
 import re
+from pathlib import Path
 from typing import Annotated
 
 from pydantic import AfterValidator, BeforeValidator, PlainSerializer, StringConstraints, WithJsonSchema
+
+from healthd import files
 
 _UNIT_SECONDS = {
     "w": 604_800.0,
@@ -147,6 +150,21 @@ def compile_regex(pattern: str) -> re.Pattern[str]:
         raise ValueError(f"invalid regex {shown}: nested too deeply") from None
     except OverflowError:  # a{99999999999999999999}
         raise ValueError(f"invalid regex {shown}: a repeat count is too large") from None
+
+
+def _pem_file(path: Path) -> Path:
+    files.check_file(path, files.MAX_PEM_BYTES)
+    return path
+
+
+def _secret_file(path: Path) -> Path:
+    files.read_secret(path)
+    return path
+
+
+# regular files within a size cap; FIFOs and devices refused (see healthd.files)
+PemFile = Annotated[Path, AfterValidator(_pem_file)]
+SecretPath = Annotated[Path, AfterValidator(_secret_file)]
 
 
 NAME_PATTERN = r"^[A-Za-z0-9_.-]+$"

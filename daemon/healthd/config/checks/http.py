@@ -5,7 +5,6 @@ from __future__ import annotations
 import re
 import ssl
 from functools import cached_property
-from pathlib import Path
 from typing import Annotated, ClassVar, Literal
 
 from pydantic import (
@@ -24,7 +23,7 @@ from yarl import URL
 from healthd import files
 from healthd.config import http_rules
 from healthd.config.checks.base import CheckBase
-from healthd.config.types import CertDuration, compile_regex
+from healthd.config.types import CertDuration, PemFile, SecretPath, compile_regex
 
 _MIB = 1024 * 1024
 _HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
@@ -57,21 +56,6 @@ def _condition(value: str) -> str:
 
 StatusPattern = Annotated[str, BeforeValidator(_status)]
 JsonCondition = Annotated[str, AfterValidator(_condition)]
-
-
-def _pem_file(path: Path) -> Path:
-    files.check_file(path, files.MAX_PEM_BYTES)
-    return path
-
-
-def _secret_file(path: Path) -> Path:
-    files.read_secret(path)
-    return path
-
-
-# regular files within a size cap; FIFOs and devices refused (see healthd.files)
-PemFile = Annotated[Path, AfterValidator(_pem_file)]
-SecretPath = Annotated[Path, AfterValidator(_secret_file)]
 
 
 def redact_url(url: URL) -> str:
@@ -149,6 +133,15 @@ class HttpCheck(CheckBase):
     @cached_property  # parsed once; cheaper to read than a pydantic private attribute
     def parsed_url(self) -> URL:
         return URL(self.url)
+
+    @cached_property  # one per check: it caches the token between probes
+    def bearer_token(self) -> files.SecretFile | None:
+        return files.SecretFile(self.bearer_token_file) if self.bearer_token_file else None
+
+    @cached_property
+    def basic_password(self) -> files.SecretFile | None:
+        auth = self.basic_auth
+        return files.SecretFile(auth.password_file) if auth and auth.password_file else None
 
     @property
     def display_target(self) -> str:
