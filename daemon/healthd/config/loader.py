@@ -202,21 +202,28 @@ def _data_path(data: Any, loc: tuple[int | str, ...]) -> PathKey:
 
 def _known_keys(data: Any, path: PathKey) -> set[str]:
     """The options that the mapping at `path` takes, for "did you mean" hints."""
-    model: type[BaseModel] | None = Config
-    node = data
+    annotation: Any = Config
+    node: Any = data
     for part in path:
-        if isinstance(node, dict):
-            node = node.get(part)
-        elif isinstance(node, list) and isinstance(part, int) and part < len(node):
-            node = node[part]
-        if isinstance(part, int):
-            continue  # a list item: `model` already is the item's model
-        field = model.model_fields.get(part) if model is not None else None
-        model = _model_in(field.annotation, node) if field is not None else None
-        if model is None:
-            return set()
-    assert model is not None
+        if isinstance(part, str):  # `node` is the mapping that holds `part`
+            model = _model_in(annotation, node)
+            field = model.model_fields.get(part) if model is not None else None
+            if field is None:
+                return set()
+            annotation = field.annotation
+        node = _child(node, part)
+    model = _model_in(annotation, node)
+    if model is None:
+        return set()
     return set(model.model_fields) | ({"defaults"} if model is Config else set())
+
+
+def _child(node: Any, part: str | int) -> Any:
+    if isinstance(node, dict):
+        return node.get(part)
+    if isinstance(node, list) and isinstance(part, int) and part < len(node):
+        return node[part]
+    return None
 
 
 def _model_in(annotation: Any, node: Any) -> type[BaseModel] | None:

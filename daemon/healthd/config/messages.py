@@ -5,6 +5,7 @@ Pure functions: the loader decides where a problem is, this module how it reads.
 
 from __future__ import annotations
 
+import datetime
 import difflib
 import re
 from collections.abc import Iterable, Mapping
@@ -120,7 +121,14 @@ def _got(err: Mapping[str, Any]) -> str:
     return f", not {_TYPE_NAMES.get(type(value), 'a ' + type(value).__name__)}"
 
 
-_TYPE_NAMES: dict[type, str] = {dict: "a mapping", list: "a list"}
+_TYPE_NAMES: dict[type, str] = {
+    dict: "a mapping",
+    list: "a list",
+    bytes: "binary data",
+    set: "a set",
+    datetime.date: "a date",
+    datetime.datetime: "a timestamp",
+}
 
 
 def _their_words(message: str) -> str:

@@ -44,7 +44,7 @@ def parse_duration(value: object) -> float:
         raise ValueError(f"a duration is a string with a unit or a number of seconds: {_HINT}")
     if isinstance(value, int):
         if abs(value) > 10**15:  # float() of a 400-digit integer overflows
-            raise ValueError(f"duration {value:.3e} seconds is out of range")
+            raise ValueError(f"a duration of {len(str(abs(value)))} digits is out of range")
         return float(value)
     if isinstance(value, float):
         if not math.isfinite(value):

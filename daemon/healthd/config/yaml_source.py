@@ -45,6 +45,12 @@ class _BoundedLoader(yaml.SafeLoader):
         self._open_anchors: list[str] = []
         self._sizes: dict[int, int] = {}
 
+    def fetch_flow_collection_start(self, token_class: type[yaml.Token]) -> None:
+        # the scanner looks ahead through `[[[[...` before the composer sees any depth
+        if self.flow_level >= MAX_DEPTH:
+            raise YamlProblem(_line(self.get_mark()), f"nested more than {MAX_DEPTH} levels deep")
+        super().fetch_flow_collection_start(token_class)
+
     def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
         event = self.peek_event()  # type: ignore[no-untyped-call]
         if isinstance(event, yaml.AliasEvent):
