@@ -1,4 +1,4 @@
-"""Command line: `healthd run | check-config | probe | healthcheck | print-unit | print-config`.
+"""Command line: `healthd run | check-config | schema | probe | healthcheck | print-unit | print-config`.
 
 The only place that exits. Sub-commands are rows of `COMMANDS`: a new one is a
 function taking the parsed arguments and returning an exit status, plus a row.
@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
+import json
 import logging
 import os
 import resource
@@ -24,6 +25,7 @@ from aiohttp import web
 from healthd import __version__, cli_probe, cli_tools
 from healthd.app import DAEMON, create_app, read_token
 from healthd.config import Config, load_config, split_host_port
+from healthd.config.schema import config_schema
 from healthd.errors import ConfigError
 from healthd.logs import setup_logging
 from healthd.notify import Notifier
@@ -63,6 +65,7 @@ COMMANDS: tuple[Command, ...] = (
         "run", "run the daemon (the default)", lambda a: run(a.config, a.listen), _run_arguments, True, True
     ),
     Command("check-config", "validate a config and exit", lambda a: check_config(a.config), config=True),
+    Command("schema", "print the JSON Schema of the config (for editors)", lambda a: print_schema()),
     Command(
         "probe",
         "run one probe now and print the result",
@@ -160,6 +163,11 @@ def check_config(path: str) -> int:
     if config is None:
         return EXIT_USAGE
     print(f"OK: {_count(len(config.services), 'service')}, {_count(config.check_count, 'check')}")
+    return EXIT_OK
+
+
+def print_schema() -> int:
+    print(json.dumps(config_schema(), indent=2, ensure_ascii=False))
     return EXIT_OK
 
 

@@ -3,23 +3,33 @@
 from __future__ import annotations
 
 import re
+from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, WithJsonSchema, field_validator
 
 from healthd.config.checks import Check
 from healthd.config.notify import NotifyConfig
-from healthd.config.types import Duration, Name, SecretPath, split_host_port
+from healthd.config.types import HOST_PORT_PATTERN, Duration, Name, SecretPath, split_host_port
 
 _LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
 _RESERVED_LABELS = {"service", "check", "type", "target"}
+_LABELS_SCHEMA: dict[str, JsonValue] = {
+    "propertyNames": {
+        "pattern": "^(?!__)[a-zA-Z_][a-zA-Z0-9_]*$",
+        "not": {"enum": ["check", "service", "target", "type"]},  # _RESERVED_LABELS
+    }
+}
 
 
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+ListenAddress = Annotated[str, WithJsonSchema({"type": "string", "pattern": HOST_PORT_PATTERN})]
+
+
 class ServerConfig(Strict):
-    listen: str = "127.0.0.1:9180"
+    listen: ListenAddress = "127.0.0.1:9180"
     token_file: SecretPath | None = None
     protect_reads: bool = False
 
@@ -44,7 +54,7 @@ class MetricsConfig(Strict):
 
 class Service(Strict):
     name: Name
-    labels: dict[str, str] = Field(default_factory=dict)
+    labels: dict[str, str] = Field(default_factory=dict, json_schema_extra=_LABELS_SCHEMA)
     checks: list[Check] = Field(min_length=1)
 
     @field_validator("labels")

@@ -203,4 +203,8 @@ def _check_host_port(value: object) -> object:
     return value
 
 
-HostPort = Annotated[str, BeforeValidator(_check_host_port)]
+#: HOST:PORT or [IPv6]:PORT, as far as a pattern can tell (the port's range is checked in code)
+HOST_PORT_PATTERN = r"^(\[[^\[\]]+\]|[^:\[\]]+):[0-9]{1,5}$"
+HostPort = Annotated[
+    str, BeforeValidator(_check_host_port), WithJsonSchema({"type": "string", "pattern": HOST_PORT_PATTERN})
+]

@@ -15,6 +15,7 @@ from pydantic import (
     Field,
     PlainSerializer,
     SecretStr,
+    WithJsonSchema,
     field_validator,
     model_validator,
 )
@@ -54,8 +55,28 @@ def _condition(value: str) -> str:
     return value
 
 
-StatusPattern = Annotated[str, BeforeValidator(_status)]
+_STATUS_SCHEMA = {
+    "anyOf": [
+        {"type": "integer", "minimum": 100, "maximum": 599},
+        {"type": "string", "pattern": r"^\s*[1-5]([xX]{2}|[0-9]{2})\s*$"},
+    ]
+}
+StatusPattern = Annotated[str, BeforeValidator(_status), WithJsonSchema(_STATUS_SCHEMA)]
+StatusList = Annotated[
+    list[StatusPattern],
+    BeforeValidator(_as_list),
+    WithJsonSchema({"anyOf": [_STATUS_SCHEMA, {"type": "array", "items": _STATUS_SCHEMA, "minItems": 1}]}),
+]
 JsonCondition = Annotated[str, AfterValidator(_condition)]
+JsonConditions = Annotated[
+    list[JsonCondition],
+    BeforeValidator(_as_list),
+    WithJsonSchema({"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]}),
+]
+TlsVersion = Annotated[
+    Literal["1.0", "1.1", "1.2", "1.3"],
+    WithJsonSchema({"enum": ["1.0", "1.1", "1.2", "1.3", 1.0, 1.1, 1.2, 1.3]}),  # YAML reads 1.2 as a number
+]
 
 
 def redact_url(url: URL) -> str:
@@ -116,19 +137,17 @@ class HttpCheck(CheckBase):
     follow_redirects: bool = False
     max_body_bytes: int = Field(_MIB, ge=0, le=1024 * _MIB)
     keepalive: bool = False
-    expect_status: Annotated[list[StatusPattern], BeforeValidator(_as_list)] = Field(
-        default_factory=lambda: ["2xx"], min_length=1
-    )
+    expect_status: StatusList = Field(default_factory=lambda: ["2xx"], min_length=1)
     body_regex: Regex | None = None
     body_not_regex: Regex | None = None
     expect_headers: dict[str, Regex] = Field(default_factory=dict)
-    json_path: Annotated[list[JsonCondition], BeforeValidator(_as_list)] = Field(default_factory=list)
+    json_path: JsonConditions = Field(default_factory=list)
     verify: bool = True
     ca_file: PemFile | None = None
     cert_file: PemFile | None = None
     key_file: PemFile | None = None
     server_name: str | None = Field(None, min_length=1, max_length=253)
-    min_tls_version: Literal["1.0", "1.1", "1.2", "1.3"] | None = None
+    min_tls_version: TlsVersion | None = None
     cert_expiry_min: CertDuration | None = None
     @cached_property  # parsed once; cheaper to read than a pydantic private attribute
     def parsed_url(self) -> URL:
