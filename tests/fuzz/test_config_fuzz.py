@@ -7,7 +7,7 @@ RSS in-process; address space as a process). Three runs of one generator
 seeded cases (cheap, for volume), and seeded cases through the CLI.
 
 Sizes: HEALTHD_FUZZ_CASES (seeded, default 2,500), HEALTHD_FUZZ_HYPOTHESIS_CASES
-(default 300), HEALTHD_FUZZ_PROCESS_CASES (default 24). The default run sees the
+(default 300), HEALTHD_FUZZ_PROCESS_CASES (default 8). The default run sees the
 same cases every time; `make fuzz` runs 100,000 seeded cases from a random start
 (HEALTHD_FUZZ_RANDOM=1), printed so a failure can be replayed with
 HEALTHD_FUZZ_START.
@@ -38,7 +38,7 @@ pytestmark = pytest.mark.fuzz
 RANDOM = os.environ.get("HEALTHD_FUZZ_RANDOM") == "1"
 CASES = int(os.environ.get("HEALTHD_FUZZ_CASES", "2500"))
 HYPOTHESIS_CASES = int(os.environ.get("HEALTHD_FUZZ_HYPOTHESIS_CASES", "300"))
-PROCESS_CASES = int(os.environ.get("HEALTHD_FUZZ_PROCESS_CASES", "24"))
+PROCESS_CASES = int(os.environ.get("HEALTHD_FUZZ_PROCESS_CASES", "8"))
 START = int(os.environ.get("HEALTHD_FUZZ_START", random.randrange(10**9) if RANDOM else 0))
 # a hang guard, not a performance claim: a case normally takes milliseconds
 SECONDS_PER_CASE = 10.0
