@@ -86,6 +86,7 @@ CASES: list[tuple[str, str, int | None, str]] = [
         6,
         "nested too deeply",
     ),
+    ("regex warning", with_option(HTTP, "body_regex: 'a[[b]'"), 6, "ambiguous regex 'a[[b]': Possible nested set"),
     (
         "regex huge repeat",
         with_option(HTTP, "body_regex: 'a{99999999999999999999}'"),

@@ -29,6 +29,7 @@ SCHEMA_CANNOT = {
     "must be from 1ms to 7d, not 0": "the range of a duration written as text (0s)",
     "is not a finite number": "NaN compares false with every bound",
     "nested too deeply": "what a regex compiles to",
+    "ambiguous regex": "what a regex compiles to",
     "repeat count is too large": "what a regex compiles to",
     "characters, more than 1000": "the json_path language",
     "is a character device": "the file system",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 import math
 import re
+import warnings
 from pathlib import Path
 from typing import Annotated
 
@@ -143,7 +144,12 @@ def compile_regex(pattern: str) -> re.Pattern[str]:
         raise ValueError(f"regex is {len(pattern)} characters, more than {MAX_REGEX_CHARS}")
     shown = repr(pattern) if len(pattern) <= 60 else repr(pattern[:60]) + "..."
     try:
-        return re.compile(pattern)
+        with warnings.catch_warnings():
+            # e.g. "possible nested set": Python warns that the meaning will change
+            warnings.simplefilter("error")
+            return re.compile(pattern)
+    except FutureWarning as exc:
+        raise ValueError(f"ambiguous regex {shown}: {exc} (escape the character)") from None
     except re.error as exc:
         raise ValueError(f"invalid regex {shown}: {exc}") from None
     except RecursionError:  # the parser recurses once per nested group
