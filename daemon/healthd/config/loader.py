@@ -19,7 +19,7 @@ from healthd.config import messages
 from healthd.config.checks import CHECK_MODELS, CheckBase
 from healthd.config.messages import Problem
 from healthd.config.model import Config
-from healthd.config.yaml_source import PathKey, YamlProblem, line_of, parse
+from healthd.config.yaml_source import LineCounter, PathKey, YamlProblem, line_of, parse
 from healthd.errors import ConfigError
 from healthd.files import MAX_CONFIG_BYTES, FileOptionError, read_file
 
@@ -30,8 +30,9 @@ _NOT_DEFAULTABLE = {"name", "type", "target", "url"}
 class Lines:
     """Where each data path is written: the YAML nodes, plus paths copied from `defaults:`."""
 
-    def __init__(self, root: yaml.Node | None = None) -> None:
+    def __init__(self, root: yaml.Node | None = None, counter: LineCounter | None = None) -> None:
         self._root = root
+        self._counter = counter or LineCounter("")
         self._copied: dict[PathKey, PathKey] = {}
 
     def copy(self, path: PathKey, source: PathKey) -> None:
@@ -48,7 +49,7 @@ class Lines:
     def line(self, path: PathKey) -> int:
         if self._root is None:
             return 1
-        return line_of(self._root, self.source(path)) or 1
+        return line_of(self._root, self.source(path), self._counter) or 1
 
 
 def load_config(path: str | Path) -> Config:
@@ -61,10 +62,10 @@ def load_config(path: str | Path) -> Config:
     except UnicodeDecodeError as exc:
         raise ConfigError([f"{name}: not UTF-8 text ({exc.reason} at byte {exc.start})"]) from None
     try:
-        data, root = parse(text)
+        data, root, counter = parse(text)
     except YamlProblem as problem:
         raise ConfigError([messages.render(name, [Problem(problem.line, problem.message)])[0]]) from None
-    return build_config(name, data, Lines(root))
+    return build_config(name, data, Lines(root, counter))
 
 
 def build_config(name: str, data: Any, lines: Lines | None = None) -> Config:

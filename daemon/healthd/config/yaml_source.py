@@ -16,6 +16,7 @@ Every failure is a `YamlProblem(line, message)`; lines are 1-based.
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Hashable
 from typing import Any
 
@@ -41,6 +42,7 @@ class _BoundedLoader(yaml.SafeLoader):
 
     def __init__(self, text: str) -> None:
         super().__init__(text)
+        self.lines = LineCounter(text)
         self._depth = 0
         self._open_anchors: list[str] = []
         self._sizes: dict[int, int] = {}
@@ -48,18 +50,18 @@ class _BoundedLoader(yaml.SafeLoader):
     def fetch_flow_collection_start(self, token_class: type[yaml.Token]) -> None:
         # the scanner looks ahead through `[[[[...` before the composer sees any depth
         if self.flow_level >= MAX_DEPTH:
-            raise YamlProblem(_line(self.get_mark()), f"nested more than {MAX_DEPTH} levels deep")
+            raise YamlProblem(self.lines(self.get_mark()), f"nested more than {MAX_DEPTH} levels deep")
         super().fetch_flow_collection_start(token_class)
 
     def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
         event = self.peek_event()  # type: ignore[no-untyped-call]
         if isinstance(event, yaml.AliasEvent):
             if event.anchor in self._open_anchors:
-                raise YamlProblem(_line(event.start_mark), f"alias *{event.anchor} refers to itself")
+                raise YamlProblem(self.lines(event.start_mark), f"alias *{event.anchor} refers to itself")
             return super().compose_node(parent, index)
         self._depth += 1
         if self._depth > MAX_DEPTH:
-            raise YamlProblem(_line(event.start_mark), f"nested more than {MAX_DEPTH} levels deep")
+            raise YamlProblem(self.lines(event.start_mark), f"nested more than {MAX_DEPTH} levels deep")
         anchor = getattr(event, "anchor", None)
         if anchor is not None:
             self._open_anchors.append(anchor)
@@ -74,14 +76,14 @@ class _BoundedLoader(yaml.SafeLoader):
     def _count(self, node: yaml.Node) -> None:
         if isinstance(node, yaml.MappingNode):
             size = 1 + sum(self._sizes[id(k)] + self._sizes[id(v)] for k, v in node.value)
-            _refuse_duplicate_keys(node)
+            _refuse_duplicate_keys(node, self.lines)
         elif isinstance(node, yaml.SequenceNode):
             size = 1 + sum(self._sizes[id(item)] for item in node.value)
         else:
             size = 1
         if size > MAX_NODES:
             raise YamlProblem(
-                _line(node.start_mark),
+                self.lines(node.start_mark),
                 f"the document expands to more than {MAX_NODES:,} values (aliases count in full)",
             )
         self._sizes[id(node)] = size
@@ -92,16 +94,16 @@ class _BoundedLoader(yaml.SafeLoader):
         except (yaml.YAMLError, YamlProblem):
             raise
         except Exception as exc:  # the constructors raise ValueError, KeyError, OverflowError...
-            raise YamlProblem(_line(node.start_mark), _constructor_reason(node, exc)) from None
+            raise YamlProblem(self.lines(node.start_mark), _constructor_reason(node, exc)) from None
 
 
-def _refuse_duplicate_keys(node: yaml.MappingNode) -> None:
+def _refuse_duplicate_keys(node: yaml.MappingNode, lines: LineCounter) -> None:
     first: dict[Hashable, int] = {}
     for key_node, _ in node.value:
         if not isinstance(key_node, yaml.ScalarNode) or key_node.tag == "tag:yaml.org,2002:merge":
             continue
         key = (key_node.tag, key_node.value)  # `1:` and `"1":` are different keys
-        line = _line(key_node.start_mark)
+        line = lines(key_node.start_mark)
         if key in first:
             raise YamlProblem(line, f"key {_short(key[1])} is given twice, first on line {first[key]}")
         first[key] = line
@@ -114,8 +116,8 @@ def _constructor_reason(node: yaml.Node, exc: Exception) -> str:
     return f"cannot read {_short(value)} as !!{tag}: {detail}"
 
 
-def parse(text: str) -> tuple[Any, yaml.Node]:
-    """The document's data and its root node (for `line_of`). Raises YamlProblem."""
+def parse(text: str) -> tuple[Any, yaml.Node, LineCounter]:
+    """The document's data, its root node and its line counter (for `line_of`). Raises YamlProblem."""
     try:
         loader = _BoundedLoader(text)  # the reader checks characters here already
     except yaml.reader.ReaderError as exc:
@@ -124,13 +126,13 @@ def parse(text: str) -> tuple[Any, yaml.Node]:
         node = loader.get_single_node()
         if node is None:
             raise YamlProblem(1, "the config is empty")
-        return loader.construct_document(node), node
+        return loader.construct_document(node), node, loader.lines
     except yaml.reader.ReaderError as exc:
         raise YamlProblem(_reader_line(text, exc), f"YAML error: {_reader_reason(exc)}") from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         problem = exc.problem or exc.context or "invalid YAML"
-        raise YamlProblem(_line(mark) if mark else 1, f"YAML syntax error: {problem}") from None
+        raise YamlProblem(loader.lines(mark), f"YAML syntax error: {problem}") from None
     except yaml.YAMLError as exc:
         raise YamlProblem(1, f"YAML error: {str(exc).splitlines()[0][:200]}") from None
     except RecursionError:  # a guard behind MAX_DEPTH, should a PyYAML path recurse otherwise
@@ -143,31 +145,46 @@ def parse(text: str) -> tuple[Any, yaml.Node]:
         loader.dispose()
 
 
-def line_of(root: yaml.Node, path: PathKey) -> int | None:
+def line_of(root: yaml.Node, path: PathKey, lines: LineCounter) -> int | None:
     """The line of the deepest node on `path` (a key's line for a mapping entry)."""
-    node, line = root, _line(root.start_mark)
+    node, line = root, lines(root.start_mark)
     for part in path:
-        child = _child(node, part)
+        child = _child(node, part, lines)
         if child is None:
             break
         line, node = child
     return line
 
 
-def _child(node: yaml.Node, part: str | int) -> tuple[int, yaml.Node] | None:
+def _child(node: yaml.Node, part: str | int, lines: LineCounter) -> tuple[int, yaml.Node] | None:
     if isinstance(node, yaml.MappingNode):
         # after construction merged `<<` entries come first: the last match is the one in force
         for key_node, value_node in reversed(node.value):
             if isinstance(key_node, yaml.ScalarNode) and str(key_node.value) == str(part):
-                return _line(key_node.start_mark), value_node
+                return lines(key_node.start_mark), value_node
     elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and 0 <= part < len(node.value):
         item = node.value[part]
-        return _line(item.start_mark), item
+        return lines(item.start_mark), item
     return None
 
 
-def _line(mark: Any) -> int:
-    return int(mark.line) + 1 if mark is not None else 1
+class LineCounter:
+    """A mark's 1-based line as editors and `grep -n` count it: by `\\n` only.
+
+    YAML also breaks lines at a lone CR, NEL, U+2028 and U+2029; a file with
+    those would otherwise get line numbers past its last line.
+    """
+
+    def __init__(self, text: str) -> None:
+        unusual = any(char in text for char in "\r\x85\u2028\u2029")
+        self._newlines = [i for i, char in enumerate(text) if char == "\n"] if unusual else None
+
+    def __call__(self, mark: Any) -> int:
+        if mark is None:
+            return 1
+        if self._newlines is None:
+            return int(mark.line) + 1
+        return bisect.bisect_left(self._newlines, int(mark.index)) + 1
 
 
 def _reader_line(text: str, exc: yaml.reader.ReaderError) -> int:
