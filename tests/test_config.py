@@ -199,7 +199,7 @@ def test_duplicate_service_names(tmp_path: Path) -> None:
         (lambda p: p.write_text("# only a comment\n"), ":1: the config is empty"),
         (lambda p: p.write_text("services: [\n  - a\n"), ": YAML syntax error:"),
         (lambda p: p.write_text("- just\n- a list\n"), ":1: the config must be a mapping"),
-        (lambda p: None, ": No such file or directory"),
+        (lambda p: None, ": no such file or directory"),
         (lambda p: p.mkdir(), ": is a directory, not a regular file"),
     ],
 )

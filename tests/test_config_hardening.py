@@ -211,7 +211,7 @@ def make_huge(path: Path) -> None:
     ("setup", "fragment"),
     [
         (make_fifo, "is a FIFO, not a regular file"),
-        (make_symlink_loop, "Too many levels of symbolic links"),
+        (make_symlink_loop, "too many levels of symbolic links"),
         (make_huge, "more than the limit of 8 MiB"),
         (lambda p: p.write_bytes(b"\xff\xfeservices"), "not UTF-8 text"),
         (lambda p: p.write_text("services: [\n", encoding="utf-16"), "not UTF-8 text"),
@@ -230,7 +230,7 @@ def test_unusable_config_files(tmp_path: Path, setup: Callable[[Path], None], fr
 def test_eio_is_a_config_error() -> None:
     # /proc/self/mem stats as a regular file and reading offset 0 fails with EIO
     errors = errors_of(Path("/proc/self/mem"))
-    assert errors == ["/proc/self/mem: Input/output error"]
+    assert errors == ["/proc/self/mem: input/output error"]
 
 
 def test_out_of_descriptors_is_a_config_error(tmp_path: Path) -> None:
@@ -251,7 +251,7 @@ def test_out_of_descriptors_is_a_config_error(tmp_path: Path) -> None:
         "    print(exc.errors)\n"
     )
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=30)
-    assert result.stdout.strip() == repr([f"{path}: Too many open files"]), result
+    assert result.stdout.strip() == repr([f"{path}: too many open files"]), result
 
 
 @pytest.mark.parametrize("option", ["cert_file", "ca_file", "key_file", "bearer_token_file"])

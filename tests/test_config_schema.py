@@ -41,7 +41,7 @@ def docs_configs() -> list[tuple[str, Any]]:
     """Every YAML block of the README and docs/, completed to a config when it is a fragment."""
     found = []
     for path in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]:
-        blocks = re.findall(r"^```yaml\n(.*?)^```", path.read_text(), flags=re.M | re.S)
+        blocks = re.findall(r"^```yaml[^\n]*\n(.*?)^```", path.read_text(), flags=re.M | re.S)
         for index, block in enumerate(blocks):
             data = yaml.safe_load(block)
             if isinstance(data, dict) and data.keys() & {
@@ -76,7 +76,8 @@ def test_every_option_has_a_description_and_durations_show_units() -> None:
             assert prop.get("description"), f"{name}.{option} has no description"
     interval = schema["$defs"]["TcpCheck"]["properties"]["interval"]
     assert interval["default"] == "10s" and "1m30s" in interval["description"]
-    assert set(schema["properties"]) == {"server", "scheduler", "metrics", "defaults", "services"}
+    assert {"server", "scheduler", "metrics", "defaults", "services"} <= set(schema["properties"])
+    assert all(prop.get("description") for prop in schema["properties"].values())
 
 
 def test_every_check_type_and_option_is_in_the_schema() -> None:

@@ -58,7 +58,7 @@ def load_config(path: str | Path) -> Config:
     try:
         text = read_file(path, MAX_CONFIG_BYTES).decode("utf-8")
     except FileOptionError as exc:
-        raise ConfigError([f"{name}: {exc.reason}"]) from None
+        raise ConfigError([f"{name}: {exc.reason[:1].lower()}{exc.reason[1:]}"]) from None
     except UnicodeDecodeError as exc:
         raise ConfigError([f"{name}: not UTF-8 text ({exc.reason} at byte {exc.start})"]) from None
     try:

@@ -86,13 +86,37 @@ DESCRIPTIONS: dict[str, str] = {
 }
 
 
+# options whose meaning depends on where they are: "MODEL.option" wins over "option"
+QUALIFIED: dict[str, str] = {
+    "Config.notify": "Where alerts and events go: Alertmanager and webhooks.",
+    "NotifyConfig.alertmanager": "Post check and service alerts to Alertmanager's API v2.",
+    "NotifyConfig.webhooks": "Receivers of events as JSON POSTs.",
+    "AlertmanagerConfig.url": "Alertmanager's base URL; alerts go to {url}/api/v2/alerts.",
+    "AlertmanagerConfig.external_url": "Base of generatorURL, when healthd listens on 0.0.0.0 or a proxy.",
+    "AlertmanagerConfig.severity": "Value of the severity label.",
+    "AlertmanagerConfig.resend_interval": "How often alerts that are firing are posted again.",
+    "AlertmanagerConfig.timeout": "One POST's time limit.",
+    "AlertmanagerConfig.service_alerts": "Post HealthdServiceDown alerts as well.",
+    "AlertmanagerConfig.headers": "Extra request headers; values are secrets, never shown.",
+    "WebhookConfig.name": "The receiver's label in metrics and logs; defaults to the URL's host[:port].",
+    "WebhookConfig.url": "Where events are POSTed, http:// or https://.",
+    "WebhookConfig.events": "Event types to send: check, service, reload, start, stop (default all).",
+    "WebhookConfig.headers": "Extra request headers; values are secrets, never shown.",
+    "WebhookConfig.secret": "Signs each body: X-Healthd-Signature, sha256= HMAC of the body.",
+    "WebhookConfig.timeout": "One POST's time limit.",
+    "WebhookConfig.retries": "Retries after the first attempt (5xx, 408, 429, connection errors, timeouts).",
+    "WebhookConfig.backoff": "Wait before the first retry; doubles each time, at most 60s.",
+    "WebhookConfig.queue_size": "Events waiting for this receiver; beyond it new ones are dropped.",
+}
+
+
 def config_schema() -> dict[str, Any]:
     """The JSON Schema (draft 2020-12) of a healthd config file."""
     schema = Config.model_json_schema(mode="validation")
     definitions: dict[str, Any] = schema["$defs"]
-    for part in (schema, *definitions.values()):
+    for title, part in (("Config", schema), *definitions.items()):
         for name, prop in part.get("properties", {}).items():
-            _polish(name, prop)
+            _polish(QUALIFIED.get(f"{title}.{name}") or DESCRIPTIONS.get(name), prop)
     for model in CHECK_MODELS.values():  # the loader names a check after its type
         required = definitions[model.__name__]["required"]
         required.remove("name")
@@ -119,12 +143,11 @@ def _defaults_schema(definitions: dict[str, Any]) -> dict[str, Any]:
     return {"type": "object", "additionalProperties": False, "properties": options}
 
 
-def _polish(name: str, prop: dict[str, Any]) -> None:
+def _polish(own: str | None, prop: dict[str, Any]) -> None:
     """Our description, no generated title, and a duration's default as text."""
     prop.pop("title", None)
     duration = _duration_part(prop)
     forms = str(duration.pop("description", "")) if duration is not None else ""
-    own = DESCRIPTIONS.get(name)
     if own is not None:
         # with a duration's range and forms: "... A duration from 1ms to 7d: use e.g. 250ms, ..."
         prop["description"] = f"{own} {forms[:1].upper()}{forms[1:]}." if forms else own
