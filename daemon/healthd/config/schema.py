@@ -34,6 +34,11 @@ DESCRIPTIONS: dict[str, str] = {
     "protect_reads": "true: GET /api/... needs the token too (/metrics, /healthz, /readyz stay open).",
     "max_in_flight": "Probes running at once across all checks (bounds sockets and bursts).",
     "probe_duration_histogram": "Expose the per-check healthd_probe_duration_seconds histogram.",
+    "uptime_ratio": 'Expose healthd_check_uptime_ratio{window="24h"|"30d"}.',
+    "state_dir": "Directory where state, history and uptime are kept across restarts.",
+    "snapshot_interval": "How often the state is written to state_dir (also at stop).",
+    "transition_interval": "Interval used while a check is between states; at least timeout.",
+    "down_interval": "Interval used while a check is down; at least timeout.",
     # service
     "labels": "Labels shown in the API and in healthd_service_info; names as Prometheus label names.",
     "checks": "The checks of this service.",
