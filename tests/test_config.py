@@ -70,7 +70,9 @@ def test_durations(text: object, seconds: float) -> None:
     assert parse_duration(text) == seconds
 
 
-@pytest.mark.parametrize("text", ["10", "ten", "5x", "-1s", "", True, None, "30s1m", float("nan"), float("inf")])
+@pytest.mark.parametrize(
+    "text", ["10", "ten", "5x", "-1s", "", True, None, "30s1m", float("nan"), float("inf")]
+)
 def test_bad_durations(text: object) -> None:
     if text == "10":  # a bare numeric string is seconds too
         assert parse_duration(text) == 10.0
@@ -200,7 +202,7 @@ def test_duplicate_service_names(tmp_path: Path) -> None:
         (lambda p: p.write_text("services: [\n  - a\n"), ": YAML syntax error:"),
         (lambda p: p.write_text("- just\n- a list\n"), ":1: the config must be a mapping"),
         (lambda p: None, ": no such file or directory"),
-        (lambda p: p.mkdir(), ": is a directory, not a regular file"),
+        (lambda p: p.mkdir(), ": no *.yaml files in the directory"),  # a directory is a config source
     ],
 )
 def test_unusable_files_get_one_clear_line(tmp_path: Path, setup: object, expected: str) -> None:

@@ -74,7 +74,7 @@ async def test_a_loader_bug_is_still_a_400(
     def broken(_: object) -> None:
         raise RuntimeError("injected loader bug")
 
-    monkeypatch.setattr(app_module, "load_config", broken)
+    monkeypatch.setattr(app_module, "load", broken)
     resp = await client.post("/api/v1/reload")
     assert resp.status == 400
     assert (await resp.json())["error"]["errors"] == [

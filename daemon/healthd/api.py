@@ -29,6 +29,7 @@ from healthd.api_models import (
     SeriesBucketModel,
     ServiceModel,
     ServicesResponse,
+    ShardModel,
     StatusResponse,
     UptimeRatios,
     UptimeSeries,
@@ -137,7 +138,12 @@ async def list_services(request: web.Request) -> web.Response:
     store, now = request.app[STORE], time.time()
     wanted = api_query.choice("status", request.query.get("status"), _STATUSES)
     services = [s for s in store.services if wanted is None or store.status_of(s).value == wanted]
-    return json_response(ServicesResponse(services=[_service_model(store, s, now) for s in services]))
+    index, count, replicas = store.daemon.shard
+    owned = sum(len(service.checks) for service in store.services)
+    shard = ShardModel(index=index, count=count, replicas=replicas, checks=owned)
+    return json_response(
+        ServicesResponse(shard=shard, services=[_service_model(store, s, now) for s in services])
+    )
 
 
 async def get_service(request: web.Request) -> web.Response:

@@ -92,6 +92,7 @@ class CheckSummary(BaseModel):
     type: str
     target: str
     status: str = Field(description="unknown, up or down")
+    labels: dict[str, str] = Field(description="the check's own labels (e.g. from file_sd)")
     since: datetime | None = Field(description="time of the last transition (or first verdict)")
     last_success: datetime | None = Field(description="start of the last successful probe")
     last_failure: datetime | None = Field(description="start of the last failed probe")
@@ -111,6 +112,7 @@ def _summary_fields(state: CheckState, now: float, uptime: UptimeRatios | None =
         "type": info.type,
         "target": info.target,
         "status": state.status.value,
+        "labels": dict(info.labels),
         "since": _time(state.since),
         "last_success": _time(state.last_success),
         "last_failure": _time(state.last_failure),
@@ -203,6 +205,13 @@ class ServiceModel(BaseModel):
     checks: list[CheckSummary]
 
 
+class ShardModel(BaseModel):
+    index: int = Field(description="the shard that answered")
+    count: int = Field(description="how many shards share the checks")
+    replicas: int = Field(description="how many shards probe each check")
+    checks: int = Field(description="how many checks this shard owns")
+
+
 class SeriesLatency(BaseModel):
     mean: float | None = Field(description="mean latency of the bucket's successful probes, ms")
 
@@ -237,6 +246,7 @@ class UptimeSeries(BaseModel):
 
 
 class ServicesResponse(BaseModel):
+    shard: ShardModel
     services: list[ServiceModel]
 
 

@@ -11,9 +11,9 @@ from typing import Any
 
 from aiohttp import web
 
-from healthd import __version__, api, files
+from healthd import __version__, api, cluster, files, watch
 from healthd.alerting import Notifications
-from healthd.config import Config, diff_configs, format_check_id, load_config
+from healthd.config import Config, diff_configs, format_check_id, load
 from healthd.errors import ConfigError
 from healthd.event_fields import ServiceStatuses, check_fields, down_check_fields
 from healthd.eventlog import log_check_transition, log_reload, log_service_transition
@@ -45,6 +45,7 @@ def service_infos(config: Config) -> list[ServiceInfo]:
                     fall=check.fall,
                     history=check.history,
                     settings=check.model_dump(mode="json"),  # SecretStr fields come out masked
+                    labels=dict(check.labels),
                 )
                 for check in svc.checks
             ),
@@ -73,11 +74,17 @@ class Daemon:
         config_path: str | Path | None,
         probes: Mapping[str, Probe],
         on_reload: Callable[[bool], None] | None,
+        shard: cluster.ShardOverrides | None = None,
+        watched: Sequence[Path] = (),
     ) -> None:
+        self.shard_overrides = shard or cluster.ShardOverrides()
+        config, shard_now = self._own_share(config)
         self.config = config
         self.config_path = config_path
+        self.watched = tuple(watched) or ((Path(config_path),) if config_path is not None else ())
         self.store = Store(probe_histograms=config.metrics.probe_duration_histogram)
         self.store.apply(service_infos(config))
+        self.store.daemon.shard = shard_now.triple
         self.store.daemon.last_reload_success_time = time.time()
         self.resources = ProbeResources()  # entered and closed by the app's lifecycle
         self.scheduler = Scheduler(
@@ -123,6 +130,14 @@ class Daemon:
         services = [name for name, status in self._statuses().items() if status is Status.DOWN]
         return checks, services
 
+    def _own_share(self, config: Config) -> tuple[Config, cluster.Shard]:
+        """The config with only the checks this instance owns. Raises ConfigError."""
+        try:
+            shard = cluster.resolve(config.cluster, self.shard_overrides)
+        except ValueError as exc:
+            raise ConfigError([f"cluster: {exc}"]) from None
+        return cluster.own_share(config, shard), shard
+
     async def reload(self) -> api.ReloadOutcome:
         async with self._reload_lock:  # two reloads at once would diff against a stale config
             outcome = self._reload()
@@ -135,7 +150,8 @@ class Daemon:
         if self.config_path is None:
             return api.ReloadOutcome(ok=False, errors=["no config file to reload from"])
         try:
-            new = load_config(self.config_path)
+            loaded = load(self.config_path)
+            new, shard = self._own_share(loaded.config)
             token = read_token(new)
         except ConfigError as exc:
             daemon.last_reload_ok = False
@@ -153,7 +169,8 @@ class Daemon:
         diff = diff_configs(self.config, new)
         self.store.apply(service_infos(new), restart=diff.reset)  # timing-only changes keep state
         self.scheduler.apply(new, diff)
-        self.config = new
+        self.config, self.watched = new, loaded.watched
+        self.store.daemon.shard = shard.triple
         self.auth.token, self.auth.protect_reads = token, new.server.protect_reads
         daemon.last_reload_ok = True
         daemon.last_reload_success_time = time.time()
@@ -182,12 +199,15 @@ def create_app(
     probes: Mapping[str, Probe] = PROBES,
     on_reload: Callable[[bool], None] | None = None,
     heartbeat: float = 15.0,
+    shard: cluster.ShardOverrides | None = None,
+    watched: Sequence[Path] = (),
 ) -> web.Application:
-    """The daemon as an aiohttp application; the scheduler runs while the app runs.
+    """The daemon as an aiohttp application; the scheduler (and the watcher) run while the app runs.
 
+    `config` is the whole config: the daemon keeps the share of its shard.
     `heartbeat`: seconds between the comment lines that keep idle event streams open.
     """
-    daemon = Daemon(config, config_path, probes, on_reload)
+    daemon = Daemon(config, config_path, probes, on_reload, shard, watched)
     daemon.events.heartbeat = heartbeat
     app = web.Application(middlewares=[api.error_middleware])
     app[DAEMON] = daemon
@@ -205,6 +225,8 @@ def create_app(
     api.add_routes(app)
     app.cleanup_ctx.append(_run_scheduler)
     app.on_shutdown.append(_end_event_streams)
+    if config_path is not None:
+        app.cleanup_ctx.append(_run_watcher)
     return app
 
 
@@ -242,3 +264,13 @@ def _publish_stop(daemon: Daemon) -> None:
 async def _end_event_streams(app: web.Application) -> None:
     """Before the server waits for open requests: say `stop` and end every event stream."""
     _publish_stop(app[DAEMON])
+
+
+async def _run_watcher(app: web.Application) -> AsyncIterator[None]:
+    daemon = app[DAEMON]
+    task = asyncio.create_task(
+        watch.watch(lambda: daemon.watched, lambda: daemon.config.watch, daemon.reload), name="watch"
+    )
+    yield
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)

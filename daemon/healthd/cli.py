@@ -1,4 +1,5 @@
-"""Command line: `healthd run | check-config | schema | probe | healthcheck | print-unit | print-config`.
+"""Command line: `healthd run | check-config | schema | probe | healthcheck | print-unit | print-config`,
+`healthd shard-of`.
 
 The only place that exits. Sub-commands are rows of `COMMANDS`: a new one is a
 function taking the parsed arguments and returning an exit status, plus a row.
@@ -14,6 +15,7 @@ import logging
 import os
 import resource
 import signal
+import socket
 import sys
 import time
 from collections.abc import Callable
@@ -22,9 +24,9 @@ from pathlib import Path
 
 from aiohttp import web
 
-from healthd import __version__, cli_probe, cli_tools
+from healthd import __version__, cli_probe, cli_tools, cluster
 from healthd.app import DAEMON, create_app, read_token
-from healthd.config import Config, load_config, split_host_port
+from healthd.config import Config, Loaded, load, split_host_port
 from healthd.config.schema import config_schema
 from healthd.errors import ConfigError
 from healthd.logs import setup_logging
@@ -38,6 +40,8 @@ ENVIRONMENT = """\
 environment:
   HEALTHD_CONFIG   config file when -c is not given (else /etc/healthd/config.yaml)
   HEALTHD_LISTEN   API address when --listen is not given (else server.listen)
+  HEALTHD_SHARD_INDEX, HEALTHD_SHARD_COUNT, HEALTHD_SHARD_REPLICAS, POD_INDEX   the shard
+                   (run); see docs/scaling-out.md
   NOTIFY_SOCKET, WATCHDOG_USEC, JOURNAL_STREAM   set by systemd; see docs/operations.md
 
 exit status: 0 ok, 1 failure (a probe failed, the daemon could not serve), 2 bad config or usage
@@ -58,11 +62,26 @@ class Command:
 def _run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     parser.add_argument("--log-format", default="text", choices=["text", "json"])
+    parser.add_argument(
+        "--shard-index", type=int, help=f"this instance's shard (default: ${cluster.ENV_INDEX})"
+    )
+    parser.add_argument("--shard-count", type=int, help=f"how many shards (default: ${cluster.ENV_COUNT})")
+
+
+def _shard_of_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("checks", nargs="+", metavar="SERVICE/CHECK")
+    parser.add_argument("--shard-count", type=int, required=True)
+    parser.add_argument("--replicas", type=int, default=1, help="shards per check (default 1)")
 
 
 COMMANDS: tuple[Command, ...] = (
     Command(
-        "run", "run the daemon (the default)", lambda a: run(a.config, a.listen), _run_arguments, True, True
+        "run",
+        "run the daemon (the default)",
+        lambda a: run(a.config, a.listen, a.shard_index, a.shard_count),
+        _run_arguments,
+        True,
+        True,
     ),
     Command("check-config", "validate a config and exit", lambda a: check_config(a.config), config=True),
     Command("schema", "print the JSON Schema of the config (for editors)", lambda a: print_schema()),
@@ -84,6 +103,12 @@ COMMANDS: tuple[Command, ...] = (
     ),
     Command("print-unit", "print the systemd unit this package carries", cli_tools.print_unit),
     Command("print-config", "print the example config this package carries", cli_tools.print_config),
+    Command(
+        "shard-of",
+        "print the shard(s) that own each SERVICE/CHECK",
+        lambda a: shard_of(a),
+        _shard_of_arguments,
+    ),
 )
 SUBCOMMANDS = {command.name for command in COMMANDS}
 
@@ -144,12 +169,12 @@ def build_parser() -> argparse.ArgumentParser:
 # ---- check-config --------------------------------------------------------------------
 
 
-def _load_or_report(path: str) -> Config | None:
+def _load_or_report(path: str) -> Loaded | None:
     """The config, or None after printing why not (exit 2 follows, whatever went wrong)."""
     try:
-        config = load_config(path)
-        read_token(config)  # everything `run` reads before it starts
-        return config
+        loaded = load(path)
+        read_token(loaded.config)  # everything `run` reads before it starts
+        return loaded
     except ConfigError as exc:
         for line in exc.errors:
             print(line, file=sys.stderr)
@@ -159,9 +184,10 @@ def _load_or_report(path: str) -> Config | None:
 
 
 def check_config(path: str) -> int:
-    config = _load_or_report(path)
-    if config is None:
+    loaded = _load_or_report(path)
+    if loaded is None:
         return EXIT_USAGE
+    config = loaded.config
     print(f"OK: {_count(len(config.services), 'service')}, {_count(config.check_count, 'check')}")
     return EXIT_OK
 
@@ -178,9 +204,27 @@ def _count(number: int, noun: str) -> str:
 # ---- run -----------------------------------------------------------------------------
 
 
-def run(path: str, listen: str | None) -> int:
-    config = _load_or_report(path)
-    if config is None:
+def shard_of(args: argparse.Namespace) -> int:
+    try:
+        lines = cluster.owner_table(args.checks, args.shard_count, args.replicas)
+    except ValueError as exc:
+        print(f"healthd shard-of: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    print("\n".join(lines))
+    return EXIT_OK
+
+
+def run(path: str, listen: str | None, shard_index: int | None = None, shard_count: int | None = None) -> int:
+    loaded = _load_or_report(path)
+    if loaded is None:
+        return EXIT_USAGE
+    config = loaded.config
+    try:
+        shard = cluster.ShardOverrides.from_environment(
+            os.environ, socket.gethostname(), shard_index, shard_count
+        )
+    except ValueError as exc:
+        print(f"healthd: {exc}", file=sys.stderr)
         return EXIT_USAGE
     address = listen or config.server.listen
     try:
@@ -189,7 +233,7 @@ def run(path: str, listen: str | None) -> int:
         print(f"healthd: --listen: {exc}", file=sys.stderr)
         return EXIT_USAGE
     try:
-        app = create_app(config, Path(path))
+        app = create_app(config, Path(path), shard=shard, watched=loaded.watched)
     except ConfigError as exc:  # e.g. an unreadable token file
         for line in exc.errors:
             print(f"{path}: {line}", file=sys.stderr)
@@ -250,6 +294,9 @@ async def serve(app: web.Application, host: str, port: int) -> int:
         _status(config),
         extra={"event": "start", "listen": bound},
     )
+    index, count, replicas = daemon.store.daemon.shard
+    if count > 1:
+        log.info("shard %d of %d (%d replicas per check)", index, count, replicas)
     notifier.send("READY=1", f"STATUS={_status(config)}")
     await stop.wait()
     log.info("stopping")

@@ -122,6 +122,14 @@ class DaemonCollector(Collector):
             "Time of the last successful config load",
             value=daemon.last_reload_success_time,
         )
+        index, count, _ = daemon.shard
+        shard = GaugeMetricFamily(
+            "healthd_shard_info",
+            "This instance's shard: it probes checks hashmod(SERVICE/CHECK) % count == index",
+            labels=["index", "count"],
+        )
+        shard.add_metric([str(index), str(count)], 1.0)
+        yield shard
         checks = GaugeMetricFamily(
             "healthd_checks", "Configured checks, by debounced state", labels=["status"]
         )
@@ -264,7 +272,7 @@ class _CheckLabels:
         self.labels = (
             f'service="{_escape(info.service)}",check="{_escape(info.name)}",'
             f'type="{_escape(info.type)}",target="{_escape(info.target)}"'
-        )
+        ) + "".join(f',{name}="{_escape(value)}"' for name, value in sorted(info.labels.items()))
 
 
 class _CheckText:

@@ -41,6 +41,7 @@ class CheckInfo:
     fall: int
     history: int
     settings: Mapping[str, Any] = field(default_factory=dict)  # JSON-ready, secrets redacted
+    labels: Mapping[str, str] = field(default_factory=dict)  # extra labels on its series (file_sd)
 
     @property
     def key(self) -> CheckKey:
@@ -161,6 +162,7 @@ class DaemonState:
     last_reload_ok: bool = True
     last_reload_success_time: float = 0.0
     skipped_runs: int = 0  # planned runs skipped because the previous run overran
+    shard: tuple[int, int, int] = (0, 1, 1)  # index, count, replicas (healthd.cluster)
 
 
 class Store:

@@ -252,8 +252,15 @@ def prometheus_config(healthd_port: int) -> dict[str, Any]:
 
 @contextmanager
 def running_prometheus(binary: str, workdir: Path, healthd_port: int) -> Iterator[Prometheus]:
+    with prometheus_with(binary, workdir, prometheus_config(healthd_port)) as server:
+        yield server
+
+
+@contextmanager
+def prometheus_with(binary: str, workdir: Path, config: dict[str, Any]) -> Iterator[Prometheus]:
+    """A real Prometheus on a free loopback port running `config`; yields once it is ready."""
     config_path = workdir / "prometheus.yml"
-    config_path.write_text(yaml.safe_dump(prometheus_config(healthd_port)))
+    config_path.write_text(yaml.safe_dump(config))
     port = free_port()
     log = workdir / "prometheus.log"
     cmd = [

@@ -19,9 +19,10 @@ from healthd.config.diff import (
     diff_configs,
     format_check_id,
 )
-from healthd.config.loader import build_config, load_config
-from healthd.config.model import Config, MetricsConfig, SchedulerConfig, ServerConfig, Service
+from healthd.config.loader import build_config
+from healthd.config.model import ClusterConfig, Config, MetricsConfig, SchedulerConfig, ServerConfig, Service
 from healthd.config.notify import AlertmanagerConfig, NotifyConfig, WebhookConfig
+from healthd.config.sources import Loaded, load, load_config
 from healthd.config.types import format_duration, parse_duration, split_host_port
 
 __all__ = [
@@ -31,11 +32,13 @@ __all__ = [
     "Check",
     "CheckBase",
     "CheckKey",
+    "ClusterConfig",
     "Config",
     "ConfigDiff",
     "HostPortCheck",
     "HttpCheck",
     "IcmpCheck",
+    "Loaded",
     "MetricsConfig",
     "NotifyConfig",
     "SchedulerConfig",
@@ -50,6 +53,7 @@ __all__ = [
     "diff_configs",
     "format_check_id",
     "format_duration",
+    "load",
     "load_config",
     "parse_duration",
     "split_host_port",

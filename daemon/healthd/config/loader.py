@@ -54,18 +54,33 @@ class Lines:
 
 def load_config(path: str | Path) -> Config:
     """Read, merge defaults, validate. Raises ConfigError listing every problem."""
+    data, lines, _ = read_document(path)
+    return build_config(str(path), data, lines)
+
+
+def read_document(path: str | Path) -> tuple[Any, Lines, int]:
+    """One YAML file's data, where each path is written, and its number of lines. Raises ConfigError.
+
+    Every config file goes through here (the size cap, the bounded parse), also each file of a
+    config directory (`healthd.config.sources`).
+    """
     name = str(path)
-    try:
-        text = read_file(path, MAX_CONFIG_BYTES).decode("utf-8")
-    except FileOptionError as exc:
-        raise ConfigError([f"{name}: {exc.reason[:1].lower()}{exc.reason[1:]}"]) from None
-    except UnicodeDecodeError as exc:
-        raise ConfigError([f"{name}: not UTF-8 text ({exc.reason} at byte {exc.start})"]) from None
+    text = read_text(path)
     try:
         data, root, counter = parse(text)
     except YamlProblem as problem:
-        raise ConfigError([messages.render(name, [Problem(problem.line, problem.message)])[0]]) from None
-    return build_config(name, data, Lines(root, counter))
+        raise ConfigError(messages.render(name, [Problem(problem.line, problem.message)])) from None
+    return data, Lines(root, counter), text.count("\n") + 1
+
+
+def read_text(path: str | Path) -> str:
+    """A config or discovery file's text, size-capped and UTF-8. Raises ConfigError."""
+    try:
+        return read_file(path, MAX_CONFIG_BYTES).decode("utf-8")
+    except FileOptionError as exc:
+        raise ConfigError([f"{path}: {exc.reason[:1].lower()}{exc.reason[1:]}"]) from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError([f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})"]) from None
 
 
 def build_config(name: str, data: Any, lines: Lines | None = None) -> Config:

@@ -2,24 +2,24 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, JsonValue, WithJsonSchema, field_validator
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, field_validator, model_validator
 
 from healthd.config.checks import Check
 from healthd.config.notify import NotifyConfig
-from healthd.config.types import HOST_PORT_PATTERN, Duration, Name, SecretPath, split_host_port
+from healthd.config.types import (
+    HOST_PORT_PATTERN,
+    Duration,
+    Name,
+    SecretPath,
+    check_label_names,
+    label_names_schema,
+    split_host_port,
+)
 
-_LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
-_RESERVED_LABELS = {"service", "check", "type", "target"}
-_LABELS_SCHEMA: dict[str, JsonValue] = {
-    "propertyNames": {
-        "pattern": "^(?!__)[a-zA-Z_][a-zA-Z0-9_]*$",
-        "not": {"enum": ["check", "service", "target", "type"]},  # _RESERVED_LABELS
-    }
-}
+_RESERVED_LABELS = frozenset({"service", "check", "type", "target"})
 
 
 class Strict(BaseModel):
@@ -55,18 +55,31 @@ class MetricsConfig(Strict):
 
 class Service(Strict):
     name: Name
-    labels: dict[str, str] = Field(default_factory=dict, json_schema_extra=_LABELS_SCHEMA)
+    labels: dict[str, str] = Field(
+        default_factory=dict, json_schema_extra=label_names_schema(_RESERVED_LABELS)
+    )
     checks: list[Check] = Field(min_length=1)
 
     @field_validator("labels")
     @classmethod
     def _labels_are_prometheus_names(cls, labels: dict[str, str]) -> dict[str, str]:
-        for key in labels:
-            if not _LABEL_NAME.match(key) or key.startswith("__"):
-                raise ValueError(f"label name {key!r} must match [a-zA-Z_][a-zA-Z0-9_]*")
-            if key in _RESERVED_LABELS:
-                raise ValueError(f"label name {key!r} is reserved")
-        return labels
+        return check_label_names(labels, _RESERVED_LABELS)
+
+
+class ClusterConfig(Strict):
+    """This instance's shard; flags and the environment override it (see healthd.cluster)."""
+
+    shard_index: int | None = Field(None, ge=0)  # None: from the pod ordinal when shard_count > 1
+    shard_count: int = Field(1, ge=1, le=10_000)
+    replicas: int = Field(1, ge=1, le=10)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ClusterConfig:
+        if self.shard_index is not None and self.shard_index >= self.shard_count:
+            raise ValueError(f"shard_index {self.shard_index} is not below shard_count {self.shard_count}")
+        if self.replicas > self.shard_count:
+            raise ValueError(f"replicas {self.replicas} exceeds shard_count {self.shard_count}")
+        return self
 
 
 class Config(Strict):
@@ -77,6 +90,8 @@ class Config(Strict):
     # where snapshots of state, history and uptime go; None: nothing survives a restart
     state_dir: Path | None = None
     snapshot_interval: Duration = Field(60.0, ge=1.0, le=86_400.0)
+    cluster: ClusterConfig = Field(default_factory=ClusterConfig)
+    watch: bool = False  # reload when the config or a discovery file changes (healthd.watch)
     services: list[Service] = Field(min_length=1)
 
     @property

@@ -27,6 +27,11 @@ DESCRIPTIONS: dict[str, str] = {
     "scheduler": "Limits of the probe scheduler.",
     "metrics": "What /metrics exposes.",
     "defaults": "Options applied to every check whose type takes them; a check's own value wins.",
+    "cluster": "This instance's shard of the checks; flags and the environment override it.",
+    "watch": "true: reload when a config file or a discovery file changes (no SIGHUP needed).",
+    "shard_index": "This instance's shard, below shard_count; unset: the pod ordinal when shard_count > 1.",
+    "shard_count": "Shards the checks are split into (1-10000).",
+    "replicas": "Instances that probe each check (1-10, at most shard_count).",
     "services": "The services, each a named group of checks.",
     # server, scheduler, metrics
     "listen": "HOST:PORT or [IPv6]:PORT of the API; keep it on loopback unless the token is set.",
@@ -41,6 +46,7 @@ DESCRIPTIONS: dict[str, str] = {
     "down_interval": "Interval used while a check is down; at least timeout.",
     # service
     "labels": "Labels shown in the API and in healthd_service_info; names as Prometheus label names.",
+    "targets_from": "{file: PATH}: the checks are templates, one per target of this Prometheus file_sd file.",
     "checks": "The checks of this service.",
     # every check
     "name": "Name, [A-Za-z0-9_.-]+; a check's name defaults to its type and is unique within the service.",
@@ -111,6 +117,10 @@ QUALIFIED: dict[str, str] = {
     "WebhookConfig.timeout": "One POST's time limit.",
     "WebhookConfig.retries": "Retries after the first attempt (5xx, 408, 429, connection errors, timeouts).",
     "WebhookConfig.backoff": "Wait before the first retry; doubles each time, at most 60s.",
+    **{
+        f"{model.__name__}.labels": "Labels on this check's series and in the API; file_sd adds its own."
+        for model in CHECK_MODELS.values()
+    },
     "WebhookConfig.queue_size": "Events waiting for this receiver; beyond it new ones are dropped.",
 }
 
@@ -125,6 +135,7 @@ def config_schema() -> dict[str, Any]:
     for model in CHECK_MODELS.values():  # the loader names a check after its type
         required = definitions[model.__name__]["required"]
         required.remove("name")
+    _describe_targets_from(definitions)
     schema["properties"]["defaults"] = {
         "description": DESCRIPTIONS["defaults"],
         "anyOf": [_defaults_schema(definitions), {"type": "null"}],
@@ -136,6 +147,45 @@ def config_schema() -> dict[str, Any]:
         "description": "The YAML config of healthd; validate a file fully with `healthd check-config`.",
         **{key: value for key, value in schema.items() if key != "title"},
     }
+
+
+def _describe_targets_from(definitions: dict[str, Any]) -> None:
+    """`targets_from` (read and removed by config.sources); its service's checks are templates.
+
+    A template's strings may hold placeholders (`{{host}}:443`) and its target may be left
+    out, so a template is checked for its type and option names only; values are
+    `healthd check-config`'s to judge once filled in.
+    """
+    service = definitions["Service"]
+    service["properties"]["targets_from"] = {
+        "description": DESCRIPTIONS["targets_from"],
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["file"],
+        "properties": {"file": {"type": "string", "description": "Relative to the config file naming it."}},
+    }
+    checks = service["properties"]["checks"]
+    templates = []
+    for model in CHECK_MODELS.values():
+        check = definitions[model.__name__]
+        options = {name: _loose(name, prop) for name, prop in check["properties"].items()}
+        definitions[f"{model.__name__}Template"] = {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["type"],
+            "properties": options,
+        }
+        templates.append({"$ref": f"#/$defs/{model.__name__}Template"})
+    service["if"] = {"required": ["targets_from"]}
+    service["then"] = {"properties": {"checks": {"items": {"oneOf": templates}}}}
+    service["else"] = {"properties": {"checks": {"items": checks.pop("items")}}}
+
+
+def _loose(name: str, prop: dict[str, Any]) -> dict[str, Any]:
+    """A template's option: its description, any value (the type stays exact)."""
+    if name == "type":
+        return copy.deepcopy(prop)
+    return {"description": prop["description"]} if "description" in prop else {}
 
 
 def _defaults_schema(definitions: dict[str, Any]) -> dict[str, Any]:

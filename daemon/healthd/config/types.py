@@ -9,7 +9,14 @@ import warnings
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import AfterValidator, BeforeValidator, PlainSerializer, StringConstraints, WithJsonSchema
+from pydantic import (
+    AfterValidator,
+    BeforeValidator,
+    JsonValue,
+    PlainSerializer,
+    StringConstraints,
+    WithJsonSchema,
+)
 
 from healthd import files
 
@@ -175,6 +182,24 @@ SecretPath = Annotated[Path, AfterValidator(_secret_file)]
 
 NAME_PATTERN = r"^[A-Za-z0-9_.-]+$"
 Name = Annotated[str, StringConstraints(pattern=NAME_PATTERN, max_length=128)]
+
+_LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
+
+
+def label_names_schema(reserved: frozenset[str]) -> dict[str, JsonValue]:
+    """The JSON Schema part that `check_label_names` enforces (for `healthd schema`)."""
+    names: list[JsonValue] = [*sorted(reserved)]
+    return {"propertyNames": {"pattern": "^(?!__)[a-zA-Z_][a-zA-Z0-9_]*$", "not": {"enum": names}}}
+
+
+def check_label_names(labels: dict[str, str], reserved: frozenset[str]) -> dict[str, str]:
+    """Prometheus label names, none of them one that healthd sets itself."""
+    for key in labels:
+        if not _LABEL_NAME.match(key) or key.startswith("__"):
+            raise ValueError(f"label name {key!r} must match [a-zA-Z_][a-zA-Z0-9_]*")
+        if key in reserved:
+            raise ValueError(f"label name {key!r} is reserved")
+    return labels
 
 
 def split_host_port(value: str, allow_port_zero: bool = False) -> tuple[str, int]:

@@ -6,11 +6,21 @@ from functools import cached_property
 from ipaddress import IPv4Address, IPv6Address
 from typing import ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from healthd.config.types import Duration, HostPort, Name, format_duration, split_host_port
+from healthd.config.types import (
+    Duration,
+    HostPort,
+    Name,
+    check_label_names,
+    format_duration,
+    label_names_schema,
+    split_host_port,
+)
 
 IpFamily = Literal["auto", "ipv4", "ipv6"]
+# labels healthd puts on per-check series itself
+_RESERVED_LABELS = frozenset({"service", "check", "type", "target", "le", "result", "to", "phase"})
 
 
 class CheckBase(BaseModel):
@@ -35,6 +45,14 @@ class CheckBase(BaseModel):
     source_ip: IPv4Address | IPv6Address | None = None
     interface: str | None = Field(None, min_length=1, max_length=15)
     ip_family: IpFamily = "auto"
+    labels: dict[str, str] = Field(  # on this check's series (file_sd sets them)
+        default_factory=dict, json_schema_extra=label_names_schema(_RESERVED_LABELS)
+    )
+
+    @field_validator("labels")
+    @classmethod
+    def _labels_are_prometheus_names(cls, labels: dict[str, str]) -> dict[str, str]:
+        return check_label_names(labels, _RESERVED_LABELS)
 
     @model_validator(mode="after")
     def _timeout_within_interval(self) -> CheckBase:

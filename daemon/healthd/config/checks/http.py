@@ -149,6 +149,7 @@ class HttpCheck(CheckBase):
     server_name: str | None = Field(None, min_length=1, max_length=253)
     min_tls_version: TlsVersion | None = None
     cert_expiry_min: CertDuration | None = None
+
     @cached_property  # parsed once; cheaper to read than a pydantic private attribute
     def parsed_url(self) -> URL:
         return URL(self.url)
