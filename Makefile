@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint test-tools bench fuzz clean
+.PHONY: run test lint test-tools bench fuzz fuzz-api clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -35,7 +35,11 @@ bench: $(STAMP)
 # 3,000 hypothesis cases, 1,000 through `healthd check-config`. The start is printed for replay.
 fuzz: $(STAMP)
 	HEALTHD_FUZZ_RANDOM=1 HEALTHD_FUZZ_CASES=100000 HEALTHD_FUZZ_HYPOTHESIS_CASES=3000 \
-	HEALTHD_FUZZ_PROCESS_CASES=1000 $(BIN)/pytest -q -s -p no:cacheprovider tests/fuzz
+	HEALTHD_FUZZ_PROCESS_CASES=1000 $(BIN)/pytest -q -s -p no:cacheprovider tests/fuzz/test_config_fuzz.py
+
+# The API fuzz suite at size: schemathesis, 200 cases per operation and phase, up to 2 min per run.
+fuzz-api: $(STAMP)
+	HEALTHD_API_FUZZ_EXAMPLES=200 HEALTHD_API_FUZZ_SECONDS=120 $(BIN)/pytest -q -s tests/fuzz/test_api_schemathesis.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

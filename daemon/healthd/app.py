@@ -19,7 +19,7 @@ from healthd.event_fields import ServiceStatuses, check_fields, down_check_field
 from healthd.eventlog import log_check_transition, log_reload, log_service_transition
 from healthd.events import EventHub
 from healthd.metrics import NotificationCollector
-from healthd.openapi import build_openapi
+from healthd.openapi import openapi_source
 from healthd.probes import GAUGE_HELP, PROBES, SPECS, Probe, ProbeResources
 from healthd.scheduler import Scheduler
 from healthd.scrape import MetricsRenderer
@@ -214,7 +214,7 @@ def create_app(
     app[api.STORE] = daemon.store
     app[api.AUTH] = daemon.auth
     app[api.RELOAD] = daemon.reload
-    app[api.OPENAPI] = build_openapi()
+    app[api.OPENAPI] = openapi_source()
     app[api.EVENTS] = daemon.events
     app[api.RENDER_METRICS] = MetricsRenderer(
         daemon.store,

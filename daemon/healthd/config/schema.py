@@ -80,6 +80,7 @@ DESCRIPTIONS: dict[str, str] = {
     "password_file": "File holding the basic authentication password.",
     "bearer_token_file": "File holding a token, sent as 'Authorization: Bearer <token>'; re-read on change.",
     "follow_redirects": "Follow up to 10 redirects.",
+    "redirect_policy": "Where redirects may lead: same-origin, or any (without the check's headers).",
     "max_body_bytes": "Most body bytes read; the verdict sees only these.",
     "keepalive": "Reuse one connection per check between probes.",
     "expect_status": "Status codes (200) and classes (2xx) that pass; one value or a list.",
