@@ -29,10 +29,11 @@ MAX_SECRET_BYTES = 64 * KIB
 class FileOptionError(ValueError):
     """A file that cannot be used: `cannot read PATH: REASON`."""
 
-    def __init__(self, path: str | Path, reason: str) -> None:
+    def __init__(self, path: str | Path, reason: str, errno: int | None = None) -> None:
         super().__init__(f"cannot read {path}: {reason}")
         self.path = path
         self.reason = reason
+        self.errno = errno  # the OS's, when it said no (EMFILE is this host's problem, not the file's)
 
 
 def read_file(path: str | Path, limit: int) -> bytes:
@@ -44,7 +45,7 @@ def read_file(path: str | Path, limit: int) -> bytes:
     try:
         fd = os.open(path, flags)
     except OSError as exc:
-        raise FileOptionError(path, f"{_reason(exc)}") from None
+        raise FileOptionError(path, _reason(exc), exc.errno) from None
     try:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
@@ -53,7 +54,7 @@ def read_file(path: str | Path, limit: int) -> bytes:
             raise FileOptionError(path, f"{info.st_size} bytes is more than the limit of {_size(limit)}")
         data = _read_up_to(fd, limit + 1)
     except OSError as exc:
-        raise FileOptionError(path, f"{_reason(exc)}") from None
+        raise FileOptionError(path, _reason(exc), exc.errno) from None
     finally:
         os.close(fd)
     if len(data) > limit:  # it grew after fstat
@@ -96,7 +97,7 @@ class SecretFile:
         try:
             info = os.stat(self.path)  # a stat is cheap; the read may not be
         except OSError as exc:
-            raise FileOptionError(self.path, f"{_reason(exc)}") from None
+            raise FileOptionError(self.path, _reason(exc), exc.errno) from None
         stamp = (info.st_mtime_ns, info.st_size, info.st_ino, info.st_dev)
         if stamp != self._stamp:
             self._value = await asyncio.to_thread(read_secret, self.path)

@@ -29,7 +29,7 @@ from healthd import __version__
 from healthd.config import HttpCheck
 from healthd.config.checks import redact_url
 from healthd.config.http_rules import Expectations, Mismatch, Observed, judge
-from healthd.errors import REDACTED, ProbeFailure, redact
+from healthd.errors import REDACTED, ProbeFailure, kind_of_errno, redact
 from healthd.files import FileOptionError, SecretFile
 from healthd.gauges import gauge_key
 from healthd.probes._http_conn import PhaseClock, timing
@@ -134,8 +134,9 @@ async def _read_secret(source: SecretFile, option: str) -> str:
     # re-read (off the loop) only when the file changed, so a rotated token is used at once
     try:
         return await source.read()
-    except FileOptionError as exc:
-        raise ProbeFailure(ErrorKind.ERROR, f"{option}: {exc}") from None
+    except FileOptionError as exc:  # out of descriptors or memory here is ours, not the target's
+        kind = ErrorKind.LOCAL if kind_of_errno(exc.errno) is ErrorKind.LOCAL else ErrorKind.ERROR
+        raise ProbeFailure(kind, f"{option}: {exc}") from exc
 
 
 def _may_use_tls(check: HttpCheck) -> bool:
