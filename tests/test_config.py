@@ -51,13 +51,28 @@ def errors_of(tmp_path: Path, text: str) -> list[str]:
 
 @pytest.mark.parametrize(
     ("text", "seconds"),
-    [(3, 3.0), (0.5, 0.5), ("250ms", 0.25), ("10s", 10.0), ("1.5s", 1.5), ("2m", 120.0), ("1h", 3600.0)],
+    [
+        (3, 3.0),
+        (0.5, 0.5),
+        ("250ms", 0.25),
+        ("10s", 10.0),
+        ("1.5s", 1.5),
+        ("2m", 120.0),
+        ("1h", 3600.0),
+        ("1m30s", 90.0),
+        ("1h30m", 5400.0),
+        ("14d", 14 * 86400.0),
+        ("1w2d", 9 * 86400.0),
+        ("1500us", 0.0015),
+    ],
 )
 def test_durations(text: object, seconds: float) -> None:
     assert parse_duration(text) == seconds
 
 
-@pytest.mark.parametrize("text", ["10", "ten", "5d", "-1s", "", True, None])
+@pytest.mark.parametrize(
+    "text", ["10", "ten", "5x", "-1s", "", True, None, "30s1m", float("nan"), float("inf")]
+)
 def test_bad_durations(text: object) -> None:
     if text == "10":  # a bare numeric string is seconds too
         assert parse_duration(text) == 10.0
@@ -67,7 +82,7 @@ def test_bad_durations(text: object) -> None:
 
 
 def test_format_duration_round_trips() -> None:
-    for seconds in (0.25, 1.0, 1.5, 10.0, 120.0, 3600.0):
+    for seconds in (0.25, 1.0, 1.5, 10.0, 90.0, 120.0, 3600.0, 5400.0, 14 * 86400.0):
         assert parse_duration(format_duration(seconds)) == seconds
 
 
@@ -110,7 +125,7 @@ services:
         "6: services[0].checks[1].name: duplicate check name 'tcp' in service 'web' (name defaults to the type)",
         "6: services[0].checks[1]: timeout 10s exceeds interval 2s",
         "10: services[0].checks[2].name: duplicate check name 'tcp' in service 'web' (name defaults to the type)",
-        "12: services[0].checks[2].rise: Input should be greater than or equal to 1",
+        "12: services[0].checks[2].rise: must be at least 1, not 0",
         "13: services[0].checks[3].type: unknown check type 'carrier-pigeon' (expected one of "
         + ", ".join(__import__("healthd.config", fromlist=["CHECK_MODELS"]).CHECK_MODELS)
         + ")",
@@ -120,14 +135,14 @@ services:
 
 BAD_CONFIGS = [
     ("top: 1\n", "1: services: required option missing"),
-    ("services: []\n", "1: services: List should have at least 1 item after validation, not 0"),
+    ("services: []\n", "1: services: needs at least one service"),
     (
         "services:\n  - name: bad name\n    checks: [{type: tcp, target: 'a:1'}]\n",
-        "2: services[0].name: String should match pattern '^[A-Za-z0-9_.-]+$'",
+        "2: services[0].name: must match [A-Za-z0-9_.-]+, not 'bad name'",
     ),
     (
         "services:\n  - name: a\n    checks: []\n",
-        "3: services[0].checks: List should have at least 1 item after validation, not 0",
+        "3: services[0].checks: needs at least one check",
     ),
     (
         "services:\n  - name: a\n    checks:\n      - target: 'a:1'\n",
@@ -147,7 +162,7 @@ BAD_CONFIGS = [
     ),
     (
         "services:\n  - name: a\n    checks: [{type: tcp, target: 'a:1', ip_family: ipv5}]\n",
-        "3: services[0].checks[0].ip_family: Input should be 'auto', 'ipv4' or 'ipv6'",
+        "3: services[0].checks[0].ip_family: must be 'auto', 'ipv4' or 'ipv6'",
     ),
     (
         "services:\n  - name: a\n    checks: [{type: tcp, target: '1.2.3.4:1', source_ip: '::1', ip_family: ipv4}]\n",
@@ -186,7 +201,7 @@ def test_duplicate_service_names(tmp_path: Path) -> None:
         (lambda p: p.write_text("# only a comment\n"), ":1: the config is empty"),
         (lambda p: p.write_text("services: [\n  - a\n"), ": YAML syntax error:"),
         (lambda p: p.write_text("- just\n- a list\n"), ":1: the config must be a mapping"),
-        (lambda p: None, ": no such file"),
+        (lambda p: None, ": no such file or directory"),
         (lambda p: p.mkdir(), ": no *.yaml files in the directory"),  # a directory is a config source
     ],
 )

@@ -82,7 +82,7 @@ def test_a_yaml_discovery_file_works_too(config_path: Path) -> None:
 @pytest.mark.parametrize(
     ("discovered", "expected"),
     [
-        (None, ["{t}: no such file"]),
+        (None, ["{t}: no such file or directory"]),
         (
             '[{"targets": ["a:1"],\n "labels": {"zone": 1}}]',
             ["{t}: [0].labels: must map label names to strings"],

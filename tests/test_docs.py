@@ -77,9 +77,13 @@ def test_every_block_has_a_language_and_every_command_or_config_is_an_example() 
     for block in blocks():
         assert block.lang, f"{block.where}: a fenced block without a language"
         if block.lang in CHECKED:
-            assert "example" in block.tags, f"{block.where}: tag it ```{block.lang} example, so a test checks it"
+            assert "example" in block.tags, (
+                f"{block.where}: tag it ```{block.lang} example, so a test checks it"
+            )
         if block.lang == "text":
-            assert not re.search(r"^\$ ", block.text, re.M), f"{block.where}: commands go in ```console example"
+            assert not re.search(r"^\$ ", block.text, re.M), (
+                f"{block.where}: commands go in ```console example"
+            )
     assert len(EXAMPLES) >= 20
 
 
@@ -91,7 +95,10 @@ def as_healthd_config(data: dict[str, Any]) -> dict[str, Any]:
     if "checks" in data:
         return {"services": [{"name": "example", **data}]}
     if "services" not in data:
-        return {**data, "services": [{"name": "example", "checks": [{"type": "tcp", "target": "127.0.0.1:1"}]}]}
+        return {
+            **data,
+            "services": [{"name": "example", "checks": [{"type": "tcp", "target": "127.0.0.1:1"}]}],
+        }
     return data
 
 
@@ -117,7 +124,11 @@ def test_yaml_examples_are_valid(block: Block, tmp_path: Path) -> None:
             assert {k: v for k, v in same.items() if k in job} == job, block.where
         return
     path = tmp_path / "config.yaml"
-    path.write_text(yaml.safe_dump(as_healthd_config(data)))
+    config = as_healthd_config(data)
+    if config.get("server", {}).get("token_file"):  # the loader reads it: give it one to read
+        (tmp_path / "token").write_text("documented\n")
+        config["server"]["token_file"] = str(tmp_path / "token")
+    path.write_text(yaml.safe_dump(config))
     write_discovery_files(block, data, tmp_path)
     try:
         load_config(path)
@@ -129,7 +140,9 @@ def write_discovery_files(block: Block, data: dict[str, Any], directory: Path) -
     """A `targets_from` file is the last file_sd list (a ```json example) shown before the block."""
     for service in data.get("services", []):
         if "targets_from" in service:
-            (*_, listing) = [b for b in EXAMPLES if b.page == block.page and b.lang == "json" and b.line < block.line]
+            (*_, listing) = [
+                b for b in EXAMPLES if b.page == block.page and b.lang == "json" and b.line < block.line
+            ]
             target = directory / service["targets_from"]["file"]
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_text(listing.text)
@@ -142,7 +155,11 @@ def commands(block: Block) -> list[str]:
     """Shell command lines of a block: console lines after `$ `, sh lines joined at backslashes."""
     if block.lang == "console":
         return [line[2:] for line in block.text.splitlines() if line.startswith("$ ")]
-    return [line for line in block.text.replace("\\\n", " ").splitlines() if line.strip() and not line.startswith("#")]
+    return [
+        line
+        for line in block.text.replace("\\\n", " ").splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
 
 
 def words(line: str) -> list[list[str]]:
@@ -185,26 +202,42 @@ def test_shell_examples_parse_and_name_what_exists(block: Block) -> None:
             if argv[0] == "make":
                 makefile = (REPO / "Makefile").read_text()
                 for target in argv[1:]:
-                    assert re.search(rf"^{re.escape(target)}:", makefile, re.M), f"{block.where}: no make {target}"
+                    assert re.search(rf"^{re.escape(target)}:", makefile, re.M), (
+                        f"{block.where}: no make {target}"
+                    )
             for word in argv[1:]:
                 if re.match(r"^(deploy|bench|tests|docs)/|^config\.example\.yaml$|^Dockerfile$", word):
                     assert (REPO / word).exists(), f"{block.where}: {word} does not exist"
 
 
 @pytest.mark.parametrize(
-    "block", [b for b in examples("console") if any(c.startswith("healthd probe tcp 127.0.0.1:9") and c.endswith(":9") for c in commands(b.values[0]))]
+    "block",
+    [
+        b
+        for b in examples("console")
+        if any(
+            c.startswith("healthd probe tcp 127.0.0.1:9") and c.endswith(":9") for c in commands(b.values[0])
+        )
+    ],
 )
 def test_console_probe_of_the_closed_port_gives_the_documented_line(block: Any) -> None:
     """`$ healthd probe tcp 127.0.0.1:9` is run for real; its line matches the doc's but for the figures."""
     text = block.text
     expected = next(line for line in text.splitlines() if line.startswith("tcp 127.0.0.1:9: "))
-    done = subprocess.run([sys.executable, "-m", "healthd", "probe", "tcp", "127.0.0.1:9"], capture_output=True, text=True, timeout=30)
+    done = subprocess.run(
+        [sys.executable, "-m", "healthd", "probe", "tcp", "127.0.0.1:9"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert done.returncode == 1, done.stderr
     shape = re.escape(re.sub(r"\d+\.\d+", "N", expected)).replace("N", r"\d+\.\d+")
     assert re.fullmatch(shape, done.stdout.strip()), (expected, done.stdout)
 
 
-def test_the_container_permission_commands_let_uid_10001_read_the_config(request: pytest.FixtureRequest) -> None:
+def test_the_container_permission_commands_let_uid_10001_read_the_config(
+    request: pytest.FixtureRequest,
+) -> None:
     """docs/install.md's `install -g 10001` block, run for real under a scratch root."""
     if os.geteuid() != 0 or shutil.which("setpriv") is None:
         pytest.skip("needs root and setpriv to act as the image's uid 10001 (CI runs as root)")
@@ -217,13 +250,25 @@ def test_the_container_permission_commands_let_uid_10001_read_the_config(request
     done = subprocess.run(["sh", "-ec", script], cwd=REPO, capture_output=True, text=True, timeout=30)
     assert done.returncode == 0, done.stderr
     config = root / "etc/healthd/config.yaml"
-    as_image = ["setpriv", "--reuid=10001", "--regid=10001", "--clear-groups", sys.executable, "-m", "healthd"]
-    read = subprocess.run([*as_image, "check-config", "-c", str(config)], capture_output=True, text=True, timeout=60)
+    as_image = [
+        "setpriv",
+        "--reuid=10001",
+        "--regid=10001",
+        "--clear-groups",
+        sys.executable,
+        "-m",
+        "healthd",
+    ]
+    read = subprocess.run(
+        [*as_image, "check-config", "-c", str(config)], capture_output=True, text=True, timeout=60
+    )
     if "Permission denied" in read.stderr and "python" in read.stderr:
         pytest.skip(f"this interpreter ({sys.executable}) is not readable by uid 10001")
     assert read.returncode == 0 and read.stdout.startswith("OK:"), read.stdout + read.stderr
     config.chmod(0o600)  # and the check is sharp: without the group's read bit it fails
-    denied = subprocess.run([*as_image, "check-config", "-c", str(config)], capture_output=True, text=True, timeout=60)
+    denied = subprocess.run(
+        [*as_image, "check-config", "-c", str(config)], capture_output=True, text=True, timeout=60
+    )
     assert denied.returncode == 2 and "permission denied" in denied.stderr
 
 
@@ -238,7 +283,9 @@ def test_ini_examples_are_in_the_unit(block: Block) -> None:
     unit = (REPO / "deploy/healthd.service").read_text()
     for section in parsed.sections():
         for key, value in parsed[section].items():
-            assert re.search(rf"^{re.escape(key)}={re.escape(value)}$", unit, re.M), f"{block.where}: {key}={value}"
+            assert re.search(rf"^{re.escape(key)}={re.escape(value)}$", unit, re.M), (
+                f"{block.where}: {key}={value}"
+            )
 
 
 @pytest.mark.parametrize("block", examples("json"))

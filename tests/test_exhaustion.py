@@ -10,10 +10,11 @@ import os
 import resource
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
 from healthd.app import service_infos
-from healthd.config import CheckKey, TcpCheck, build_config
+from healthd.config import CheckKey, HttpCheck, TcpCheck, build_config
 from healthd.metrics import Exposition
 from healthd.probes import PROBES, ProbeResources
 from healthd.results import ErrorKind, ProbeResult
@@ -74,6 +75,27 @@ async def test_a_probe_without_descriptors_fails_as_local_with_its_reason(
     assert "Too many open files" in (starved.error_message or "")
     recovered = await run_probe(PROBES["tcp"], check, resources, key=KEY)
     assert recovered.ok, recovered
+
+
+async def test_a_token_file_unread_for_want_of_descriptors_is_local(
+    tmp_path: Path, closed_port: int, resources: ProbeResources
+) -> None:
+    """bearer_token_file is read at probe time: EMFILE there is this host's problem too."""
+    token = tmp_path / "token"
+    token.write_text("tok\n")
+    check = HttpCheck.model_validate(
+        {
+            "type": "http",
+            "name": "c",
+            "url": f"http://127.0.0.1:{closed_port}/",
+            "bearer_token_file": str(token),
+        }
+    )
+    with descriptors_exhausted():
+        starved = await run_probe(PROBES["http"], check, resources, key=KEY)
+    assert starved.error_kind is ErrorKind.LOCAL, starved
+    assert starved.details["local_reason"] == "EMFILE"
+    assert (starved.error_message or "").startswith("bearer_token_file: cannot read"), starved
 
 
 def test_local_results_do_not_move_a_check_and_are_counted_apart() -> None:

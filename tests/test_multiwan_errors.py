@@ -105,7 +105,7 @@ def test_check_config_warns_about_bindings_this_host_cannot_honour(lab: WanLab, 
         f"{config}:4: services[0].checks[0].interface: warning: no interface named 'wan3' on this host (`ip link` lists them)",
         f"{config}:5: services[0].checks[1].source_ip: warning: source_ip {lab.wan1.ip(4, 1)} is not an address of this host (`ip addr` lists them)",
     ]
-    assert done.stdout.startswith("OK: 1 services, 3 checks")
+    assert done.stdout.startswith("OK: 1 service, 3 checks")
 
 
 def test_the_one_shot_probe_names_the_problem_without_a_traceback(lab: WanLab) -> None:

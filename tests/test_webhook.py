@@ -196,7 +196,7 @@ async def test_a_receiver_that_redirects_is_not_followed(
         ),
         (
             "    - {url: 'http://127.0.0.1:1/', events: [checks]}",
-            "notify.webhooks[0].events[0]: Input should be 'check', 'service', 'reload', 'start' or 'stop'",
+            "notify.webhooks[0].events[0]: must be 'check', 'service', 'reload', 'start' or 'stop'",
         ),
         (
             "    - {url: 'http://127.0.0.1:1/a'}\n    - {url: 'http://127.0.0.1:1/b'}",
@@ -204,9 +204,9 @@ async def test_a_receiver_that_redirects_is_not_followed(
         ),
         (
             "    - {url: 'http://127.0.0.1:1/', retries: -1}",
-            "notify.webhooks[0].retries: Input should be greater than or equal to 0",
+            "notify.webhooks[0].retries: must be at least 0, not -1",
         ),
-        ("    - {url: 'http://127.0.0.1:1/', secrets: x}", "notify.webhooks[0].secrets: unknown option"),
+        ("    - {url: 'http://127.0.0.1:1/', secrets: x}", "notify.webhooks[0].secrets: unknown option (did you mean 'secret'?)"),
     ],
 )
 def test_bad_webhook_config_is_a_located_error(tmp_path: Path, hooks: str, error: str) -> None:

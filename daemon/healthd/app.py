@@ -11,7 +11,7 @@ from typing import Any
 
 from aiohttp import web
 
-from healthd import __version__, api, cluster, watch
+from healthd import __version__, api, cluster, files, watch
 from healthd.alerting import Notifications
 from healthd.config import Config, diff_configs, format_check_id, load
 from healthd.errors import ConfigError
@@ -60,12 +60,9 @@ def read_token(config: Config) -> str:
     if path is None:
         return ""
     try:
-        token = Path(path).read_text(encoding="utf-8").strip()
-    except OSError as exc:
-        raise ConfigError([f"server.token_file: cannot read {path}: {exc.strerror}"]) from None
-    if not token:
-        raise ConfigError([f"server.token_file: {path} is empty"])
-    return token
+        return files.read_secret(path)
+    except files.FileOptionError as exc:  # it changed since the config was validated
+        raise ConfigError([f"server.token_file: {exc}"]) from None
 
 
 class Daemon:
@@ -162,6 +159,11 @@ class Daemon:
             daemon.last_reload_ok = False
             log.error("reload rejected, the old config keeps running:\n  %s", "\n  ".join(exc.errors))
             return api.ReloadOutcome(ok=False, errors=exc.errors)
+        except Exception:  # a loader bug must not kill the daemon nor leave the reload unanswered
+            daemon.last_reload_ok = False
+            log.exception("reload failed unexpectedly, the old config keeps running")
+            errors = [f"{self.config_path}: internal error reading the config (see the log)"]
+            return api.ReloadOutcome(ok=False, errors=errors)
         if new.server.listen != self.config.server.listen:
             log.warning("server.listen changed to %s: that takes a restart", new.server.listen)
         if (new.state_dir, new.snapshot_interval) != (self.config.state_dir, self.config.snapshot_interval):

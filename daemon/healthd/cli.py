@@ -1,4 +1,5 @@
-"""Command line: `healthd run | check-config | probe | healthcheck | print-unit | print-config | shard-of`.
+"""Command line: `healthd run | check-config | schema | probe | healthcheck | print-unit | print-config`,
+`healthd shard-of`.
 
 The only place that exits. Sub-commands are rows of `COMMANDS`: a new one is a
 function taking the parsed arguments and returning an exit status, plus a row.
@@ -9,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
+import json
 import logging
 import os
 import resource
@@ -24,10 +26,11 @@ from aiohttp import web
 
 from healthd import __version__, cli_probe, cli_tools, cluster
 from healthd.api_server import start_api
-from healthd.app import DAEMON, create_app
+from healthd.app import DAEMON, create_app, read_token
 from healthd.bindings import binding_warnings
 from healthd.config import Config, Loaded, load, split_host_port
 from healthd.config.loader import locator
+from healthd.config.schema import config_schema
 from healthd.errors import ConfigError
 from healthd.logs import setup_logging
 from healthd.notify import Notifier
@@ -84,6 +87,7 @@ COMMANDS: tuple[Command, ...] = (
         True,
     ),
     Command("check-config", "validate a config and exit", lambda a: check_config(a.config), config=True),
+    Command("schema", "print the JSON Schema of the config (for editors)", lambda a: print_schema()),
     Command(
         "probe",
         "run one probe now and print the result",
@@ -169,12 +173,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _load_or_report(path: str) -> Loaded | None:
+    """The config, or None after printing why not (exit 2 follows, whatever went wrong)."""
     try:
-        return load(path)
+        loaded = load(path)
+        read_token(loaded.config)  # everything `run` reads before it starts
+        return loaded
     except ConfigError as exc:
         for line in exc.errors:
             print(line, file=sys.stderr)
-        return None
+    except Exception:  # a loader bug: still exit 2, so systemd does not restart into it
+        log.exception("%s: internal error reading the config", path)
+    return None
 
 
 def check_config(path: str) -> int:
@@ -184,8 +193,17 @@ def check_config(path: str) -> int:
     config = loaded.config
     for warning in binding_warnings(config, locator(path)):
         print(warning, file=sys.stderr)
-    print(f"OK: {len(config.services)} services, {config.check_count} checks")
+    print(f"OK: {_count(len(config.services), 'service')}, {_count(config.check_count, 'check')}")
     return EXIT_OK
+
+
+def print_schema() -> int:
+    print(json.dumps(config_schema(), indent=2, ensure_ascii=False))
+    return EXIT_OK
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}" if number == 1 else f"{number} {noun}s"
 
 
 # ---- run -----------------------------------------------------------------------------
@@ -296,7 +314,7 @@ def _start_watchdog(notifier: Notifier) -> asyncio.Task[None] | None:
 
 
 def _status(config: Config) -> str:
-    return f"probing {config.check_count} checks in {len(config.services)} services"
+    return f"probing {_count(config.check_count, 'check')} in {_count(len(config.services), 'service')}"
 
 
 def _join(host: str, port: int) -> str:

@@ -22,11 +22,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from healthd.config import messages
 from healthd.config.checks import CHECK_MODELS
-from healthd.config.loader import _parse_yaml, _read_text
+from healthd.config.loader import read_text
+from healthd.config.messages import Problem
+from healthd.config.yaml_source import PathKey, YamlProblem, parse
 from healthd.errors import ConfigError
 
-PathKey = tuple[str | int, ...]
 Report = Callable[[PathKey, str], None]
 
 _PLACEHOLDER = re.compile(r"\{\{\s*([^}]*?)\s*\}\}")
@@ -49,18 +51,41 @@ class Target:
 
 
 def read_groups(path: Path) -> list[Target]:
-    """The targets of one file_sd file. Raises ConfigError (`FILE[:LINE]: reason`)."""
-    text = _read_text(path)
-    if path.suffix == ".json":
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise ConfigError([f"{path}:{exc.lineno}: JSON syntax error: {exc.msg}"]) from None
-    elif text.strip():
-        data, _ = _parse_yaml(str(path), text)
-    else:
-        data = []
+    """The targets of one file_sd file. Raises ConfigError (`FILE[:LINE]: reason`).
+
+    Read as a config file is: size-capped, YAML through the bounded parser; JSON
+    with duplicate keys and too deep nesting refused as well.
+    """
+    text = read_text(path)
+    if not text.strip():
+        return []  # a tool with nothing to report may leave the file empty
+    try:
+        data = json.loads(text, object_pairs_hook=_unique_keys) if path.suffix == ".json" else parse(text)[0]
+    except json.JSONDecodeError as exc:
+        raise ConfigError([f"{path}:{exc.lineno}: JSON syntax error: {exc.msg}"]) from None
+    except _DuplicateKey as exc:
+        raise ConfigError([f"{path}: key {exc.key!r} is given twice"]) from None
+    except RecursionError:
+        raise ConfigError([f"{path}: nested too deeply"]) from None
+    except YamlProblem as problem:
+        raise ConfigError(messages.render(str(path), [Problem(problem.line, problem.message)])) from None
     return parse_groups(str(path), data)
+
+
+class _DuplicateKey(ValueError):
+    def __init__(self, key: str) -> None:
+        super().__init__(key)
+        self.key = key
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object, refused when a key repeats (YAML files get the same from the parser)."""
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise _DuplicateKey(key)
+        out[key] = value
+    return out
 
 
 def parse_groups(name: str, data: Any) -> list[Target]:

@@ -27,12 +27,15 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
+from healthd.config.types import compile_regex
 from healthd.results import ErrorKind
 
 #: how much of a body or header value an error message quotes
 EXCERPT_CHARS = 120
 
 _STATUS = re.compile(r"^([1-5])(xx|\d\d)$")
+#: longest json_path condition a config may give
+MAX_CONDITION_CHARS = 1000
 
 
 def parse_status(value: object) -> str:
@@ -90,6 +93,8 @@ def parse_condition(text: str) -> Condition:
     source = text.strip()
     if not source:
         raise ValueError("empty json_path condition")
+    if len(source) > MAX_CONDITION_CHARS:
+        raise ValueError(f"json_path condition is {len(source)} characters, more than {MAX_CONDITION_CHARS}")
     path, pos = _parse_path(source)
     if pos == len(source):
         return Condition(source, path)
@@ -101,7 +106,7 @@ def parse_condition(text: str) -> Condition:
     op, literal_text = op_match.group(1), source[op_match.end() :]
     try:
         value = json.loads(literal_text)
-    except ValueError:
+    except (ValueError, RecursionError):  # json recurses once per nesting level
         raise ValueError(
             f'json_path {source!r}: {literal_text!r} is not a JSON value (quote strings: "UP")'
         ) from None
@@ -110,9 +115,9 @@ def parse_condition(text: str) -> Condition:
         if not isinstance(value, str):
             raise ValueError(f"json_path {source!r}: =~ needs a regex in a JSON string")
         try:
-            regex = re.compile(value)
-        except re.error as exc:
-            raise ValueError(f"json_path {source!r}: invalid regex: {exc}") from None
+            regex = compile_regex(value)
+        except ValueError as exc:
+            raise ValueError(f"json_path {source!r}: {exc}") from None
     elif op in _ORDERING and (_kind(value) not in ("number", "string")):
         raise ValueError(f"json_path {source!r}: {op} compares numbers or strings")
     return Condition(source, path, op, value, regex)

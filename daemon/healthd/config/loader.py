@@ -1,37 +1,86 @@
 """Load a YAML config into `Config`, reporting every mistake as `FILE:LINE: path: reason`.
 
-YAML is composed into nodes first so that each key and list item keeps its
-line; pydantic's error locations are then walked back through the data to
-the nearest line.
+The file is read with a size cap (`healthd.files`), parsed within hard bounds
+(`yaml_source`), merged with `defaults:` and validated; pydantic's error
+locations are walked back through the data to the YAML node's line. Nothing
+but `ConfigError` leaves `load_config`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import yaml
-from pydantic import ValidationError
-from pydantic_core import ErrorDetails
+from pydantic import BaseModel, ValidationError
 
+from healthd.config import messages
 from healthd.config.checks import CHECK_MODELS, CheckBase
+from healthd.config.messages import Problem
 from healthd.config.model import Config
+from healthd.config.yaml_source import LineCounter, PathKey, YamlProblem, line_of, parse
 from healthd.errors import ConfigError
-
-PathKey = tuple[str | int, ...]
-Lines = dict[PathKey, int]
+from healthd.files import MAX_CONFIG_BYTES, FileOptionError, read_file
 
 # options a `defaults:` block may not set: they identify a check
 _NOT_DEFAULTABLE = {"name", "type", "target", "url"}
 
 
+class Lines:
+    """Where each data path is written: the YAML nodes, plus paths copied from `defaults:`."""
+
+    def __init__(self, root: yaml.Node | None = None, counter: LineCounter | None = None) -> None:
+        self._root = root
+        self._counter = counter or LineCounter("")
+        self._copied: dict[PathKey, PathKey] = {}
+
+    def copy(self, path: PathKey, source: PathKey) -> None:
+        self._copied[path] = source
+
+    def source(self, path: PathKey) -> PathKey:
+        """The path as the user wrote it: a defaulted option is reported at `defaults.KEY`."""
+        for size in range(len(path), 0, -1):
+            origin = self._copied.get(path[:size])
+            if origin is not None:
+                return (*origin, *path[size:])
+        return path
+
+    def line(self, path: PathKey) -> int:
+        if self._root is None:
+            return 1
+        return line_of(self._root, self.source(path), self._counter) or 1
+
+
 def load_config(path: str | Path) -> Config:
     """Read, merge defaults, validate. Raises ConfigError listing every problem."""
+    data, lines, _ = read_document(path)
+    return build_config(str(path), data, lines)
+
+
+def read_document(path: str | Path) -> tuple[Any, Lines, int]:
+    """One YAML file's data, where each path is written, and its number of lines. Raises ConfigError.
+
+    Every config file goes through here (the size cap, the bounded parse), also each file of a
+    config directory (`healthd.config.sources`).
+    """
     name = str(path)
-    text = _read_text(Path(path))
-    data, lines = _parse_yaml(name, text)
-    return build_config(name, data, lines)
+    text = read_text(path)
+    try:
+        data, root, counter = parse(text)
+    except YamlProblem as problem:
+        raise ConfigError(messages.render(name, [Problem(problem.line, problem.message)])) from None
+    return data, Lines(root, counter), text.count("\n") + 1
+
+
+def read_text(path: str | Path) -> str:
+    """A config or discovery file's text, size-capped and UTF-8. Raises ConfigError."""
+    try:
+        return read_file(path, MAX_CONFIG_BYTES).decode("utf-8")
+    except FileOptionError as exc:
+        raise ConfigError([f"{path}: {exc.reason[:1].lower()}{exc.reason[1:]}"]) from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError([f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})"]) from None
 
 
 def locator(path: str | Path) -> Callable[[PathKey], str]:
@@ -41,111 +90,88 @@ def locator(path: str | Path) -> Callable[[PathKey], str]:
     """
     name = str(path)
     if not Path(path).is_file():
-        return lambda where: f"{name}: {_dotted(where)}"
-    _, lines = _parse_yaml(name, _read_text(Path(path)))
-    return lambda where: f"{name}:{_line(lines, where)}: {_dotted(where)}"
+        return lambda where: f"{name}: {messages.dotted(where)}"
+    _, lines, _ = read_document(path)
+    return lambda where: f"{name}:{lines.line(where)}: {messages.dotted(where)}"
 
 
 def build_config(name: str, data: Any, lines: Lines | None = None) -> Config:
     """Validate already-parsed data (used by `load_config` and by tests)."""
-    lines = lines if lines is not None else {}
+    lines = lines if lines is not None else Lines()
     if not isinstance(data, dict):
         raise ConfigError([f"{name}:1: the config must be a mapping with a 'services' key"])
-    errors: list[str] = []
-    data = _merge_defaults(name, data, lines, errors)
-    errors.extend(_duplicate_names(name, data, lines))
+    problems: list[Problem] = []
+    data = _merge_defaults(data, lines, problems)
+    problems.extend(_duplicate_names(data, lines))
     try:
         config = Config.model_validate(data)
     except ValidationError as exc:
-        errors.extend(_format_error(name, data, lines, err) for err in exc.errors())
+        problems.extend(_problem(data, lines, err) for err in exc.errors())
         config = None
-    if errors:
-        raise ConfigError(sorted(_unique(errors), key=_line_number))
-    assert config is not None
+    except RecursionError:  # data built by a caller without yaml_source's depth cap
+        problems.append(Problem(1, "(top level): nested too deeply"))
+        config = None
+    if problems or config is None:
+        raise ConfigError(messages.render(name, problems))
     return config
 
 
-def _read_text(path: Path) -> str:
-    try:
-        return path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError([f"{path}: no such file"]) from None
-    except IsADirectoryError:
-        raise ConfigError([f"{path}: is a directory, expected a YAML file"]) from None
-    except PermissionError:
-        raise ConfigError([f"{path}: permission denied"]) from None
-    except UnicodeDecodeError as exc:
-        raise ConfigError([f"{path}: not UTF-8 text ({exc.reason})"]) from None
+def _merge_defaults(data: dict[str, Any], lines: Lines, problems: list[Problem]) -> dict[str, Any]:
+    """Copy `defaults` into every check that takes the option and does not set it.
+
+    Builds new containers: a YAML alias may share one mapping between two places.
+    """
+    data = dict(data)
+    defaults = data.pop("defaults", None) or {}
+    if not isinstance(defaults, dict):
+        problems.append(Problem(lines.line(("defaults",)), "defaults: must be a mapping"))
+        return data
+    problems.extend(_bad_defaults(defaults, lines))
+    services = data.get("services")
+    if not isinstance(services, list):
+        return data
+    data["services"] = [
+        _service_with_defaults(si, service, defaults, lines) for si, service in enumerate(services)
+    ]
+    return data
 
 
-def _parse_yaml(name: str, text: str) -> tuple[Any, Lines]:
-    loader = yaml.SafeLoader(text)
-    try:
-        node = loader.get_single_node()
-        if node is None:
-            raise ConfigError([f"{name}:1: the config is empty"])
-        data = loader.construct_document(node)
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line = mark.line + 1 if mark else 1
-        raise ConfigError([f"{name}:{line}: YAML syntax error: {exc.problem}"]) from None
-    except yaml.YAMLError as exc:
-        raise ConfigError([f"{name}:1: YAML error: {exc}"]) from None
-    finally:
-        loader.dispose()
-    lines: Lines = {(): node.start_mark.line + 1}
-    _record_lines(node, (), lines)
-    return data, lines
+def _bad_defaults(defaults: Mapping[Any, Any], lines: Lines) -> Iterator[Problem]:
+    known = _all_check_fields()
+    for key in defaults:
+        path: PathKey = ("defaults", str(key))
+        if key in _NOT_DEFAULTABLE:
+            yield Problem(lines.line(path), f"defaults.{key}: cannot be set in defaults")
+        elif key not in known:
+            hint = messages.did_you_mean(str(key), known - _NOT_DEFAULTABLE)
+            yield Problem(lines.line(path), f"{messages.dotted(path)}: unknown option{hint}")
 
 
-def _record_lines(node: yaml.Node, path: PathKey, lines: Lines) -> None:
-    if isinstance(node, yaml.MappingNode):
-        for key_node, value_node in node.value:
-            key_path = (*path, str(key_node.value))
-            lines[key_path] = key_node.start_mark.line + 1
-            _record_lines(value_node, key_path, lines)
-    elif isinstance(node, yaml.SequenceNode):
-        for index, item in enumerate(node.value):
-            lines[(*path, index)] = item.start_mark.line + 1
-            _record_lines(item, (*path, index), lines)
+def _service_with_defaults(si: int, service: Any, defaults: Mapping[Any, Any], lines: Lines) -> Any:
+    if not isinstance(service, dict) or not isinstance(service.get("checks"), list):
+        return service
+    checks = []
+    for ci, check in enumerate(service["checks"]):
+        if isinstance(check, dict):
+            model = CHECK_MODELS.get(str(check.get("type")), CheckBase)
+            check = {"name": check.get("type"), **check}
+            for key, value in defaults.items():
+                if key in model.model_fields and key not in _NOT_DEFAULTABLE and key not in check:
+                    check[key] = value
+                    lines.copy(("services", si, "checks", ci, key), ("defaults", key))
+        checks.append(check)
+    return {**service, "checks": checks}
 
 
 def _all_check_fields() -> set[str]:
     return {field for model in CHECK_MODELS.values() for field in model.model_fields}
 
 
-def _merge_defaults(name: str, data: dict[str, Any], lines: Lines, errors: list[str]) -> dict[str, Any]:
-    """Copy `defaults` into every check that takes the option and does not set it."""
-    data = dict(data)
-    defaults = data.pop("defaults", None) or {}
-    if not isinstance(defaults, dict):
-        errors.append(f"{name}:{_line(lines, ('defaults',))}: defaults: must be a mapping")
-        return data
-    known = _all_check_fields()
-    for key in defaults:
-        if key in _NOT_DEFAULTABLE or key not in known:
-            reason = "cannot be set in defaults" if key in _NOT_DEFAULTABLE else "unknown option"
-            errors.append(f"{name}:{_line(lines, ('defaults', key))}: defaults.{key}: {reason}")
-    for si, service in _items(data.get("services")):
-        for ci, check in _items(service.get("checks") if isinstance(service, dict) else None):
-            if not isinstance(check, dict):
-                continue
-            model = CHECK_MODELS.get(str(check.get("type")), CheckBase)
-            merged = dict(check)
-            merged.setdefault("name", check.get("type"))
-            for key, value in defaults.items():
-                if key in model.model_fields and key not in _NOT_DEFAULTABLE and key not in check:
-                    merged[key] = value
-                    lines[("services", si, "checks", ci, key)] = _line(lines, ("defaults", key))
-            service["checks"][ci] = merged
-    return data
-
-
 def _items(value: Any) -> Iterator[tuple[int, Any]]:
     return enumerate(value) if isinstance(value, list) else iter(())
 
 
-def _duplicate_names(name: str, data: dict[str, Any], lines: Lines) -> Iterator[str]:
+def _duplicate_names(data: dict[str, Any], lines: Lines) -> Iterator[Problem]:
     seen_services: set[str] = set()
     for si, service in _items(data.get("services")):
         if not isinstance(service, dict):
@@ -154,7 +180,9 @@ def _duplicate_names(name: str, data: dict[str, Any], lines: Lines) -> Iterator[
         if isinstance(service_name, str):
             if service_name in seen_services:
                 path: PathKey = ("services", si, "name")
-                yield f"{name}:{_line(lines, path)}: {_dotted(path)}: duplicate service name {service_name!r}"
+                yield Problem(
+                    lines.line(path), f"{messages.dotted(path)}: duplicate service name {service_name!r}"
+                )
             seen_services.add(service_name)
         seen_checks: set[str] = set()
         for ci, check in _items(service.get("checks")):
@@ -163,21 +191,24 @@ def _duplicate_names(name: str, data: dict[str, Any], lines: Lines) -> Iterator[
                 continue
             if check_name in seen_checks:
                 path = ("services", si, "checks", ci, "name")
-                yield (
-                    f"{name}:{_line(lines, path)}: {_dotted(path)}: duplicate check name "
-                    f"{check_name!r} in service {service_name!r} (name defaults to the type)"
+                yield Problem(
+                    lines.line(path),
+                    f"{messages.dotted(path)}: duplicate check name {check_name!r} in service "
+                    f"{service_name!r} (name defaults to the type)",
                 )
             seen_checks.add(check_name)
 
 
-def _format_error(name: str, data: Any, lines: Lines, err: ErrorDetails) -> str:
+def _problem(data: Any, lines: Lines, err: Mapping[str, Any]) -> Problem:
     path = _data_path(data, err["loc"])
-    missing_key = err["type"] == "missing" and err["loc"] and isinstance(err["loc"][-1], str)
-    if missing_key:
-        path = (*path, err["loc"][-1])
+    loc = err["loc"]
+    if err["type"] == "missing" and loc and isinstance(loc[-1], str):
+        path = (*path, loc[-1])
     elif err["type"].startswith("union_tag"):
         path = (*path, "type")
-    return f"{name}:{_line(lines, path)}: {_dotted(path) or '(top level)'}: {_reason(err)}"
+    shown = lines.source(path)
+    reason = messages.reason(err, path, _known_keys(data, path[:-1]))
+    return Problem(lines.line(path), f"{messages.dotted(shown) or '(top level)'}: {reason}")
 
 
 def _data_path(data: Any, loc: tuple[int | str, ...]) -> PathKey:
@@ -197,38 +228,43 @@ def _data_path(data: Any, loc: tuple[int | str, ...]) -> PathKey:
     return tuple(path)
 
 
-def _reason(err: ErrorDetails) -> str:
-    kind = err["type"]
-    if kind == "extra_forbidden":
-        return "unknown option"
-    if kind == "missing":
-        return "required option missing"
-    if kind == "union_tag_invalid":
-        tag = (err.get("ctx") or {}).get("tag")
-        return f"unknown check type {tag!r} (expected one of {', '.join(CHECK_MODELS)})"
-    if kind == "union_tag_not_found":
-        return f"'type' is required (one of {', '.join(CHECK_MODELS)})"
-    message = err["msg"]
-    return message.removeprefix("Value error, ").removeprefix("Assertion failed, ")
-
-
-def _line(lines: Lines, path: PathKey) -> int:
-    while path not in lines and path:
-        path = path[:-1]
-    return lines.get(path, 1)
-
-
-def _dotted(path: PathKey) -> str:
-    out = ""
+def _known_keys(data: Any, path: PathKey) -> set[str]:
+    """The options that the mapping at `path` takes, for "did you mean" hints."""
+    annotation: Any = Config
+    node: Any = data
     for part in path:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else part)
-    return out
+        if isinstance(part, str):  # `node` is the mapping that holds `part`
+            model = _model_in(annotation, node)
+            field = model.model_fields.get(part) if model is not None else None
+            if field is None:
+                return set()
+            annotation = field.annotation
+        node = _child(node, part)
+    model = _model_in(annotation, node)
+    if model is None:
+        return set()
+    return set(model.model_fields) | ({"defaults"} if model is Config else set())
 
 
-def _line_number(error: str) -> int:
-    parts = error.split(":")
-    return int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else 0
+def _child(node: Any, part: str | int) -> Any:
+    if isinstance(node, dict):
+        return node.get(part)
+    if isinstance(node, list) and isinstance(part, int) and part < len(node):
+        return node[part]
+    return None
 
 
-def _unique(errors: list[str]) -> list[str]:
-    return list(dict.fromkeys(errors))
+def _model_in(annotation: Any, node: Any) -> type[BaseModel] | None:
+    """The model an annotation holds (through Optional, list, Annotated); a check by its type."""
+    found: list[type[BaseModel]] = []
+    pending = [annotation]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, type) and issubclass(item, BaseModel):
+            found.append(item)
+        else:
+            pending.extend(get_args(item))
+    if any(model in CHECK_MODELS.values() for model in found):
+        check_type = node.get("type") if isinstance(node, dict) else None
+        return CHECK_MODELS.get(str(check_type))
+    return found[0] if len(found) == 1 else None

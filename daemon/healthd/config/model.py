@@ -3,12 +3,21 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, field_validator, model_validator
 
 from healthd.config.checks import Check
 from healthd.config.notify import NotifyConfig
-from healthd.config.types import Duration, Name, check_label_names, split_host_port
+from healthd.config.types import (
+    HOST_PORT_PATTERN,
+    Duration,
+    Name,
+    SecretPath,
+    check_label_names,
+    label_names_schema,
+    split_host_port,
+)
 
 _RESERVED_LABELS = frozenset({"service", "check", "type", "target"})
 
@@ -17,9 +26,12 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+ListenAddress = Annotated[str, WithJsonSchema({"type": "string", "pattern": HOST_PORT_PATTERN})]
+
+
 class ServerConfig(Strict):
-    listen: str = "127.0.0.1:9180"
-    token_file: Path | None = None
+    listen: ListenAddress = "127.0.0.1:9180"
+    token_file: SecretPath | None = None
     protect_reads: bool = False
 
     @field_validator("listen")
@@ -43,7 +55,9 @@ class MetricsConfig(Strict):
 
 class Service(Strict):
     name: Name
-    labels: dict[str, str] = Field(default_factory=dict)
+    labels: dict[str, str] = Field(
+        default_factory=dict, json_schema_extra=label_names_schema(_RESERVED_LABELS)
+    )
     checks: list[Check] = Field(min_length=1)
 
     @field_validator("labels")

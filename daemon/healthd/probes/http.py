@@ -19,7 +19,6 @@ from __future__ import annotations
 import logging
 import ssl
 import time
-from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
@@ -30,7 +29,8 @@ from healthd import __version__
 from healthd.config import HttpCheck
 from healthd.config.checks import redact_url
 from healthd.config.http_rules import Expectations, Mismatch, Observed, judge
-from healthd.errors import REDACTED, ProbeFailure, redact
+from healthd.errors import REDACTED, ProbeFailure, kind_of_errno, redact
+from healthd.files import FileOptionError, SecretFile
 from healthd.gauges import gauge_key
 from healthd.probes._http_conn import PhaseClock, timing
 from healthd.probes._http_errors import MAX_REDIRECTS, translate
@@ -51,9 +51,9 @@ async def probe_http(check: HttpCheck, ctx: ProbeContext) -> ProbeOutcome:
     clock = PhaseClock()
     ctx.report_progress(lambda: ProbeOutcome(phases=clock.so_far(), gauges=NO_RESPONSE))
     sessions = ctx.resources.get(HttpSessions)
-    headers = _request_headers(check)
     try:
         with timing(clock):
+            headers = await _request_headers(check)  # a secret file is read off the loop
             seen, response = await _exchange(sessions, check, clock, headers)
     except ProbeFailure as exc:  # from our resolver, socket factory or TLS files
         clock.interrupted()
@@ -116,33 +116,27 @@ async def _read_bounded(content: aiohttp.StreamReader, limit: int) -> tuple[byte
     return b"".join(chunks), not content.at_eof()
 
 
-def _request_headers(check: HttpCheck) -> dict[str, str]:
+async def _request_headers(check: HttpCheck) -> dict[str, str]:
     headers = {"User-Agent": USER_AGENT}
     headers.update({name: value.get_secret_value() for name, value in check.headers.items()})
-    if check.bearer_token_file is not None:
-        headers["Authorization"] = f"Bearer {_read_secret(check.bearer_token_file, 'bearer_token_file')}"
+    if check.bearer_token is not None:
+        headers["Authorization"] = f"Bearer {await _read_secret(check.bearer_token, 'bearer_token_file')}"
     if check.basic_auth is not None:
-        headers["Authorization"] = aiohttp.encode_basic_auth(
-            check.basic_auth.username, _basic_password(check)
-        )
+        password = check.basic_auth.password
+        secret = password.get_secret_value() if password is not None else ""
+        if check.basic_password is not None:
+            secret = await _read_secret(check.basic_password, "basic_auth.password_file")
+        headers["Authorization"] = aiohttp.encode_basic_auth(check.basic_auth.username, secret)
     return headers
 
 
-def _basic_password(check: HttpCheck) -> str:
-    auth = check.basic_auth
-    assert auth is not None
-    if auth.password is not None:
-        return auth.password.get_secret_value()
-    assert auth.password_file is not None
-    return _read_secret(auth.password_file, "basic_auth.password_file")
-
-
-def _read_secret(path: Path, option: str) -> str:
-    # read on every probe, so a rotated token is used at once
+async def _read_secret(source: SecretFile, option: str) -> str:
+    # re-read (off the loop) only when the file changed, so a rotated token is used at once
     try:
-        return path.read_text(encoding="utf-8").strip()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ProbeFailure(ErrorKind.ERROR, f"{option}: cannot read {path}: {exc}") from exc
+        return await source.read()
+    except FileOptionError as exc:  # out of descriptors or memory here is ours, not the target's
+        kind = ErrorKind.LOCAL if kind_of_errno(exc.errno) is ErrorKind.LOCAL else ErrorKind.ERROR
+        raise ProbeFailure(kind, f"{option}: {exc}") from exc
 
 
 def _may_use_tls(check: HttpCheck) -> bool:

@@ -14,6 +14,7 @@ from healthd.config.types import (
     Name,
     check_label_names,
     format_duration,
+    label_names_schema,
     split_host_port,
 )
 
@@ -44,7 +45,9 @@ class CheckBase(BaseModel):
     source_ip: IPv4Address | IPv6Address | None = None
     interface: str | None = Field(None, min_length=1, max_length=15)
     ip_family: IpFamily = "auto"
-    labels: dict[str, str] = Field(default_factory=dict)  # on this check's series (file_sd sets them)
+    labels: dict[str, str] = Field(  # on this check's series (file_sd sets them)
+        default_factory=dict, json_schema_extra=label_names_schema(_RESERVED_LABELS)
+    )
 
     @field_validator("labels")
     @classmethod

@@ -5,7 +5,6 @@ from __future__ import annotations
 import re
 import ssl
 from functools import cached_property
-from pathlib import Path
 from typing import Annotated, ClassVar, Literal
 
 from pydantic import (
@@ -16,14 +15,16 @@ from pydantic import (
     Field,
     PlainSerializer,
     SecretStr,
+    WithJsonSchema,
     field_validator,
     model_validator,
 )
 from yarl import URL
 
+from healthd import files
 from healthd.config import http_rules
 from healthd.config.checks.base import CheckBase
-from healthd.config.types import Duration, parse_duration
+from healthd.config.types import CertDuration, PemFile, SecretPath, compile_regex
 
 _MIB = 1024 * 1024
 _HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
@@ -31,12 +32,7 @@ _METHOD = re.compile(r"^[A-Z]+$")
 
 
 def _compile_regex(value: object) -> object:
-    if isinstance(value, str):
-        try:
-            return re.compile(value)
-        except re.error as exc:
-            raise ValueError(f"invalid regex {value!r}: {exc}") from None
-    return value
+    return compile_regex(value) if isinstance(value, str) else value
 
 
 Regex = Annotated[
@@ -59,35 +55,28 @@ def _condition(value: str) -> str:
     return value
 
 
-StatusPattern = Annotated[str, BeforeValidator(_status)]
+_STATUS_SCHEMA = {
+    "anyOf": [
+        {"type": "integer", "minimum": 100, "maximum": 599},
+        {"type": "string", "pattern": r"^\s*[1-5]([xX]{2}|[0-9]{2})\s*$"},
+    ]
+}
+StatusPattern = Annotated[str, BeforeValidator(_status), WithJsonSchema(_STATUS_SCHEMA)]
+StatusList = Annotated[
+    list[StatusPattern],
+    BeforeValidator(_as_list),
+    WithJsonSchema({"anyOf": [_STATUS_SCHEMA, {"type": "array", "items": _STATUS_SCHEMA, "minItems": 1}]}),
+]
 JsonCondition = Annotated[str, AfterValidator(_condition)]
-
-
-def _cert_duration(value: object) -> object:
-    """Durations, plus days (`14d`): certificate lifetimes are counted in days."""
-    if not isinstance(value, str):
-        return value
-    text = value.strip()
-    try:
-        return parse_duration(text[:-1]) * 86400 if text.endswith("d") else parse_duration(text)
-    except ValueError:
-        raise ValueError(f"invalid duration {value!r}: use e.g. 14d, 336h") from None
-
-
-CertDuration = Annotated[Duration, BeforeValidator(_cert_duration)]
-
-
-def _readable(path: Path | None) -> Path | None:
-    if path is not None:
-        try:
-            with path.open("rb") as handle:
-                handle.read(1)
-        except OSError as exc:
-            raise ValueError(f"cannot read {path}: {exc.strerror or exc}") from None
-    return path
-
-
-ReadableFile = Annotated[Path, AfterValidator(_readable)]
+JsonConditions = Annotated[
+    list[JsonCondition],
+    BeforeValidator(_as_list),
+    WithJsonSchema({"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]}),
+]
+TlsVersion = Annotated[
+    Literal["1.0", "1.1", "1.2", "1.3"],
+    WithJsonSchema({"enum": ["1.0", "1.1", "1.2", "1.3", 1.0, 1.1, 1.2, 1.3]}),  # YAML reads 1.2 as a number
+]
 
 
 def redact_url(url: URL) -> str:
@@ -124,7 +113,7 @@ class BasicAuth(BaseModel):
 
     username: str
     password: SecretStr | None = None
-    password_file: ReadableFile | None = None
+    password_file: SecretPath | None = None
 
     @model_validator(mode="after")
     def _one_password(self) -> BasicAuth:
@@ -144,31 +133,38 @@ class HttpCheck(CheckBase):
     headers: dict[str, SecretStr] = Field(default_factory=dict)
     body: str | None = None
     basic_auth: BasicAuth | None = None
-    bearer_token_file: ReadableFile | None = None
+    bearer_token_file: SecretPath | None = None
     follow_redirects: bool = False
     # where a redirect may lead: the same origin only, or anywhere (secret headers then stay
     # behind); never from https to http
     redirect_policy: Literal["same-origin", "any"] = "same-origin"
     max_body_bytes: int = Field(_MIB, ge=0, le=1024 * _MIB)
     keepalive: bool = False
-    expect_status: Annotated[list[StatusPattern], BeforeValidator(_as_list)] = Field(
-        default_factory=lambda: ["2xx"], min_length=1
-    )
+    expect_status: StatusList = Field(default_factory=lambda: ["2xx"], min_length=1)
     body_regex: Regex | None = None
     body_not_regex: Regex | None = None
     expect_headers: dict[str, Regex] = Field(default_factory=dict)
-    json_path: Annotated[list[JsonCondition], BeforeValidator(_as_list)] = Field(default_factory=list)
+    json_path: JsonConditions = Field(default_factory=list)
     verify: bool = True
-    ca_file: ReadableFile | None = None
-    cert_file: ReadableFile | None = None
-    key_file: ReadableFile | None = None
+    ca_file: PemFile | None = None
+    cert_file: PemFile | None = None
+    key_file: PemFile | None = None
     server_name: str | None = Field(None, min_length=1, max_length=253)
-    min_tls_version: Literal["1.0", "1.1", "1.2", "1.3"] | None = None
+    min_tls_version: TlsVersion | None = None
     cert_expiry_min: CertDuration | None = None
 
     @cached_property  # parsed once; cheaper to read than a pydantic private attribute
     def parsed_url(self) -> URL:
         return URL(self.url)
+
+    @cached_property  # one per check: it caches the token between probes
+    def bearer_token(self) -> files.SecretFile | None:
+        return files.SecretFile(self.bearer_token_file) if self.bearer_token_file else None
+
+    @cached_property
+    def basic_password(self) -> files.SecretFile | None:
+        auth = self.basic_auth
+        return files.SecretFile(auth.password_file) if auth and auth.password_file else None
 
     @property
     def display_target(self) -> str:
@@ -212,7 +208,7 @@ class HttpCheck(CheckBase):
             raise ValueError("key_file needs cert_file")
         if self.cert_file is not None:
             key = self.key_file or self.cert_file
-            if b"ENCRYPTED" in key.read_bytes():
+            if b"ENCRYPTED" in files.read_file(key, files.MAX_PEM_BYTES):
                 raise ValueError(f"{key}: the private key is encrypted; healthd needs it unencrypted")
             try:
                 context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
