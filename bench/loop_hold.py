@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import http.client
 import json
 import statistics
@@ -59,21 +60,45 @@ def filled_store(checks: int, rounds: int = 3) -> Store:
     return store
 
 
+class GcPauses:
+    """The longest cyclic-GC pause since `reset()` (gc.callbacks), to tell GC from our own work."""
+
+    def __init__(self) -> None:
+        self.longest = 0.0
+        self._started = 0.0
+        gc.callbacks.append(self._on_gc)
+
+    def _on_gc(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+        else:
+            self.longest = max(self.longest, time.perf_counter() - self._started)
+
+    def reset(self) -> None:
+        self.longest = 0.0
+
+
 class Ticker:
-    """Sleeps `period` in a loop; `max_gap()` is the longest wake-up delay since `reset()`."""
+    """Sleeps `period` in a loop and records, since `reset()`, the longest wake-up delay (`gap`)
+    and the most CPU the loop's thread spent between two wake-ups (`cpu`).
+
+    On a saturated machine the gap also holds the time the kernel ran other processes; the
+    CPU figure is only what ran on the loop (our callbacks, GC), which is what we can change.
+    """
 
     def __init__(self, period: float = 0.001) -> None:
         self.period = period
-        self.gap = 0.0
+        self.gap = self.cpu = 0.0
 
     async def run(self) -> None:
         while True:
-            before = time.perf_counter()
+            before, cpu_before = time.perf_counter(), time.thread_time()
             await asyncio.sleep(self.period)
             self.gap = max(self.gap, time.perf_counter() - before - self.period)
+            self.cpu = max(self.cpu, time.thread_time() - cpu_before)
 
     def reset(self) -> None:
-        self.gap = 0.0
+        self.gap = self.cpu = 0.0
 
 
 def read(port: int, path: str, headers: dict[str, str]) -> tuple[float, int]:
@@ -102,7 +127,7 @@ def timed(fn: Any) -> float:
     return time.perf_counter() - started
 
 
-async def measure(checks: int, rounds: int) -> dict[str, Any]:
+async def measure(checks: int, rounds: int, freeze: bool) -> dict[str, Any]:
     store = filled_store(checks)
     app = web.Application(middlewares=[api.error_middleware])
     app[api.STORE], app[api.AUTH] = store, api.Auth()
@@ -113,23 +138,31 @@ async def measure(checks: int, rounds: int) -> dict[str, Any]:
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
     port = runner.addresses[0][1]
-    ticker = Ticker()
+    ticker, pauses = Ticker(), GcPauses()
+    if freeze:
+        gc.freeze()  # as `healthd run` does after start-up; the results written since stay unfrozen
     tick_task = asyncio.create_task(ticker.run())
     figures: dict[str, Any] = {"checks": checks, "rounds": rounds}
     try:
         for name, (path, headers) in READS.items():
-            holds, walls = [], []
+            holds, cpus, walls, gcs = [], [], [], []
             for _ in range(rounds):
                 await asyncio.sleep(0.05)
                 ticker.reset()
+                pauses.reset()
                 wall, size = await asyncio.to_thread(read, port, path, headers)
                 holds.append(ticker.gap)
+                cpus.append(ticker.cpu)
+                gcs.append(pauses.longest)
                 walls.append(wall)
             figures[name] = {
                 "bytes": size,
                 "wall_ms_median": round(statistics.median(walls) * 1000, 1),
                 "loop_hold_ms_max": round(max(holds) * 1000, 1),
                 "loop_hold_ms_median": round(statistics.median(holds) * 1000, 1),
+                "loop_cpu_hold_ms_max": round(max(cpus) * 1000, 1),
+                "loop_cpu_hold_ms_median": round(statistics.median(cpus) * 1000, 1),
+                "gc_pause_ms_max": round(max(gcs) * 1000, 1),
             }
         exposition = Exposition(store)
         figures["reference_one_piece_render_ms"] = round(timed(exposition.render) * 1000, 1)
@@ -145,14 +178,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--checks", type=int, default=10_000)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--loop", choices=("asyncio", "uvloop"), default="asyncio")
+    parser.add_argument("--freeze", action="store_true", help="gc.freeze() once the store is filled")
     args = parser.parse_args(argv)
     if args.loop == "uvloop":
         import uvloop
 
-        figures = uvloop.run(measure(args.checks, args.rounds))
+        figures = uvloop.run(measure(args.checks, args.rounds, args.freeze))
     else:
-        figures = asyncio.run(measure(args.checks, args.rounds))
-    figures["loop"] = args.loop
+        figures = asyncio.run(measure(args.checks, args.rounds, args.freeze))
+    figures["loop"], figures["gc_frozen"] = args.loop, args.freeze
     with open("/proc/loadavg", encoding="ascii") as loadavg:
         figures["load_average_1m"] = float(loadavg.read().split()[0])
     print(json.dumps(figures, indent=1))

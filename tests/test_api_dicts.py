@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import orjson
 from healthd.api import _service_model
-from healthd.api_dicts import encode, services_dict
+from healthd.api_dicts import encode, services_dict, services_json
 from healthd.api_models import ServicesResponse, ShardModel
 from healthd.results import ErrorKind, ProbeResult
 from healthd.store import CheckInfo, ServiceInfo, Store
@@ -64,3 +64,11 @@ def test_dicts_validate_against_the_models() -> None:
     assert db.checks[0].last is None
     assert body["services"][0]["checks"][0]["last"]["time"] == "2023-11-14T22:13:20.123456Z"
     assert web.uptime.h1 == 0.5 and web.checks[0].uptime.h1 == 1.0 and db.uptime.h1 is None
+
+
+async def test_the_sliced_listing_is_the_same_json() -> None:
+    filled = store()
+    sliced = await services_json(filled, filled.services, NOW, pause_after=0)  # a pause after each service
+    assert orjson.loads(sliced) == orjson.loads(encode(services_dict(filled, filled.services, NOW)))
+    shard = {"index": 0, "count": 1, "replicas": 1, "checks": 3}
+    assert orjson.loads(await services_json(filled, (), NOW)) == {"shard": shard, "services": []}

@@ -139,7 +139,7 @@ async def list_services(request: web.Request) -> web.Response:
     wanted = api_query.choice("status", request.query.get("status"), _STATUSES)
     services = [s for s in store.services if wanted is None or store.status_of(s).value == wanted]
     # plain dicts, not models: the one listing of every check (see api_dicts)
-    body = api_dicts.encode(await api_dicts.services_dict_async(store, services, time.time()))
+    body = await api_dicts.services_json(store, services, time.time())
     return web.Response(body=body, content_type="application/json")
 
 

@@ -96,22 +96,24 @@ def services_dict(store: Store, services: Iterable[ServiceInfo], now: float) -> 
     return {"shard": shard_dict(store), "services": built}
 
 
-async def services_dict_async(
+async def services_json(
     store: Store, services: Iterable[ServiceInfo], now: float, pause_after: float = 0.002
-) -> dict[str, Any]:
-    """`services_dict()`, handing the event loop back every `pause_after` seconds.
+) -> bytes:
+    """`services_dict()` encoded, handing the event loop back every `pause_after` seconds.
 
-    Each service is built in one piece, so its status agrees with its checks';
-    the listing as a whole may span a few probe results.
+    Each service is built and encoded in one piece, so its status agrees with
+    its checks' and no step encodes the whole listing; the listing as a whole
+    may span a few probe results.
     """
-    built = []
+    parts = []
     slice_end = time.perf_counter() + pause_after
     for service in list(services):
-        built.append(service_dict(store, service, now))
+        parts.append(encode(service_dict(store, service, now)))
         if time.perf_counter() > slice_end:
             await asyncio.sleep(0)
             slice_end = time.perf_counter() + pause_after
-    return {"shard": shard_dict(store), "services": built}
+    shard = encode(shard_dict(store))
+    return b'{"shard":' + shard + b',"services":[' + b",".join(parts) + b"]}"
 
 
 def encode(body: dict[str, Any]) -> bytes:
