@@ -60,10 +60,11 @@ def test_the_daemon_logs_and_exports_its_loop(tmp_path: Path, choice: str) -> No
     argv = [*HEALTHD, "run", "-c", str(config), "--loop", choice, "--log-format", "json"]
     proc = subprocess.Popen(argv, stderr=subprocess.PIPE, text=True)
     try:
-        for _ in range(100):  # bounded: 10 s
+        for _ in range(300):  # bounded: 30 s (start-up is slow on a saturated machine)
             if get_status(port) == 200 or proc.poll() is not None:
                 break
             time.sleep(0.1)
+        assert get_status(port) == 200, "the daemon did not become ready"
         metrics = get(f"http://127.0.0.1:{port}/metrics")[1].decode()
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=5) == 0
