@@ -23,8 +23,12 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/mypy daemon
 
+# The second run: the probes (HTTP phase timings included), the API and /metrics on uvloop (~2 min).
+UVLOOP_TESTS := tests/probes tests/test_api.py tests/test_scrape.py tests/test_api_dicts.py tests/test_loops.py
+
 test: $(STAMP) test-tools lint
 	$(BIN)/pytest -q
+	HEALTHD_TEST_LOOP=uvloop $(BIN)/pytest -q -p no:cacheprovider $(UVLOOP_TESTS)
 
 # The benchmark: healthd against blackbox_exporter (scheduled by Prometheus) and fping, same run.
 bench: $(STAMP)

@@ -23,8 +23,6 @@ HEALTHD = ROOT / ".venv" / "bin" / "healthd"
 PYTHON = ROOT / ".venv" / "bin" / "python"
 CHECKS_PER_SERVICE = 100
 
-# `healthd run` with uvloop's policy installed first: the daemon itself is untouched
-UVLOOP_PRELUDE = "import asyncio, uvloop\nasyncio.set_event_loop_policy(uvloop.EventLoopPolicy())\n"
 LAUNCHER = "import sys\n{prelude}from healthd.cli import main\nsys.argv[0] = 'healthd'\nmain()\n"
 
 
@@ -166,7 +164,7 @@ class Healthd:
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         args = ["run", "-c", str(config), "--listen", f"127.0.0.1:{self.port}", "--log-level", "warning"]
-        prelude += UVLOOP_PRELUDE if uvloop else ""
+        args += ["--loop", "uvloop" if uvloop else "asyncio"]  # the baseline is the standard loop
         argv = (
             [str(PYTHON), "-c", LAUNCHER.format(prelude=prelude), *args] if prelude else [str(HEALTHD), *args]
         )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
@@ -76,3 +77,17 @@ def netns() -> Iterator[Namespace]:
     """A second host in its own network namespace, deleted after the test (root only)."""
     with namespace() as ns:
         yield ns
+
+
+def _select_test_loop() -> None:
+    """HEALTHD_TEST_LOOP=uvloop runs every async test on uvloop (CI's second run; see Makefile)."""
+    choice = os.environ.get("HEALTHD_TEST_LOOP", "asyncio")
+    if choice == "uvloop":
+        import uvloop
+
+        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    elif choice != "asyncio":
+        raise pytest.UsageError(f"HEALTHD_TEST_LOOP must be asyncio or uvloop, not {choice!r}")
+
+
+_select_test_loop()

@@ -98,4 +98,4 @@ def test_promtool_accepts_the_exposition() -> None:
 async def test_the_async_writer_gives_the_same_text() -> None:
     store = filled(True)
     exposition = Exposition(store, GAUGE_HELP)
-    assert await exposition.render_async(checks_per_pause=1) == exposition.render()
+    assert b"".join(await exposition.render_chunks(pause_after=0)) == exposition.render()

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from aiohttp import web
 from pydantic import BaseModel
 
-from healthd import api_query
+from healthd import api_dicts, api_query
 from healthd.api_models import (
     CheckDetail,
     CheckSummary,
@@ -31,7 +31,6 @@ from healthd.api_models import (
     SeriesBucketModel,
     ServiceModel,
     ServicesResponse,
-    ShardModel,
     StartingResponse,
     UptimeRatios,
     UptimeSeries,
@@ -39,7 +38,7 @@ from healthd.api_models import (
 from healthd.api_table import Access, BadParameter, Handler, Link, QueryParam, Route
 from healthd.config import CheckKey
 from healthd.events import EventHub
-from healthd.scrape import OPENMETRICS_CONTENT_TYPE, TEXT_CONTENT_TYPE, wants_openmetrics
+from healthd.scrape import OPENMETRICS_CONTENT_TYPE, TEXT_CONTENT_TYPE, wants_gzip, wants_openmetrics
 from healthd.sse import stream_events
 from healthd.store import CheckState, ServiceInfo, Status, Store
 from healthd.uptime import WINDOW_NAMES, series_shape
@@ -70,7 +69,7 @@ class Auth:
 STORE = web.AppKey("store", Store)
 AUTH = web.AppKey("auth", Auth)
 Reloader = Callable[[], Awaitable[ReloadOutcome]]
-MetricsRenderer = Callable[[bool], Awaitable[bytes]]  # argument: OpenMetrics or not
+MetricsRenderer = Callable[[bool, bool], Awaitable[bytes]]  # arguments: OpenMetrics, gzip
 RELOAD: web.AppKey[Reloader] = web.AppKey("reload")
 RENDER_METRICS: web.AppKey[MetricsRenderer] = web.AppKey("render_metrics")
 OpenApiSource = Callable[[Auth], bytes]  # the document for the auth mode in force
@@ -136,15 +135,12 @@ _STATUSES = tuple(s.value for s in (Status.UP, Status.DOWN, Status.DEGRADED, Sta
 
 
 async def list_services(request: web.Request) -> web.Response:
-    store, now = request.app[STORE], time.time()
+    store = request.app[STORE]
     wanted = api_query.choice("status", request.query.get("status"), _STATUSES)
     services = [s for s in store.services if wanted is None or store.status_of(s).value == wanted]
-    index, count, replicas = store.daemon.shard
-    owned = sum(len(service.checks) for service in store.services)
-    shard = ShardModel(index=index, count=count, replicas=replicas, checks=owned)
-    return json_response(
-        ServicesResponse(shard=shard, services=[_service_model(store, s, now) for s in services])
-    )
+    # plain dicts, not models: the one listing of every check (see api_dicts)
+    body = await api_dicts.services_json(store, services, time.time())
+    return web.Response(body=body, content_type="application/json")
 
 
 async def get_service(request: web.Request) -> web.Response:
@@ -238,9 +234,15 @@ async def readyz(request: web.Request) -> web.Response:
 
 async def metrics(request: web.Request) -> web.Response:
     openmetrics = wants_openmetrics(request.headers.get("Accept", ""))
-    body = await request.app[RENDER_METRICS](openmetrics)
-    content_type = OPENMETRICS_CONTENT_TYPE if openmetrics else TEXT_CONTENT_TYPE
-    return web.Response(body=body, headers={"Content-Type": content_type, "Vary": "Accept"})
+    gzip = wants_gzip(request.headers.get("Accept-Encoding", ""))
+    body = await request.app[RENDER_METRICS](openmetrics, gzip)
+    headers = {
+        "Content-Type": OPENMETRICS_CONTENT_TYPE if openmetrics else TEXT_CONTENT_TYPE,
+        "Vary": "Accept, Accept-Encoding",
+    }
+    if gzip:
+        headers["Content-Encoding"] = "gzip"
+    return web.Response(body=body, headers=headers)
 
 
 # ---- the route table -----------------------------------------------------------------

@@ -196,8 +196,10 @@ class _ApiSite(web.BaseSite):
     @property
     def port(self) -> int:
         """The bound port (the one the kernel chose for port 0)."""
-        assert self._server is not None and isinstance(self._server, asyncio.Server)
-        return int(self._server.sockets[0].getsockname()[1])
+        # not isinstance(asyncio.Server): uvloop's server is its own class with the same `sockets`
+        sockets = getattr(self._server, "sockets", None)
+        assert sockets, "the site has not started"
+        return int(sockets[0].getsockname()[1])
 
 
 @dataclass

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from healthd import __version__, cli_probe, cli_tools, cluster
+from healthd import __version__, cli_probe, cli_tools, cluster, loops
 from healthd.api_server import start_api
 from healthd.app import DAEMON, create_app, read_token
 from healthd.bindings import binding_warnings
@@ -33,6 +33,7 @@ from healthd.config.loader import locator
 from healthd.config.schema import config_schema
 from healthd.errors import ConfigError
 from healthd.logs import setup_logging
+from healthd.metrics import event_loop_name
 from healthd.notify import Notifier
 
 log = logging.getLogger("healthd")
@@ -45,6 +46,7 @@ environment:
   HEALTHD_LISTEN   API address when --listen is not given (else server.listen)
   HEALTHD_SHARD_INDEX, HEALTHD_SHARD_COUNT, HEALTHD_SHARD_REPLICAS, POD_INDEX   the shard
                    (run); see docs/scaling-out.md
+  HEALTHD_LOOP     event loop when --loop is not given: asyncio (the default), uvloop or auto
   NOTIFY_SOCKET, WATCHDOG_USEC, JOURNAL_STREAM   set by systemd; see docs/operations.md
 
 exit status: 0 ok, 1 failure (a probe failed, the daemon could not serve), 2 bad config or usage
@@ -66,6 +68,13 @@ def _run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     parser.add_argument("--log-format", default="text", choices=["text", "json"])
     parser.add_argument(
+        "--loop",
+        default=os.environ.get("HEALTHD_LOOP") or loops.DEFAULT,
+        choices=loops.CHOICES,
+        help="event loop: asyncio's own, uvloop, or auto (uvloop where installed) "
+        "(default: $HEALTHD_LOOP, else asyncio)",
+    )
+    parser.add_argument(
         "--shard-index", type=int, help=f"this instance's shard (default: ${cluster.ENV_INDEX})"
     )
     parser.add_argument("--shard-count", type=int, help=f"how many shards (default: ${cluster.ENV_COUNT})")
@@ -81,7 +90,7 @@ COMMANDS: tuple[Command, ...] = (
     Command(
         "run",
         "run the daemon (the default)",
-        lambda a: run(a.config, a.listen, a.shard_index, a.shard_count),
+        lambda a: run(a.config, a.listen, a.shard_index, a.shard_count, a.loop),
         _run_arguments,
         True,
         True,
@@ -219,7 +228,13 @@ def shard_of(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def run(path: str, listen: str | None, shard_index: int | None = None, shard_count: int | None = None) -> int:
+def run(
+    path: str,
+    listen: str | None,
+    shard_index: int | None = None,
+    shard_count: int | None = None,
+    loop: str = loops.DEFAULT,
+) -> int:
     loaded = _load_or_report(path)
     if loaded is None:
         return EXIT_USAGE
@@ -230,6 +245,11 @@ def run(path: str, listen: str | None, shard_index: int | None = None, shard_cou
         )
     except ValueError as exc:
         print(f"healthd: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        loop_name = loops.resolve(loop)
+    except (ValueError, loops.LoopUnavailable) as exc:
+        print(f"healthd: --loop: {exc}", file=sys.stderr)
         return EXIT_USAGE
     address = listen or config.server.listen
     try:
@@ -244,7 +264,7 @@ def run(path: str, listen: str | None, shard_index: int | None = None, shard_cou
             print(f"{path}: {line}", file=sys.stderr)
         return EXIT_USAGE
     raise_fd_limit()
-    return asyncio.run(serve(app, host, port))
+    return loops.run(serve(app, host, port), loop_name)
 
 
 def raise_fd_limit() -> None:
@@ -289,11 +309,12 @@ async def serve(app: web.Application, host: str, port: int) -> int:
     config = daemon.config
     bound = _join(host, server.port)  # the port the kernel chose for --listen HOST:0
     log.info(
-        "healthd %s listening on http://%s, %s",
+        "healthd %s listening on http://%s, %s, on the %s event loop",
         __version__,
         bound,
         _status(config),
-        extra={"event": "start", "listen": bound},
+        event_loop_name(),
+        extra={"event": "start", "listen": bound, "event_loop": event_loop_name()},
     )
     index, count, replicas = daemon.store.daemon.shard
     if count > 1:

@@ -37,6 +37,7 @@ FIELDS = (
     "removed",
     "changed",
     "listen",
+    "event_loop",
 )
 
 #: syslog priorities (RFC 5424) by logging level, for journald's `<N>` line prefix

@@ -232,19 +232,24 @@ class Exposition:
         text = self._text()
         for state in self._store.all_states():
             text.add(state, self._labels_of(state.info))
-        return self._finish(text, openmetrics)
+        return b"".join(self._finish(text, openmetrics))
 
-    async def render_async(self, checks_per_pause: int = 1000, openmetrics: bool = False) -> bytes:
-        """`render()`, handing the event loop back every `checks_per_pause` checks.
+    async def render_chunks(self, openmetrics: bool = False, pause_after: float = 0.002) -> list[bytes]:
+        """`render()` as pieces to join, handing the event loop back every `pause_after` seconds.
 
-        Each check's lines are written in one piece, so its samples agree with
-        one another; probes due meanwhile start at most one slice late.
+        The loop is held for one slice at a time (a few milliseconds at any size);
+        each slice's text is encoded at its end, so no single step handles the
+        whole document. Each check's lines are written in one piece, so its
+        samples agree with one another.
         """
         text = self._text()
-        for count, state in enumerate(list(self._store.all_states()), 1):
+        slice_end = time.perf_counter() + pause_after
+        for count, state in enumerate(list(self._store.all_states())):
             text.add(state, self._labels_of(state.info))
-            if count % checks_per_pause == 0:
+            if count % 16 == 0 and time.perf_counter() > slice_end:
+                text.flush()
                 await asyncio.sleep(0)
+                slice_end = time.perf_counter() + pause_after
         return self._finish(text, openmetrics)
 
     def _labels_of(self, info: CheckInfo) -> _CheckLabels:
@@ -253,15 +258,17 @@ class Exposition:
             cached = self._labels[id(info)] = _CheckLabels(info)
         return cached
 
-    def _finish(self, text: _CheckText, openmetrics: bool) -> bytes:
+    def _finish(self, text: _CheckText, openmetrics: bool) -> list[bytes]:
         if len(self._labels) > 2 * text.checks:  # forget checks that reloads removed
             live = {id(state.info) for state in self._store.all_states()}
             self._labels = {key: value for key, value in self._labels.items() if key in live}
-        checks = text.render(self._gauge_help, openmetrics).encode()
+        chunks = text.render(self._gauge_help, openmetrics)
         daemon = DaemonCollector(self._store)
         if openmetrics:  # generate_openmetrics() closes its document: the caller closes ours
-            return checks + generate_openmetrics(daemon).removesuffix(_EOF)
-        return checks + generate_latest(daemon)
+            chunks.append(generate_openmetrics(daemon).removesuffix(_EOF))
+        else:
+            chunks.append(generate_latest(daemon))
+        return chunks
 
 
 _LE = tuple(_bound(bound) for bound in (*PROBE_DURATION_BUCKETS, float("inf")))
@@ -286,26 +293,56 @@ class _CheckLabels:
         ) + "".join(f',{name}="{_escape(value)}"' for name, value in sorted(info.labels.items()))
 
 
-class _CheckText:
-    """Per-check sample lines, grouped by family as the text format requires.
+class _Lines(StringIO):
+    """One family's sample lines: a text buffer, encoded to a bytes chunk at each flush.
 
-    One growing buffer per family rather than a list of lines: 100,000 small
+    A growing buffer per family rather than a list of lines: 100,000 small
     strings kept until the end would fragment the heap (RSS stays up after).
+    Chunks rather than one string: encoding or joining a 30 MB string at the
+    end would hold the event loop for tens of milliseconds.
     """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.chunks: list[bytes] = []
+
+    def flush(self) -> None:
+        if self.tell():
+            self.chunks.append(self.getvalue().encode())
+            self.seek(0)
+            self.truncate()
+
+    def all_chunks(self) -> list[bytes]:
+        self.flush()
+        return self.chunks
+
+
+class _CheckText:
+    """Per-check sample lines, grouped by family as the text format requires."""
 
     def __init__(self, histograms: bool, uptime_now: float | None) -> None:
         self.histograms = histograms
         self.uptime_now = uptime_now  # None: no uptime gauges
-        self.uptime = StringIO()
+        self.uptime = _Lines()
         self.checks = 0
-        self.success = StringIO()
-        self.duration = StringIO()
-        self.up = StringIO()
-        self.probes = StringIO()
-        self.transitions = StringIO()
-        self.histogram = StringIO()
-        self.phases: dict[str, StringIO] = {}
-        self.gauges: dict[str, StringIO] = {}
+        self.success = _Lines()
+        self.duration = _Lines()
+        self.up = _Lines()
+        self.probes = _Lines()
+        self.transitions = _Lines()
+        self.histogram = _Lines()
+        self.phases: dict[str, _Lines] = {}
+        self.gauges: dict[str, _Lines] = {}
+
+    def _buffers(self) -> Iterator[_Lines]:
+        yield from (self.success, self.duration, self.up, self.probes, self.transitions, self.histogram)
+        yield self.uptime
+        yield from self.phases.values()
+        yield from self.gauges.values()
+
+    def flush(self) -> None:
+        for lines in self._buffers():
+            lines.flush()
 
     def add(self, state: CheckState, check: _CheckLabels) -> None:
         self.checks += 1
@@ -349,8 +386,8 @@ class _CheckText:
                 ratio = successes / probes
                 self.uptime.write(f'healthd_check_uptime_ratio{{{labels},window="{window}"}} {ratio!r}\n')
 
-    def render(self, gauge_help: Mapping[str, str], openmetrics: bool) -> str:
-        parts: list[str] = []
+    def render(self, gauge_help: Mapping[str, str], openmetrics: bool) -> list[bytes]:
+        parts: list[bytes] = []
         for name, kind, lines in (
             ("probe_success", "gauge", self.success),
             ("probe_duration_seconds", "gauge", self.duration),
@@ -370,20 +407,20 @@ class _CheckText:
             parts.extend(_family(name, "gauge", _phase_help(probe_type), lines, openmetrics))
         for name, lines in self.gauges.items():
             parts.extend(_family(name, "gauge", _gauge_help(name, gauge_help), lines, openmetrics))
-        return "".join(parts)
+        return parts
 
 
-def _buffer(buffers: dict[str, StringIO], key: str) -> StringIO:
+def _buffer(buffers: dict[str, _Lines], key: str) -> _Lines:
     buffer = buffers.get(key)
     if buffer is None:
-        buffer = buffers[key] = StringIO()
+        buffer = buffers[key] = _Lines()
     return buffer
 
 
-def _family(name: str, kind: str, help_text: str, lines: StringIO, openmetrics: bool) -> list[str]:
+def _family(name: str, kind: str, help_text: str, lines: _Lines, openmetrics: bool) -> list[bytes]:
     # the text format names a counter family by its sample (`_total`), OpenMetrics without it
     exposed = f"{name}_total" if kind == "counter" and not openmetrics else name
     escaped = help_text.replace("\\", r"\\").replace("\n", r"\n")
     if openmetrics:
         escaped = escaped.replace('"', r"\"")
-    return [f"# HELP {exposed} {escaped}\n# TYPE {exposed} {kind}\n", lines.getvalue()]
+    return [f"# HELP {exposed} {escaped}\n# TYPE {exposed} {kind}\n".encode(), *lines.all_chunks()]

@@ -3,11 +3,17 @@
 Prometheus asks for OpenMetrics first (`Accept: application/openmetrics-text;...`);
 anything else gets the text format 0.0.4. The per-check families come from
 `healthd.metrics.Exposition`, then the daemon's own, then the process collector.
+
+The document is built on the event loop in slices of a few milliseconds, as
+pieces; joining and gzip (Prometheus sends `Accept-Encoding: gzip`) happen in
+a thread, where zlib and bytes.join release the GIL, so neither holds the loop.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import asyncio
+import zlib
+from collections.abc import Iterable, Mapping, Sequence
 
 from prometheus_client import CollectorRegistry, ProcessCollector, generate_latest
 from prometheus_client.registry import Collector
@@ -21,11 +27,28 @@ OPENMETRICS_CONTENT_TYPE = "application/openmetrics-text; version=1.0.0; charset
 
 def wants_openmetrics(accept: str) -> bool:
     """Whether an Accept header asks for OpenMetrics (as Prometheus does when it may scrape it)."""
-    for media_range in accept.split(","):
-        kind, *params = (part.strip() for part in media_range.split(";"))
-        if kind.lower() == "application/openmetrics-text" and _quality(params) > 0:
-            return True
-    return False
+    return _accepts(accept, "application/openmetrics-text")
+
+
+def wants_gzip(accept_encoding: str) -> bool:
+    """Whether an Accept-Encoding header takes gzip (`*` counts; `gzip;q=0` refuses it)."""
+    return _accepts(accept_encoding, "gzip") or (
+        _accepts(accept_encoding, "*") and not _refuses(accept_encoding, "gzip")
+    )
+
+
+def _accepts(header: str, token: str) -> bool:
+    return any(kind == token and _quality(params) > 0 for kind, params in _items(header))
+
+
+def _refuses(header: str, token: str) -> bool:
+    return any(kind == token and _quality(params) == 0 for kind, params in _items(header))
+
+
+def _items(header: str) -> Iterable[tuple[str, list[str]]]:
+    for item in header.split(","):
+        kind, *params = (part.strip() for part in item.split(";"))
+        yield kind.lower(), params
 
 
 def _quality(params: list[str]) -> float:
@@ -57,8 +80,17 @@ class MetricsRenderer:
         for collector in extra:  # more families at the end, e.g. notification counters
             self._process.register(collector)
 
-    async def render(self, openmetrics: bool = False) -> bytes:
-        checks = await self._exposition.render_async(openmetrics=openmetrics)
+    async def render(self, openmetrics: bool = False, gzip: bool = False) -> bytes:
+        """The document, gzip-compressed if asked (level 1: ~27x smaller, the fastest level)."""
+        chunks = await self._exposition.render_chunks(openmetrics=openmetrics)
         if openmetrics:
-            return checks + generate_openmetrics(self._process)  # ends with the one # EOF
-        return checks + generate_latest(self._process)
+            chunks.append(generate_openmetrics(self._process))  # ends with the one # EOF
+        else:
+            chunks.append(generate_latest(self._process))
+        return await asyncio.to_thread(gzip_join if gzip else b"".join, chunks)
+
+
+def gzip_join(chunks: Sequence[bytes]) -> bytes:
+    """One gzip member of the chunks, in order; zlib releases the GIL while it compresses."""
+    compressor = zlib.compressobj(1, zlib.DEFLATED, 16 + zlib.MAX_WBITS)  # 16+: a gzip header
+    return b"".join([*(compressor.compress(chunk) for chunk in chunks), compressor.flush()])

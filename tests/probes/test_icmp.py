@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
 import statistics
 import subprocess
@@ -471,8 +472,17 @@ def test_reply_helper_builds_a_valid_reply() -> None:
 # ---- both socket modes, chosen by the namespace's ping_group_range ----------------------
 
 
+# libuv stops watching a socket that reports POLLERR, as a datagram ICMP socket does for every
+# ICMP error: under uvloop the checks after the rejected one hear no reply (see healthd.loops)
+_DATAGRAM_UNDER_UVLOOP = pytest.mark.xfail(
+    os.environ.get("HEALTHD_TEST_LOOP") == "uvloop", reason="libuv drops a reader on POLLERR", strict=True
+)
+
+
 @pytest.mark.netns
-@pytest.mark.parametrize(("span", "mode"), [(ADMIT_ALL, "datagram"), (ADMIT_NONE, "raw")])
+@pytest.mark.parametrize(
+    ("span", "mode"), [pytest.param(ADMIT_ALL, "datagram", marks=_DATAGRAM_UNDER_UVLOOP), (ADMIT_NONE, "raw")]
+)
 def test_socket_mode_follows_ping_group_range(netns: Namespace, span: str, mode: str) -> None:
     netns.sysctl("net.ipv4.ping_group_range", span)
     netns.iptables("-A", "INPUT", "-p", "icmp", "-d", "127.0.0.2",

@@ -33,6 +33,21 @@ async def test_listener_gives_success_with_phases(tcp_server: TcpServer, resourc
     assert len(tcp_server.accepted) == 1
 
 
+async def test_latency_is_the_kernels_rtt_not_the_loops_delay(
+    tcp_server: TcpServer, resources: ProbeResources
+) -> None:
+    """A loop busy while the handshake completes stretches the connect phase, not the latency."""
+    probe = asyncio.create_task(run_probe(probe_tcp, tcp_check(tcp_server.target), resources))
+    await asyncio.sleep(0)  # the probe runs up to its wait for the connect
+    time.sleep(0.1)  # the loop is busy: the kernel completes the handshake meanwhile
+    result = await probe
+    assert result.ok, result.error_message
+    assert result.phases["connect"] >= 0.1
+    assert result.details["rtt_source"] == "tcp_info"
+    assert result.latency is not None and 0 < result.latency < 0.05
+    assert result.details["rtt_ms"] == round(result.latency * 1000, 3)
+
+
 async def test_ipv6_listener(tcp_server6: TcpServer, resources: ProbeResources) -> None:
     result = await run_probe(probe_tcp, tcp_check(tcp_server6.target), resources)
     assert result.ok, result.error_message
