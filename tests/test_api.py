@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
+from healthd import page
 from healthd.api import ROUTES
 from healthd.app import create_app
 from healthd.config import load_config
@@ -138,7 +139,7 @@ async def test_openapi_lists_every_registered_route(setup: tuple[Client, Path]) 
     }
     documented = {(method.upper(), path) for path, ops in doc["paths"].items() for method in ops}
     assert registered == documented
-    assert len(registered) == len(ROUTES)
+    assert len(registered) == len(ROUTES + page.ROUTES)
     schemas = doc["components"]["schemas"]
     ref = doc["paths"]["/api/v1/services"]["get"]["responses"]["200"]["content"]["application/json"][
         "schema"

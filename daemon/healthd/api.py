@@ -267,6 +267,7 @@ class Route:
     mutating: bool = False
     api_read: bool = False  # protected by the token when protect_reads is on
     content_type: str = "application/json"
+    public: bool = False  # never needs the token, whatever the method (the page's login)
 
 
 ROUTES: tuple[Route, ...] = (
@@ -363,9 +364,14 @@ ROUTES: tuple[Route, ...] = (
 )
 
 
-def add_routes(app: web.Application) -> None:
-    for route in ROUTES:
+ROUTE_POLICY: web.AppKey[dict[tuple[str, str], Route]] = web.AppKey("route_policy")
+
+
+def add_routes(app: web.Application, routes: tuple[Route, ...] = ROUTES) -> None:
+    policy = app.setdefault(ROUTE_POLICY, {})
+    for route in routes:
         app.router.add_route(route.method, route.path, route.handler)
+        policy[(route.method, route.path)] = route
         if route.method == "GET":  # HEAD answers with GET's headers; aiohttp drops the body
             app.router.add_route("HEAD", route.path, route.handler)
 
@@ -373,7 +379,6 @@ def add_routes(app: web.Application) -> None:
 # ---- middleware: auth and JSON errors -------------------------------------------------
 
 
-_PROTECTED_READ = {r.path for r in ROUTES if r.api_read}
 _QUERY_NAMES = {(r.method, r.path): {q.name for q in r.query} for r in ROUTES}
 
 
@@ -388,26 +393,42 @@ def _check_query(request: web.Request) -> None:
         api_query.unknown_parameters(request.query.keys(), allowed)
 
 
+SESSION_COOKIE = "healthd_session"
+
+
+def session_value(token: str) -> str:
+    """The status page's login cookie: derived from the token, so a new token ends every session."""
+    return hmac.new(token.encode(), b"healthd status page session", "sha256").hexdigest()
+
+
 def _needs_token(request: web.Request) -> bool:
+    resource = request.match_info.route.resource
+    method = "GET" if request.method == "HEAD" else request.method
+    route = request.app[ROUTE_POLICY].get((method, resource.canonical)) if resource is not None else None
+    if route is not None and route.public:
+        return False
     if request.method not in ("GET", "HEAD"):
         return True
-    if not request.app[AUTH].protect_reads:
-        return False
-    resource = request.match_info.route.resource
-    return resource is not None and resource.canonical in _PROTECTED_READ
+    return request.app[AUTH].protect_reads and route is not None and route.api_read
 
 
-def _authorized(request: web.Request, token: str) -> bool:
+def authorized(request: web.Request, token: str) -> bool:
+    """A bearer token; for reads also the status page's session cookie (mutations keep needing
+    the header, so no other site can make a browser reload the config)."""
     header = request.headers.get("Authorization", "")
     scheme, _, given = header.partition(" ")
-    return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), token.encode())
+    if scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), token.encode()):
+        return True
+    cookie = request.cookies.get(SESSION_COOKIE, "")
+    reading = request.method in ("GET", "HEAD")
+    return reading and bool(cookie) and hmac.compare_digest(cookie.encode(), session_value(token).encode())
 
 
 @web.middleware
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         token = request.app[AUTH].token
-        if token and _needs_token(request) and not _authorized(request, token):
+        if token and _needs_token(request) and not authorized(request, token):
             return error_response(401, "unauthorized", "this endpoint needs 'Authorization: Bearer <token>'")
         _check_query(request)
         return await handler(request)

@@ -11,7 +11,7 @@ from typing import Any
 
 from aiohttp import web
 
-from healthd import __version__, api, cluster, watch
+from healthd import __version__, api, cluster, page, watch
 from healthd.alerting import Notifications
 from healthd.config import Config, diff_configs, format_check_id, load
 from healthd.errors import ConfigError
@@ -207,12 +207,13 @@ def create_app(
     """
     daemon = Daemon(config, config_path, probes, on_reload, shard, watched)
     daemon.events.heartbeat = heartbeat
-    app = web.Application(middlewares=[api.error_middleware])
+    app = web.Application(middlewares=[page.compress_middleware, api.error_middleware])
     app[DAEMON] = daemon
     app[api.STORE] = daemon.store
     app[api.AUTH] = daemon.auth
     app[api.RELOAD] = daemon.reload
-    app[api.OPENAPI] = build_openapi()
+    routes = api.ROUTES + page.ROUTES
+    app[api.OPENAPI] = build_openapi(routes)
     app[api.EVENTS] = daemon.events
     app[api.RENDER_METRICS] = MetricsRenderer(
         daemon.store,
@@ -220,7 +221,8 @@ def create_app(
         [NotificationCollector(lambda: daemon.notifications.counts)],
         uptime_ratio=config.metrics.uptime_ratio,
     ).render
-    api.add_routes(app)
+    app[page.ASSETS] = page.load_assets()
+    api.add_routes(app, routes)
     app.cleanup_ctx.append(_run_scheduler)
     app.on_shutdown.append(_end_event_streams)
     if config_path is not None:

@@ -14,11 +14,11 @@ _REF = "#/components/schemas/{model}"
 _STATUS_TEXT = {400: "Bad request", 401: "Missing or wrong token", 404: "Not found", 503: "Not ready"}
 
 
-def build_openapi() -> dict[str, Any]:
-    models = {r.response for r in ROUTES if r.response is not None} | {ErrorResponse}
+def build_openapi(routes: tuple[Route, ...] = ROUTES) -> dict[str, Any]:
+    models = {r.response for r in routes if r.response is not None} | {ErrorResponse}
     _, top = models_json_schema([(m, "serialization") for m in models], ref_template=_REF)
     paths: dict[str, dict[str, Any]] = {}
-    for route in ROUTES:
+    for route in routes:
         paths.setdefault(route.path, {})[route.method.lower()] = _operation(route)
     return {
         "openapi": "3.1.0",
