@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint test-tools bench clean
+.PHONY: run test lint test-tools bench screenshots clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,11 @@ test: $(STAMP) test-tools lint
 bench: $(STAMP)
 	@sh .ci/install-test-tools.sh prometheus-blackbox-exporter
 	$(BIN)/python bench/run.py
+
+# The status page's screenshots in docs/screenshots/: headless Chromium, 1,440 and 375 px, light and dark.
+screenshots: $(STAMP)
+	@sh .ci/install-test-tools.sh
+	HEALTHD_SCREENSHOTS=docs/screenshots $(BIN)/pytest -q tests/test_page_browser.py -k screenshots
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
