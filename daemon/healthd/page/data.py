@@ -9,6 +9,7 @@ Only the rows of one page are built; the banner counts read statuses only.
 from __future__ import annotations
 
 import time
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -109,32 +110,60 @@ def build_row(store: Store, state: CheckState, mode: str) -> Row:
 
 
 def status_model(store: Store, filters: view.Filters) -> StatusModel:
-    """Banner counts over everything; rows of the asked page, grouped by service, down first."""
+    """Banner counts over everything; rows of the asked page, grouped by service, down first.
+
+    Runs on the event loop for every page view, so the per-check work is kept to
+    a status read (Status is a StrEnum: it is its own dict key, no `.value`); only
+    the rows of the asked page are built.
+    """
     counts = view.Counts()
-    ordered: list[tuple[ServiceInfo, str, list[CheckState]]] = []
+    chosen: list[tuple[ServiceInfo, str, list[CheckState]]] = []
     for service in store.services:
         states = store.states_of(service)
+        present = Counter(state.status for state in states)
         status = service_status(states).value
         counts.services[status] += 1
-        view.count_statuses((s.status.value for s in states), counts.checks)
-        if not filters.label or view.label_matches(filters.label, service.labels):
-            ordered.append((service, status, states))
-    ordered.sort(key=lambda item: view.RANK[item[1]])
-    matched = [
-        (service, status, state)
-        for service, status, states in ordered
-        for state in sorted(states, key=lambda s: view.RANK[s.status.value])
-        if view.row_matches(filters, (service.name, status), (state.info.name, state.status.value))
-    ]
-    pages = view.pages(len(matched))
+        for check_status, n in present.items():
+            counts.checks[check_status] += n
+        if filters.label and not view.label_matches(filters.label, service.labels):
+            continue
+        if len(present) > 1:  # mixed: down first, then unknown, then up
+            states = sorted(states, key=lambda state: view.RANK[state.status])
+        if filters.q or filters.status:
+            states = [
+                s
+                for s in states
+                if view.row_matches(filters, (service.name, status), (s.info.name, s.status))
+            ]
+        if states:
+            chosen.append((service, status, states))
+    chosen.sort(key=lambda item: view.RANK[item[1]])
+    matched = sum(len(states) for _, _, states in chosen)
+    pages = view.pages(matched)
     page = min(filters.page, pages)
+    return StatusModel(
+        counts, _groups(store, chosen, page, filters.bars), filters, page, pages, matched, time.time()
+    )
+
+
+def _groups(
+    store: Store, chosen: list[tuple[ServiceInfo, str, list[CheckState]]], page: int, mode: str
+) -> list[Group]:
+    skip, room = (page - 1) * view.PAGE_SIZE, view.PAGE_SIZE
     groups: list[Group] = []
-    for service, status, state in matched[(page - 1) * view.PAGE_SIZE : page * view.PAGE_SIZE]:
-        if not groups or groups[-1].name != service.name:
-            uptime = view.uptime_texts(service_uptime(store, service))
-            groups.append(Group(service.name, status, service.labels, len(service.checks), uptime))
-        groups[-1].rows.append(build_row(store, state, filters.bars))
-    return StatusModel(counts, groups, filters, page, pages, len(matched), time.time())
+    for service, status, states in chosen:
+        if skip >= len(states):
+            skip -= len(states)
+            continue
+        shown = states[skip : skip + room]
+        skip, room = 0, room - len(shown)
+        uptime = view.uptime_texts(service_uptime(store, service))
+        group = Group(service.name, status, service.labels, len(service.checks), uptime)
+        group.rows = [build_row(store, state, mode) for state in shown]
+        groups.append(group)
+        if not room:
+            break
+    return groups
 
 
 @dataclass

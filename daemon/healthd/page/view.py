@@ -7,9 +7,10 @@ output is what the templates print. Everything here is testable with literals.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from itertools import groupby
 from typing import Any
 from urllib.parse import urlencode
 
@@ -218,16 +219,18 @@ class Strip:
 
 
 def strip(buckets: Sequence[Mapping[str, Any]] | None, mode: str) -> Strip:
-    levels = [bar.level for bar in bars(buckets, mode)]
+    period = "days" if mode == "days" else "hours"
+    if not buckets:
+        return Strip([Run("none", 0, 90)], 90, f"last 90 {period}: no data yet")
+    levels = [bar_level(b.get("ratio")) if b.get("probes") else "none" for b in buckets]
     runs: list[Run] = []
-    for i, level in enumerate(levels):
-        if runs and runs[-1].level == level:
-            runs[-1] = Run(level, runs[-1].start, runs[-1].length + 1)
-        else:
-            runs.append(Run(level, i, 1))
+    start = 0
+    for level, group in groupby(levels):
+        length = len(list(group))
+        runs.append(Run(level, start, length))
+        start += length
     probes = sum(int(b.get("probes") or 0) for b in buckets or ())
     successes = sum(int(b.get("successes") or 0) for b in buckets or ())
-    period = "days" if mode == "days" else "hours"
     if not probes:
         return Strip(runs, len(levels), f"last {len(levels)} {period}: no data yet")
     short = sum(1 for level in levels if level in ("warn", "bad"))
@@ -276,8 +279,3 @@ def _mean_of(bucket: Mapping[str, Any]) -> float | None:
 def uptime_texts(uptime: Mapping[str, float | None] | None) -> list[tuple[str, str]]:
     """[(window, "99.95%")] for the windows the page shows; NO_DATA where unknown."""
     return [(w, percent((uptime or {}).get(w))) for w in UPTIME_WINDOWS]
-
-
-def count_statuses(statuses: Iterable[str], into: dict[str, int]) -> None:
-    for status in statuses:
-        into[status] = into.get(status, 0) + 1
