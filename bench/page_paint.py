@@ -27,7 +27,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from bench.healthd import PYTHON, ROOT, Healthd, write_config
+from bench.healthd_process import PYTHON, ROOT, Healthd, write_config
 from bench.procs import Processes, wait_line
 from bench.targets import TCP_PORT_BASE, tcp_targets
 from tests.browser import Browser, chromium_path  # the tests' Chromium driver

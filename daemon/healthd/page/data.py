@@ -16,6 +16,7 @@ from typing import Any
 from urllib.parse import quote
 
 from healthd.api_models import CheckDetail, CheckSummary, Result
+from healthd.config import format_check_id
 from healthd.page import view
 from healthd.store import CheckState, ServiceInfo, Store, service_status
 
@@ -93,7 +94,7 @@ def build_row(store: Store, state: CheckState, mode: str) -> Row:
     since = view.parse_time(data.get("since")) if "since" in data else state.since
     info = state.info
     return Row(
-        id=f"{info.service}/{info.name}",
+        id=format_check_id(info.key),
         href=check_href(info.service, info.name),
         data=data,
         status=state.status.value,

@@ -19,6 +19,7 @@ from aiohttp import web
 from aiohttp.web_response import ContentCoding
 
 from healthd import api
+from healthd.config import CheckKey
 from healthd.page import badge, data, view
 from healthd.store import ServiceInfo
 
@@ -112,7 +113,7 @@ async def check_page(request: web.Request) -> web.Response:
     store = request.app[api.STORE]
     name, check = request.match_info["service"], request.match_info["check"]
     service = store.service(name)
-    state = store.check((name, check)) if service is not None else None
+    state = store.check(CheckKey(name, check)) if service is not None else None
     if service is None or state is None:
         return _html(request, "message.html", 404, title="Not found", message=f"no check {name}/{check}")
     mode = request.query.get("bars", "hours")
@@ -205,7 +206,7 @@ async def service_badge(request: web.Request) -> web.Response:
 async def check_badge(request: web.Request) -> web.Response:
     kind, window = _badge_query(request)
     service = _service(request)
-    state = request.app[api.STORE].check((service.name, request.match_info["check"]))
+    state = request.app[api.STORE].check(CheckKey(service.name, request.match_info["check"]))
     if state is None:
         raise api.ApiError(404, "not_found", f"service {service.name!r} has no such check")
     label = f"{state.info.service}/{state.info.name}"
