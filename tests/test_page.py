@@ -185,6 +185,9 @@ async def test_gzip_for_text_and_none_when_not_asked(running: Lab) -> None:
             async with session.get(running.url(path), headers={"Accept-Encoding": "identity"}) as answer:
                 assert "Content-Encoding" not in answer.headers
                 assert await answer.read() == plain or path == "/"  # the page shows times that move on
+        stream = {"Accept-Encoding": "gzip", "Accept": "text/event-stream"}
+        async with session.get(running.url("/api/v1/events"), headers=stream) as answer:
+            assert answer.status == 200 and "Content-Encoding" not in answer.headers  # a stream stays plain
 
 
 async def test_static_files_are_versioned(running: Lab) -> None:
@@ -241,6 +244,9 @@ async def test_protect_reads_needs_a_login(tmp_path: Path, aiohttp_server: MakeS
             assert answer.status == 200 and 'data-id="cache/tcp"' in await answer.text()
         async with session.get(running.url("/api/v1/services")) as answer:
             assert answer.status == 200
+        sse = {"Accept": "text/event-stream"}  # what the page's EventSource sends, with the cookie
+        async with session.get(running.url("/api/v1/events"), headers=sse) as answer:
+            assert answer.status == 200 and answer.content_type == "text/event-stream"
         async with session.post(running.url("/api/v1/reload")) as answer:
             assert answer.status == 401  # the cookie reads; it never mutates (no CSRF through it)
         async with session.post(running.url("/logout"), allow_redirects=False) as answer:
