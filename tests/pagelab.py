@@ -125,3 +125,21 @@ def settled(store: Store) -> bool:
 
 def statuses(store: Store) -> dict[str, Any]:
     return {f"{s.info.service}/{s.info.name}": s.status.value for s in store.all_states()}
+
+
+def backfill(store: Store, now: float, days: int = 90) -> None:
+    """Feed simulated past results to the uptime aggregates, for the screenshots only: one probe
+    every 10 minutes for `days`, with a few outages, so the bars and sparklines have something
+    to show. Deterministic (no randomness), so screenshots only change when the page does."""
+    step = 600.0
+    for n, state in enumerate(sorted(store.all_states(), key=lambda s: s.info.key)):
+        start = now - days * 86400
+        for i in range(int(days * 86400 / step)):
+            t = start + i * step
+            hour = int(t // 3600)
+            slot = i % 6  # which 10 minutes of the hour
+            outage = ((hour + n * 13) % 41 == 0 and slot < 2) or ((hour + n * 29) % 113 == 0 and slot < 5)
+            latency = 0.002 + 0.0015 * (1 + ((i * 37 + n * 11) % 17) / 17) * (
+                1.6 if hour % 24 in (9, 10, 11) else 1
+            )
+            state.uptime.observe(t, not outage, None if outage else latency, False)

@@ -90,6 +90,9 @@ async def test_page_shows_every_state_with_counts_down_first(running: Lab) -> No
         # inside a service, the down check comes first
         assert html.index('data-id="payments/api"') < html.index('data-id="payments/flip"')
         assert "refused" in html and 'href="/status/payments/api"' in html
+        # uptime from the same aggregates the API serves: shop is all up, cache all down so far
+        assert "<dt>24h</dt><dd>100%</dd>" in html and "<dt>24h</dt><dd>0.0%</dd>" in html
+        assert 'class="l-ok" x="89" width="1"' in html and 'class="l-bad" x="89" width="1"' in html
 
 
 async def test_no_inline_script_and_a_csp_that_forbids_them(running: Lab) -> None:
@@ -169,6 +172,8 @@ async def test_check_page_has_history_and_failures(running: Lab) -> None:
     assert history and set(history) == {"fail"}
     assert '<ol class="failures">' in html and "refused" in html
     assert html.count("<rect ") == 90  # one bar per period, each with its own tooltip
+    assert re.search(r"<title>\d{4}-\d\d-\d\d \d\d:00 UTC: 0.0% up, \d+ probes", html)  # this hour
+    assert '<th scope="row">24h</th><td>0.0%</td>' in html  # the uptime windows table
     status, _, _ = await get(running, "/status/cache/nope")
     assert status == 404
     status, _, _ = await get(running, "/status/cache/tcp?x=1")
@@ -209,7 +214,9 @@ async def test_badges(running: Lab) -> None:
     _, svg, _ = await get(running, "/api/v1/services/shop/checks/home/badge.svg?kind=status")
     assert "shop/home" in svg and "up" in svg
     _, svg, _ = await get(running, "/api/v1/services/shop/badge.svg?kind=uptime&window=30d")
-    assert "shop 30d" in svg
+    assert "shop 30d" in svg and ">100%<" in svg  # every probe of shop so far succeeded
+    _, svg, _ = await get(running, "/api/v1/services/cache/checks/tcp/badge.svg?kind=uptime")
+    assert ">0.0%<" in svg
     for bad in ("?kind=colour", "?window=1y", "?size=big"):
         status, body, _ = await get(running, "/api/v1/services/shop/badge.svg" + bad)
         assert status == 400 and '"bad_request"' in body

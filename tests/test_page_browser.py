@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -17,7 +18,7 @@ from healthd.config import load_config
 from healthd.store import CheckInfo, ServiceInfo
 
 from tests.browser import Browser, Page, chromium_path
-from tests.pagelab import HTML_BODY, SCRIPT_NAME, Lab, MakeServer, lab, wait_until
+from tests.pagelab import HTML_BODY, SCRIPT_NAME, Lab, MakeServer, backfill, lab, wait_until
 
 pytestmark = pytest.mark.skipif(chromium_path() is None, reason="needs Debian's chromium (make test-tools)")
 
@@ -95,8 +96,11 @@ async def test_script_names_and_html_bodies_are_shown_as_text(running: Lab, brow
         await page.goto(running.url(path))
         assert await page.eval("document.scripts.length") == 1  # ours, from /static
         badges = "img:not([src^='/api/v1/'])"  # the check page shows its own badges
-        assert await page.eval(f"document.querySelectorAll(\"{badges}\").length") == 0
-        assert await page.eval("[...document.querySelectorAll('b')].some(b => b.textContent === 'bold')") is False
+        assert await page.eval(f'document.querySelectorAll("{badges}").length') == 0
+        assert (
+            await page.eval("[...document.querySelectorAll('b')].some(b => b.textContent === 'bold')")
+            is False
+        )
         text = await page.eval("document.body.textContent")
         assert HTML_BODY[:30] in text  # the hostile body, visible as characters
     await page.goto(running.url("/"))
@@ -152,8 +156,18 @@ async def test_keyboard_reaches_services_and_bars(running: Lab, browser: Browser
     )
 
 
+async def test_bar_tooltips_come_from_the_uptime_series(running: Lab, browser: Browser) -> None:
+    page = await browser.page()
+    await page.goto(running.url("/"))
+    await page.eval("document.querySelector('[data-id=\"cache/tcp\"] svg.bars').focus()")
+    await page.wait_for("/UTC: 0.0% up, \\d+ probes/.test(document.querySelector('.tip').textContent)")
+    await press(page, "ArrowLeft")  # the hour before: no probes yet
+    await page.wait_for("document.querySelector('.tip').textContent.endsWith('no data')")
+    assert await page.eval("document.querySelector('.tip').hidden") is False
+
+
 async def press(page: Page, key: str) -> None:
-    codes = {"Tab": 9, "Enter": 13}
+    codes = {"Tab": 9, "Enter": 13, "ArrowLeft": 37}
     for kind in ("keyDown", "keyUp"):
         await page.send(
             "Input.dispatchKeyEvent",
@@ -179,6 +193,7 @@ async def test_contrast_meets_wcag_aa(running: Lab, browser: Browser, dark: bool
 async def test_screenshots_at_both_widths_and_schemes(running: Lab, browser: Browser, tmp_path: Path) -> None:
     where = Path(os.environ.get("HEALTHD_SCREENSHOTS") or tmp_path)
     where.mkdir(parents=True, exist_ok=True)
+    backfill(running.store, time.time() - 3600)  # 90 days of simulated results behind the live ones
     for width in (1440, 375):
         for dark in (False, True):
             page = await browser.page(width=width, height=900, dark=dark)

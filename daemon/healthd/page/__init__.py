@@ -3,7 +3,7 @@ plus README badges. `ROUTES` joins the API's route table (so OpenAPI documents t
 
 from __future__ import annotations
 
-from healthd.api import Route
+from healthd.api import QueryParam, Route
 from healthd.page.handlers import (
     ASSETS,
     check_badge,
@@ -19,10 +19,33 @@ from healthd.page.handlers import (
 )
 
 _BADGE_ERRORS = (400, 401, 404)
+_TEXT = {"type": "string"}
+_PAGE_QUERY = (
+    QueryParam("q", "only services or checks whose name holds this (any case)", schema=_TEXT),
+    QueryParam("status", "down, up, unknown (checks) or degraded (services)", schema=_TEXT),
+    QueryParam("label", "KEY, KEY=VALUE or KEY:VALUE of a service label", schema=_TEXT),
+    QueryParam("bars", "hours or days: 90 of them per bar strip", schema={"enum": ["hours", "days"]}),
+    QueryParam("page", "which page of 50 checks", schema={"type": "integer", "minimum": 1}),
+)
+_BADGE_QUERY = (
+    QueryParam("kind", "what the badge says", schema={"enum": ["status", "uptime"], "default": "status"}),
+    QueryParam("window", "uptime window", schema={"enum": ["1h", "24h", "7d", "30d"], "default": "24h"}),
+)
 
 ROUTES: tuple[Route, ...] = (
-    Route("GET", "/", status_page, "The status page (HTML)", None, content_type="text/html"),
-    Route("GET", "/status", status_page, "The status page (HTML)", None, content_type="text/html"),
+    Route(
+        "GET", "/", status_page, "The status page (HTML)", None, (400,), _PAGE_QUERY, content_type="text/html"
+    ),
+    Route(
+        "GET",
+        "/status",
+        status_page,
+        "The status page (HTML)",
+        None,
+        (400,),
+        _PAGE_QUERY,
+        content_type="text/html",
+    ),
     Route(
         "GET",
         "/status/{service}/{check}",
@@ -51,6 +74,7 @@ ROUTES: tuple[Route, ...] = (
         "A service's status or uptime badge (?kind=status|uptime&window=1h|24h|7d|30d)",
         None,
         _BADGE_ERRORS,
+        _BADGE_QUERY,
         api_read=True,
         content_type="image/svg+xml",
     ),
@@ -61,6 +85,7 @@ ROUTES: tuple[Route, ...] = (
         "A check's status or uptime badge (?kind=status|uptime&window=1h|24h|7d|30d)",
         None,
         _BADGE_ERRORS,
+        _BADGE_QUERY,
         api_read=True,
         content_type="image/svg+xml",
     ),

@@ -1,8 +1,8 @@
 """The page's model, read from the store through the API's own builders.
 
 Server-side rendering shows what the API serves: each check row starts as the
-API's check dict (so fields the API gains, such as `uptime`, appear here with
-no second code path), and the bar series is the uptime endpoint's series.
+API's check dict, the bar series is the uptime endpoint's series, the service
+uptime the listing's; all built by the API's own models.
 Only the rows of one page are built; the banner counts read statuses only.
 """
 
@@ -15,10 +15,11 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
 
-from healthd.api_models import CheckDetail, CheckSummary, Result
+from healthd.api_models import CheckDetail, CheckSummary, Result, SeriesBucketModel, UptimeRatios
 from healthd.config import format_check_id
 from healthd.page import view
 from healthd.store import CheckState, ServiceInfo, Store, service_status
+from healthd.uptime import WINDOW_NAMES, series_shape
 
 HISTORY_SHOWN = 50
 FAILURES_SHOWN = 10
@@ -65,44 +66,55 @@ class StatusModel:
     now: float
 
 
-def series(store: Store, state: CheckState, mode: str) -> list[dict[str, Any]] | None:
-    """The uptime endpoint's bucket series for this check, or None while the store has none."""
-    builder = getattr(store, "uptime_series", None)  # the uptime windows' series builder
-    if builder is None:
-        return None
-    window, step = view.BAR_MODES[mode]
-    result: list[dict[str, Any]] | None = builder(state.info.key, window, step)
-    return result
+def series(state: CheckState, mode: str, now: float, full: bool = True) -> list[dict[str, Any]]:
+    """The uptime endpoint's bucket series for this check (`?window=90h&step=1h` or 90d/1d).
+
+    `full=False`, for the list page's strips: only what the colours and the sparkline need, the
+    same numbers without the API model (90 models a row cost ~1 ms; a page has 50 rows).
+    """
+    window, step = series_shape(*view.BAR_MODES[mode])
+    buckets = state.uptime.series(window, step, now)
+    if full:
+        return [SeriesBucketModel.of(b).model_dump(mode="json") for b in buckets]
+    return [
+        {
+            "probes": w.probes,
+            "successes": w.successes,
+            "ratio": w.ratio,
+            "latency_ms": {"mean": None if w.latency_mean is None else w.latency_mean * 1000},
+        }
+        for w in (b.window for b in buckets)
+    ]
 
 
-def service_uptime(store: Store, service: ServiceInfo) -> Mapping[str, float | None] | None:
-    builder = getattr(store, "service_uptime", None)
-    return builder(service) if builder is not None else None
+def service_uptime(store: Store, service: ServiceInfo, now: float) -> Mapping[str, float | None]:
+    """The service's uptime ratios, as the API lists them."""
+    counts = [[s.uptime.counts(name, now) for name in WINDOW_NAMES] for s in store.states_of(service)]
+    totals = [(sum(c[w][0] for c in counts), sum(c[w][1] for c in counts)) for w in range(len(WINDOW_NAMES))]
+    return UptimeRatios.of(totals).model_dump()
 
 
-def check_uptime(state: CheckState) -> Mapping[str, float | None] | None:
-    """The check's uptime ratios as the API lists them, or None before the API has them."""
-    uptime: Mapping[str, float | None] | None = CheckSummary.of(state).model_dump(mode="json").get("uptime")
-    return uptime
+def check_uptime(state: CheckState, now: float) -> Mapping[str, float | None]:
+    return UptimeRatios.of_state(state, now).model_dump()
 
 
-def build_row(store: Store, state: CheckState, mode: str) -> Row:
-    data = CheckSummary.of(state).model_dump(mode="json")
-    buckets = series(store, state, mode)
+def build_row(state: CheckState, mode: str, now: float, full: bool = False) -> Row:
+    """One check as the page shows it; `full` adds a tooltip per bar (the check's own page)."""
+    data = CheckSummary.of(state, now).model_dump(mode="json")
+    buckets = series(state, mode, now, full)
     window, step = view.BAR_MODES[mode]
     last = data.get("last") or {}
-    since = view.parse_time(data.get("since")) if "since" in data else state.since
     info = state.info
     return Row(
         id=format_check_id(info.key),
         href=check_href(info.service, info.name),
         data=data,
         status=state.status.value,
-        since=since,
+        since=state.since,
         error=last.get("error"),
         latency=view.latency_text(last.get("latency_ms")),
-        uptime=view.uptime_texts(data.get("uptime")),
-        bars=view.bars(buckets, mode),
+        uptime=view.uptime_texts(data["uptime"]),
+        bars=view.bars(buckets, mode) if full else [],
         strip=view.strip(buckets, mode),
         series_url=f"/api/v1/services/{quote(info.service, safe='')}/checks/{quote(info.name, safe='')}"
         f"/uptime?window={window}&step={step}",
@@ -141,14 +153,13 @@ def status_model(store: Store, filters: view.Filters) -> StatusModel:
     chosen.sort(key=lambda item: view.RANK[item[1]])
     matched = sum(len(states) for _, _, states in chosen)
     pages = view.pages(matched)
-    page = min(filters.page, pages)
-    return StatusModel(
-        counts, _groups(store, chosen, page, filters.bars), filters, page, pages, matched, time.time()
-    )
+    page, now = min(filters.page, pages), time.time()
+    groups = _groups(store, chosen, page, filters.bars, now)
+    return StatusModel(counts, groups, filters, page, pages, matched, now)
 
 
 def _groups(
-    store: Store, chosen: list[tuple[ServiceInfo, str, list[CheckState]]], page: int, mode: str
+    store: Store, chosen: list[tuple[ServiceInfo, str, list[CheckState]]], page: int, mode: str, now: float
 ) -> list[Group]:
     skip, room = (page - 1) * view.PAGE_SIZE, view.PAGE_SIZE
     groups: list[Group] = []
@@ -158,9 +169,9 @@ def _groups(
             continue
         shown = states[skip : skip + room]
         skip, room = 0, room - len(shown)
-        uptime = view.uptime_texts(service_uptime(store, service))
+        uptime = view.uptime_texts(service_uptime(store, service, now))
         group = Group(service.name, status, service.labels, len(service.checks), uptime)
-        group.rows = [build_row(store, state, mode) for state in shown]
+        group.rows = [build_row(state, mode, now) for state in shown]
         groups.append(group)
         if not room:
             break
@@ -181,19 +192,17 @@ class CheckModel:
 
 
 def check_model(store: Store, service: ServiceInfo, state: CheckState, mode: str) -> CheckModel:
-    detail = CheckDetail.of(state).model_dump(mode="json")
+    now = time.time()
+    detail = CheckDetail.of(state, now).model_dump(mode="json")
     history = [Result.of(r).model_dump(mode="json") for r in reversed(state.history)]
-    failures = detail.get("failures")
-    if failures is None:  # no separate failure ring: the failures still in history
-        failures = [r for r in history if not r["ok"]]
     return CheckModel(
-        row=build_row(store, state, mode),
+        row=build_row(state, mode, now, full=True),
         detail=detail,
         service_status=store.status_of(service).value,
         labels=service.labels,
         history=history[:HISTORY_SHOWN],
-        failures=failures[:FAILURES_SHOWN],
-        windows=detail.get("windows"),
+        failures=detail["failures"][:FAILURES_SHOWN],
+        windows=detail["windows"],
         mode=mode,
-        now=time.time(),
+        now=now,
     )

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import time
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any
@@ -199,7 +200,7 @@ async def service_badge(request: web.Request) -> web.Response:
     service = _service(request)
     if kind == "status":
         return _svg(badge.status_badge(service.name, store.status_of(service).value))
-    ratio = (data.service_uptime(store, service) or {}).get(window)
+    ratio = data.service_uptime(store, service, time.time()).get(window)
     return _svg(badge.uptime_badge(service.name, window, ratio))
 
 
@@ -212,7 +213,7 @@ async def check_badge(request: web.Request) -> web.Response:
     label = f"{state.info.service}/{state.info.name}"
     if kind == "status":
         return _svg(badge.status_badge(label, state.status.value))
-    ratio = (data.check_uptime(state) or {}).get(window)
+    ratio = data.check_uptime(state, time.time()).get(window)
     return _svg(badge.uptime_badge(label, window, ratio))
 
 
