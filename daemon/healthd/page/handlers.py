@@ -240,5 +240,6 @@ async def compress_middleware(request: web.Request, handler: api.Handler) -> web
         and _size(response) >= GZIP_MIN_BYTES
     ):
         response.enable_compression(ContentCoding.gzip)
-        response.headers["Vary"] = "Accept-Encoding"
+        vary = response.headers.get("Vary")  # keep what the handler varies on (e.g. /metrics: Accept)
+        response.headers["Vary"] = f"{vary}, Accept-Encoding" if vary else "Accept-Encoding"
     return response
