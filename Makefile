@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint test-tools bench screenshots clean
+.PHONY: run test lint test-tools bench screenshots fuzz-api clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +35,10 @@ bench: $(STAMP)
 screenshots: $(STAMP)
 	@sh .ci/install-test-tools.sh
 	HEALTHD_SCREENSHOTS=docs/screenshots $(BIN)/pytest -q tests/test_page_browser.py -k screenshots
+
+# The API fuzz suite at size: schemathesis, 200 cases per operation and phase, up to 2 min per run.
+fuzz-api: $(STAMP)
+	HEALTHD_API_FUZZ_EXAMPLES=200 HEALTHD_API_FUZZ_SECONDS=120 $(BIN)/pytest -q -s tests/fuzz/test_api_schemathesis.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -44,6 +44,13 @@ services:
 {extra}"""
 
 
+def token_server(tmp_path: Path, token: str, protect_reads: bool = True) -> str:
+    """The `server:` lines (after listen) for a token file holding `token`."""
+    token_file = tmp_path / "token"
+    token_file.write_text(token + "\n")
+    return f"  token_file: {token_file}\n  protect_reads: {str(protect_reads).lower()}"
+
+
 async def wait_for(predicate: Callable[[], Awaitable[bool]], seconds: float = 5.0) -> None:
     for _ in range(int(seconds / 0.05)):
         if await predicate():
@@ -103,6 +110,16 @@ async def test_check_detail_and_history(setup: tuple[Client, Path]) -> None:
         ("/api/v1/services/web/checks/tcp/history?limit=abc", 400, "bad_request"),
         ("/api/v1/services/web/checks/tcp/history?limit=0", 400, "bad_request"),
         ("/api/v1/services/web/checks/tcp/history?limit=99999999999999999999", 400, "bad_request"),
+        ("/api/v1/services/web/checks/tcp/history?limit=\u00b2", 400, "bad_request"),
+        ("/api/v1/services/web/checks/tcp/history?limit=\uff11", 400, "bad_request"),
+        ("/api/v1/services/web/checks/tcp/history?limit=\u0663", 400, "bad_request"),
+        ("/api/v1/services/web/checks/tcp/history?limit=" + "1" * 4301, 400, "bad_request"),
+        ("/api/v1/services/web/checks/tcp/history?limit=%201", 400, "bad_request"),
+        ("/api/v1/services/web/checks/tcp/history?limit=1.0", 400, "bad_request"),
+        ("/api/v1/services/web/checks/tcp/history?limit=", 400, "bad_request"),
+        ("/api/v1/events?last_event_id=9223372036854775808", 400, "bad_request"),
+        ("/api/v1/events?last_event_id=\u00b2", 400, "bad_request"),
+        ("/api/v1/events?limit=\uff11", 400, "bad_request"),
         ("/no/such/path", 404, "not_found"),
     ],
 )
@@ -114,6 +131,14 @@ async def test_bad_requests_get_json_errors(
     assert resp.status == status
     assert resp.content_type == "application/json"
     assert (await resp.json())["error"]["code"] == code
+
+
+@pytest.mark.parametrize("value", ["\u00b2", "9223372036854775808", "-1", "1" * 4301])
+async def test_bad_last_event_id_header_is_400(setup: tuple[Client, Path], value: str) -> None:
+    client, _ = setup
+    for accept in ("text/event-stream", "application/json"):
+        resp = await client.get("/api/v1/events", headers={"Accept": accept, "Last-Event-ID": value})
+        assert resp.status == 400 and (await resp.json())["error"]["code"] == "bad_request"
 
 
 async def test_wrong_method_is_json_405(setup: tuple[Client, Path]) -> None:
@@ -135,11 +160,13 @@ async def test_openapi_lists_every_registered_route(setup: tuple[Client, Path]) 
     registered = {
         (route.method, route.resource.canonical)
         for route in client.app.router.routes()
-        if route.method != "HEAD" and route.resource is not None
+        if route.resource is not None
     }
     documented = {(method.upper(), path) for path, ops in doc["paths"].items() for method in ops}
     assert registered == documented
-    assert len(registered) == len(ROUTES + page.ROUTES)
+    gets = {path for method, path in registered if method == "GET"}
+    assert {path for method, path in registered if method == "HEAD"} == gets
+    assert len(registered) == len(ROUTES + page.ROUTES) + len(gets)
     schemas = doc["components"]["schemas"]
     ref = doc["paths"]["/api/v1/services"]["get"]["responses"]["200"]["content"]["application/json"][
         "schema"
@@ -189,10 +216,8 @@ async def test_bad_reload_keeps_old_config(setup: tuple[Client, Path]) -> None:
 async def test_token_guards_mutations_and_optionally_reads(
     tmp_path: Path, tcp_server: TcpServer, closed_port: int, aiohttp_client: MakeClient
 ) -> None:
-    token_file = tmp_path / "token"
-    token_file.write_text("s3cret-token\n")
     path = tmp_path / "config.yaml"
-    server = f"  token_file: {token_file}\n  protect_reads: true"
+    server = token_server(tmp_path, "s3cret-token")
     path.write_text(config_text(tcp_server.target, f"127.0.0.1:{closed_port}", server=server))
     client = await aiohttp_client(create_app(load_config(path), path))
     assert (await client.post("/api/v1/reload")).status == 401

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 import re
 import time
+import urllib.parse
 from collections.abc import AsyncIterator
 from html.parser import HTMLParser
 from pathlib import Path
@@ -191,10 +193,32 @@ async def test_gzip_for_text_and_none_when_not_asked(running: Lab) -> None:
                 assert "Content-Encoding" not in answer.headers
                 assert await answer.read() == plain or path == "/"  # the page shows times that move on
         async with session.get(running.url("/metrics"), headers={"Accept-Encoding": "gzip"}) as answer:
-            assert answer.headers["Content-Encoding"] == "gzip" and answer.headers["Vary"] == "Accept, Accept-Encoding"
+            assert (
+                answer.headers["Content-Encoding"] == "gzip"
+                and answer.headers["Vary"] == "Accept, Accept-Encoding"
+            )
         stream = {"Accept-Encoding": "gzip", "Accept": "text/event-stream"}
         async with session.get(running.url("/api/v1/events"), headers=stream) as answer:
             assert answer.status == 200 and "Content-Encoding" not in answer.headers  # a stream stays plain
+
+
+async def test_head_twin_sends_no_gzip_bytes_on_a_kept_alive_connection(running: Lab) -> None:
+    """A HEAD that would be gzipped as a GET: its headers, then at once the next response."""
+    url = urllib.parse.urlsplit(running.url("/"))
+    assert url.hostname is not None and url.port is not None
+    reader, writer = await asyncio.open_connection(url.hostname, url.port)
+    try:
+        head = "HEAD {} HTTP/1.1\r\nHost: x\r\nAccept-Encoding: gzip\r\n\r\n"
+        writer.write((head.format("/") + "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").encode())
+        await writer.drain()
+        first = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+        status_line = await asyncio.wait_for(reader.readuntil(b"\r\n"), 10)
+    finally:
+        writer.close()
+        await writer.wait_closed()
+    assert first.startswith(b"HTTP/1.1 200") and b"Accept-Encoding" in first  # Vary still says so
+    assert b"Content-Encoding" not in first  # identity: no gzip stream to start and never end
+    assert status_line == b"HTTP/1.1 200 OK\r\n"  # no gzip header or trailer in between
 
 
 async def test_static_files_are_versioned(running: Lab) -> None:

@@ -1,7 +1,8 @@
 """REST API: aiohttp handlers over the store. Handlers read; they never probe.
 
-Routes are declared once in `ROUTES`; the router and the OpenAPI document are
-both built from that table, so the document cannot miss a route.
+Routes are declared once in `ROUTES` (see `api_table`); the router, the OpenAPI
+document and the fuzz suite are all built from that table, so none can miss a route.
+Every GET route answers HEAD too.
 """
 
 from __future__ import annotations
@@ -9,9 +10,8 @@ from __future__ import annotations
 import hmac
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 from aiohttp import web
 from pydantic import BaseModel
@@ -23,17 +23,20 @@ from healthd.api_models import (
     ErrorBody,
     ErrorResponse,
     EventsResponse,
+    HealthResponse,
     HistoryResponse,
+    ReadyResponse,
     ReloadResponse,
     Result,
     SeriesBucketModel,
     ServiceModel,
     ServicesResponse,
     ShardModel,
-    StatusResponse,
+    StartingResponse,
     UptimeRatios,
     UptimeSeries,
 )
+from healthd.api_table import Access, BadParameter, Handler, Link, QueryParam, Route
 from healthd.config import CheckKey
 from healthd.events import EventHub
 from healthd.scrape import OPENMETRICS_CONTENT_TYPE, TEXT_CONTENT_TYPE, wants_openmetrics
@@ -43,8 +46,8 @@ from healthd.uptime import WINDOW_NAMES, series_shape
 
 log = logging.getLogger(__name__)
 
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 MAX_HISTORY_LIMIT = 10_000
+LIMIT = QueryParam("limit", "how many results at most", 1, MAX_HISTORY_LIMIT, example=10)
 
 
 @dataclass(frozen=True)
@@ -70,9 +73,16 @@ Reloader = Callable[[], Awaitable[ReloadOutcome]]
 MetricsRenderer = Callable[[bool], Awaitable[bytes]]  # argument: OpenMetrics or not
 RELOAD: web.AppKey[Reloader] = web.AppKey("reload")
 RENDER_METRICS: web.AppKey[MetricsRenderer] = web.AppKey("render_metrics")
-OPENAPI = web.AppKey("openapi", dict)
+OpenApiSource = Callable[[Auth], bytes]  # the document for the auth mode in force
+OPENAPI: web.AppKey[OpenApiSource] = web.AppKey("openapi")
 EVENTS = web.AppKey("events", EventHub)
 MAX_EVENT_ID = 2**63 - 1
+EVENT_LIMIT = QueryParam(
+    "limit", "how many of the newest events at most (JSON only)", 1, MAX_HISTORY_LIMIT, 100
+)
+LAST_EVENT_ID = QueryParam(
+    "last_event_id", "resume after this event (the Last-Event-ID header wins)", 0, MAX_EVENT_ID, 41
+)
 
 
 class ApiError(Exception):
@@ -122,15 +132,6 @@ def _find_check(request: web.Request) -> CheckState:
     return state
 
 
-def _limit(request: web.Request, default: int) -> int:
-    raw = request.query.get("limit")
-    if raw is None:
-        return default
-    if not raw.isdigit() or not 1 <= int(raw) <= MAX_HISTORY_LIMIT:
-        raise ApiError(400, "bad_request", f"limit must be a whole number from 1 to {MAX_HISTORY_LIMIT}")
-    return int(raw)
-
-
 _STATUSES = tuple(s.value for s in (Status.UP, Status.DOWN, Status.DEGRADED, Status.UNKNOWN))
 
 
@@ -156,7 +157,7 @@ async def get_check(request: web.Request) -> web.Response:
 
 async def get_history(request: web.Request) -> web.Response:
     state = _find_check(request)
-    limit = _limit(request, default=len(state.history) or 1)
+    limit = LIMIT.parse(request.query) or len(state.history) or 1
     ok = api_query.boolean("ok", request.query.get("ok"))
     since = api_query.timestamp("since", request.query.get("since"))
     newest = []
@@ -192,9 +193,10 @@ async def get_uptime(request: web.Request) -> web.Response:
 
 async def get_events(request: web.Request) -> web.StreamResponse:
     hub = request.app[EVENTS]
+    after, limit = _last_event_id(request), EVENT_LIMIT.parse(request.query)  # both checked in both modes
     if "text/event-stream" in request.headers.get("Accept", ""):
-        return await stream_events(request, hub, _last_event_id(request))
-    events = hub.recent(_limit(request, default=100))
+        return await stream_events(request, hub, after)
+    events = hub.recent(limit or 100)
     return web.Response(
         body=b'{"events":[' + b",".join(event.json for event in events) + b"]}",
         content_type="application/json",
@@ -205,10 +207,7 @@ def _last_event_id(request: web.Request) -> int | None:
     raw = request.headers.get("Last-Event-ID", request.query.get("last_event_id"))
     if raw is None or raw.strip() == "":
         return None
-    raw = raw.strip()
-    if not raw.isdigit() or int(raw) > MAX_EVENT_ID:
-        raise ApiError(400, "bad_request", "Last-Event-ID must be a whole number (an event's id)")
-    return int(raw)
+    return LAST_EVENT_ID.parse({LAST_EVENT_ID.name: raw.strip()})
 
 
 async def reload_config(request: web.Request) -> web.Response:
@@ -223,17 +222,18 @@ async def reload_config(request: web.Request) -> web.Response:
 
 
 async def openapi(request: web.Request) -> web.Response:
-    return web.json_response(request.app[OPENAPI])
+    body = request.app[OPENAPI](request.app[AUTH])
+    return web.Response(body=body, content_type="application/json")
 
 
 async def healthz(request: web.Request) -> web.Response:
-    return json_response(StatusResponse(status="ok"))
+    return json_response(HealthResponse(status="ok"))
 
 
 async def readyz(request: web.Request) -> web.Response:
     if not request.app[STORE].daemon.ready:
-        return json_response(StatusResponse(status="starting"), status=503)
-    return json_response(StatusResponse(status="ready"))
+        return json_response(StartingResponse(status="starting"), status=503)
+    return json_response(ReadyResponse(status="ready"))
 
 
 async def metrics(request: web.Request) -> web.Response:
@@ -245,30 +245,13 @@ async def metrics(request: web.Request) -> web.Response:
 
 # ---- the route table -----------------------------------------------------------------
 
-
-@dataclass(frozen=True)
-class QueryParam:
-    name: str
-    description: str
-    minimum: int = 0
-    maximum: int = 0
-    schema: Mapping[str, Any] | None = None  # instead of an integer range
-
-
-@dataclass(frozen=True)
-class Route:
-    method: str
-    path: str
-    handler: Handler
-    summary: str
-    response: type[BaseModel] | None  # None: not JSON (e.g. /metrics)
-    errors: tuple[int, ...] = ()
-    query: tuple[QueryParam, ...] = ()
-    mutating: bool = False
-    api_read: bool = False  # protected by the token when protect_reads is on
-    content_type: str = "application/json"
-    public: bool = False  # never needs the token, whatever the method (the page's login)
-
+_SERVICE_LINK = Link("service", "get_service", {"service": "$response.body#/services/0/name"})
+_CHECK_LINK = Link(
+    "check", "get_check", {"service": "$response.body#/name", "check": "$response.body#/checks/0/name"}
+)
+_HISTORY_LINK = Link(
+    "history", "get_history", {"service": "$response.body#/service", "check": "$response.body#/name"}
+)
 
 ROUTES: tuple[Route, ...] = (
     Route(
@@ -277,12 +260,19 @@ ROUTES: tuple[Route, ...] = (
         list_services,
         "All services with their checks",
         ServicesResponse,
-        (400,),
-        (QueryParam("status", "only services in this state", schema={"enum": list(_STATUSES)}),),
-        api_read=True,
+        query=(QueryParam("status", "only services in this state", schema={"enum": list(_STATUSES)}),),
+        access=Access.READ,
+        links=(_SERVICE_LINK,),
     ),
     Route(
-        "GET", "/api/v1/services/{service}", get_service, "One service", ServiceModel, (404,), api_read=True
+        "GET",
+        "/api/v1/services/{service}",
+        get_service,
+        "One service",
+        ServiceModel,
+        (404,),
+        access=Access.READ,
+        links=(_CHECK_LINK,),
     ),
     Route(
         "GET",
@@ -291,7 +281,8 @@ ROUTES: tuple[Route, ...] = (
         "One check with counters and settings",
         CheckDetail,
         (404,),
-        api_read=True,
+        access=Access.READ,
+        links=(_HISTORY_LINK,),
     ),
     Route(
         "GET",
@@ -299,9 +290,9 @@ ROUTES: tuple[Route, ...] = (
         get_history,
         "Recent results of one check, newest first",
         HistoryResponse,
-        (400, 404),
+        (404,),
         (
-            QueryParam("limit", "how many results at most", 1, MAX_HISTORY_LIMIT),
+            LIMIT,
             QueryParam("ok", "only successes (true) or failures (false)", schema={"type": "boolean"}),
             QueryParam(
                 "since",
@@ -309,7 +300,7 @@ ROUTES: tuple[Route, ...] = (
                 schema={"type": "string", "format": "date-time"},
             ),
         ),
-        api_read=True,
+        access=Access.READ,
     ),
     Route(
         "GET",
@@ -317,7 +308,7 @@ ROUTES: tuple[Route, ...] = (
         get_uptime,
         "Uptime buckets of one check, oldest first (for graphs)",
         UptimeSeries,
-        (400, 404),
+        (404,),
         (
             QueryParam(
                 "window",
@@ -326,7 +317,7 @@ ROUTES: tuple[Route, ...] = (
             ),
             QueryParam("step", "bucket size", schema={"enum": ["1m", "1h", "1d"], "default": "1h"}),
         ),
-        api_read=True,
+        access=Access.READ,
     ),
     Route(
         "GET",
@@ -334,33 +325,50 @@ ROUTES: tuple[Route, ...] = (
         get_events,
         "Recent events as JSON; with 'Accept: text/event-stream', a live Server-Sent Events stream",
         EventsResponse,
-        (400,),
-        (
-            QueryParam("limit", "how many of the newest events at most (JSON only)", 1, MAX_HISTORY_LIMIT),
-            QueryParam("last_event_id", "resume after this event, as Last-Event-ID does", 0, MAX_EVENT_ID),
-        ),
-        api_read=True,
+        query=(EVENT_LIMIT, LAST_EVENT_ID),
+        access=Access.READ,
     ),
     Route(
         "POST",
         "/api/v1/reload",
         reload_config,
-        "Reload the config file",
+        "Reload the config file; on errors the old config keeps running",
         ReloadResponse,
-        (400, 401),
-        mutating=True,
+        access=Access.MUTATE,
+        tag="config",
     ),
-    Route("GET", "/api/v1/openapi.json", openapi, "This document", None),
-    Route("GET", "/healthz", healthz, "200 while the process serves", StatusResponse),
+    Route(
+        "GET",
+        "/api/v1/openapi.json",
+        openapi,
+        "This document, as it applies to the daemon's current token settings",
+        None,
+        tag="meta",
+        example={"openapi": "3.1.0", "info": {"title": "healthd", "version": "0.1.0"}, "paths": {}},
+    ),
+    Route("GET", "/healthz", healthz, "200 while the process serves", HealthResponse, tag="health"),
     Route(
         "GET",
         "/readyz",
         readyz,
-        "200 once the config is loaded and the scheduler runs",
-        StatusResponse,
+        "200 once the config is loaded and the scheduler runs; 503 with status starting before",
+        ReadyResponse,
         (503,),
+        tag="health",
+        error_models={503: StartingResponse},
     ),
-    Route("GET", "/metrics", metrics, "Prometheus text exposition", None, content_type="text/plain"),
+    Route(
+        "GET",
+        "/metrics",
+        metrics,
+        "Prometheus text exposition; OpenMetrics when Accept asks for application/openmetrics-text",
+        None,
+        content_type="text/plain",
+        other_content_types=("application/openmetrics-text",),
+        tag="metrics",
+        example="# HELP probe_success Whether the last probe succeeded\n# TYPE probe_success gauge\n"
+        'probe_success{check="tcp",service="web",target="127.0.0.1:5432",type="tcp"} 1.0\n',
+    ),
 )
 
 
@@ -402,14 +410,16 @@ def session_value(token: str) -> str:
 
 
 def _needs_token(request: web.Request) -> bool:
+    if request.match_info.http_exception is not None:
+        return False  # no such path or method: the 404/405 says nothing a token protects
     resource = request.match_info.route.resource
     method = "GET" if request.method == "HEAD" else request.method
     route = request.app[ROUTE_POLICY].get((method, resource.canonical)) if resource is not None else None
-    if route is not None and route.public:
-        return False
-    if request.method not in ("GET", "HEAD"):
-        return True
-    return request.app[AUTH].protect_reads and route is not None and route.api_read
+    if route is None:
+        return request.method not in ("GET", "HEAD")
+    if route.access is Access.READ:
+        return request.app[AUTH].protect_reads
+    return route.access is Access.MUTATE  # OPEN, and SESSION pages that ask for the login themselves
 
 
 def authorized(request: web.Request, token: str) -> bool:
@@ -417,11 +427,13 @@ def authorized(request: web.Request, token: str) -> bool:
     the header, so no other site can make a browser reload the config)."""
     header = request.headers.get("Authorization", "")
     scheme, _, given = header.partition(" ")
-    if scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), token.encode()):
+    # aiohttp keeps bytes that are not UTF-8 as surrogates: give them back as bytes, never raise
+    presented = given.strip().encode("utf-8", "surrogateescape")
+    if scheme.lower() == "bearer" and hmac.compare_digest(presented, token.encode()):
         return True
-    cookie = request.cookies.get(SESSION_COOKIE, "")
+    cookie = request.cookies.get(SESSION_COOKIE, "").encode("utf-8", "surrogateescape")
     reading = request.method in ("GET", "HEAD")
-    return reading and bool(cookie) and hmac.compare_digest(cookie.encode(), session_value(token).encode())
+    return reading and bool(cookie) and hmac.compare_digest(cookie, session_value(token).encode())
 
 
 @web.middleware
@@ -429,11 +441,17 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     try:
         token = request.app[AUTH].token
         if token and _needs_token(request) and not authorized(request, token):
-            return error_response(401, "unauthorized", "this endpoint needs 'Authorization: Bearer <token>'")
+            response = error_response(
+                401, "unauthorized", "this endpoint needs 'Authorization: Bearer <token>'"
+            )
+            response.headers["WWW-Authenticate"] = "Bearer"
+            return response
         _check_query(request)
         return await handler(request)
     except ApiError as exc:
         return error_response(exc.status, exc.code, exc.message, exc.errors)
+    except BadParameter as exc:
+        return error_response(400, "bad_request", str(exc))
     except api_query.QueryError as exc:
         return error_response(400, "bad_request", str(exc))
     except web.HTTPException as exc:

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from healthd.history import History
-from healthd.results import ProbeResult
+from healthd.results import ErrorKind, ProbeResult
 from healthd.store import CheckState
 from healthd.uptime import WINDOW_NAMES, SeriesBucket, Window
 
@@ -22,24 +22,82 @@ def _ms(seconds: float | None) -> float | None:
     return None if seconds is None else round(seconds * 1000, 4)
 
 
+CheckStatus = Literal["unknown", "up", "down"]
+ServiceStatus = Literal["unknown", "up", "down", "degraded"]
+
+# One example of each answer, shown in the OpenAPI document (tests validate them against the models).
+_RESULT_UP: dict[str, Any] = {
+    "time": "2026-01-02T03:04:05.678Z",
+    "ok": True,
+    "latency_ms": 0.4123,
+    "duration_ms": 0.6051,
+    "error": None,
+    "phases_ms": {"resolve": 0.0121, "connect": 0.4123},
+    "details": {"address": "127.0.0.1"},
+}
+_RESULT_DOWN: dict[str, Any] = {
+    **_RESULT_UP,
+    "ok": False,
+    "latency_ms": None,
+    "error": {"kind": "refused", "message": "connection refused"},
+    "phases_ms": {"resolve": 0.0101},
+}
+_UPTIME: dict[str, Any] = {"1h": 1.0, "24h": 0.9993, "7d": 0.9999, "30d": None}
+_CHECK: dict[str, Any] = {
+    "name": "tcp",
+    "type": "tcp",
+    "target": "127.0.0.1:5432",
+    "status": "up",
+    "labels": {},
+    "since": "2026-01-02T03:00:00.000Z",
+    "last_success": "2026-01-02T03:04:05.678Z",
+    "last_failure": "2026-01-02T02:59:55.000Z",
+    "uptime": _UPTIME,
+    "last": _RESULT_UP,
+}
+_WINDOW: dict[str, Any] = {
+    "probes": 360,
+    "successes": 359,
+    "ratio": 0.9972,
+    "down_seconds": 10.0,
+    "latency_ms": {"mean": 0.41, "p50": 0.4, "p95": 0.6, "p99": 0.9},
+}
+_WINDOW_LONG: dict[str, Any] = {**_WINDOW, "latency_ms": {"mean": 0.41}}
+_SERVICE: dict[str, Any] = {
+    "name": "web",
+    "status": "up",
+    "labels": {"team": "core"},
+    "uptime": _UPTIME,
+    "checks": [_CHECK],
+}
+
+
+def _example(value: dict[str, Any]) -> ConfigDict:
+    return ConfigDict(json_schema_extra={"examples": [value]})
+
+
 class ErrorBody(BaseModel):
-    code: str = Field(examples=["not_found"])
-    message: str
+    code: str = Field(
+        description="what went wrong, for programs: bad_request, unauthorized, not_found,"
+        " method_not_allowed, invalid_config, too_many_connections or internal",
+        examples=["not_found"],
+    )
+    message: str = Field(description="what went wrong, for people")
     errors: list[str] | None = Field(None, description="every problem, for a rejected config")
 
 
 class ErrorResponse(BaseModel):
+    model_config = _example({"error": {"code": "not_found", "message": "no service named 'nope'"}})
     error: ErrorBody
 
 
 class ResultError(BaseModel):
-    kind: str = Field(
-        description="timeout, refused, unreachable, dns, tls, http_status, body_mismatch, permission or error"
-    )
+    kind: ErrorKind = Field(description="why the probe failed")
     message: str
 
 
 class Result(BaseModel):
+    model_config = _example(_RESULT_DOWN)
     time: datetime = Field(description="start of the probe, RFC 3339 UTC")
     ok: bool
     latency_ms: float | None = Field(description="target's answer time; null when it gave none")
@@ -52,7 +110,7 @@ class Result(BaseModel):
     def of(cls, result: ProbeResult) -> Result:
         error = None
         if result.error_kind is not None:
-            error = ResultError(kind=result.error_kind.value, message=result.error_message or "")
+            error = ResultError(kind=result.error_kind, message=result.error_message or "")
         return cls(
             time=datetime.fromtimestamp(result.time, UTC),
             ok=result.ok,
@@ -88,10 +146,11 @@ class UptimeRatios(BaseModel):
 
 
 class CheckSummary(BaseModel):
+    model_config = _example(_CHECK)
     name: str
     type: str
     target: str
-    status: str = Field(description="unknown, up or down")
+    status: CheckStatus = Field(description="debounced state: unknown until the first result")
     labels: dict[str, str] = Field(description="the check's own labels (e.g. from file_sd)")
     since: datetime | None = Field(description="time of the last transition (or first verdict)")
     last_success: datetime | None = Field(description="start of the last successful probe")
@@ -168,6 +227,20 @@ class Windows(BaseModel):
 
 
 class CheckDetail(CheckSummary):
+    model_config = _example(
+        {
+            **_CHECK,
+            "service": "web",
+            "since": "2026-01-02T03:00:00.000Z",
+            "consecutive_successes": 42,
+            "consecutive_failures": 0,
+            "counters": {"success": 42, "refused": 1},
+            "transitions": {"up": 1, "down": 1},
+            "settings": {"type": "tcp", "target": "127.0.0.1:5432", "interval": "10s", "timeout": "2s"},
+            "windows": {"1h": _WINDOW, "24h": _WINDOW, "7d": _WINDOW_LONG, "30d": _WINDOW_LONG},
+            "failures": [_RESULT_DOWN],
+        }
+    )
     service: str
     consecutive_successes: int
     consecutive_failures: int
@@ -198,8 +271,11 @@ def _newest_first(history: History) -> list[Result]:
 
 
 class ServiceModel(BaseModel):
+    model_config = _example(_SERVICE)
     name: str
-    status: str = Field(description="up, down, degraded or unknown")
+    status: ServiceStatus = Field(
+        description="up: all checks up; down: all down; unknown: none down, some unknown; degraded: otherwise"
+    )
     labels: dict[str, str]
     uptime: UptimeRatios = Field(description="probes and successes summed over the service's checks")
     checks: list[CheckSummary]
@@ -238,6 +314,32 @@ class SeriesBucketModel(BaseModel):
 
 
 class UptimeSeries(BaseModel):
+    model_config = _example(
+        {
+            "service": "web",
+            "check": "tcp",
+            "window": "2h",
+            "step": "1h",
+            "buckets": [
+                {
+                    "start": "2026-01-02T02:00:00Z",
+                    "probes": 360,
+                    "successes": 359,
+                    "ratio": 0.9972,
+                    "down_seconds": 10.0,
+                    "latency_ms": {"mean": 0.41},
+                },
+                {
+                    "start": "2026-01-02T03:00:00Z",
+                    "probes": 0,
+                    "successes": 0,
+                    "ratio": None,
+                    "down_seconds": 0.0,
+                    "latency_ms": {"mean": None},
+                },
+            ],
+        }
+    )
     service: str
     check: str
     window: str
@@ -246,22 +348,40 @@ class UptimeSeries(BaseModel):
 
 
 class ServicesResponse(BaseModel):
+    model_config = _example(
+        {"shard": {"index": 0, "count": 1, "replicas": 1, "checks": 1}, "services": [_SERVICE]}
+    )
     shard: ShardModel
     services: list[ServiceModel]
 
 
 class HistoryResponse(BaseModel):
+    model_config = _example({"results": [_RESULT_UP, _RESULT_DOWN]})
     results: list[Result] = Field(description="newest first")
 
 
 class ReloadResponse(BaseModel):
+    model_config = _example({"added": ["db/tcp"], "removed": [], "changed": ["web/http"]})
     added: list[str]
     removed: list[str]
     changed: list[str]
 
 
-class StatusResponse(BaseModel):
-    status: str
+class HealthResponse(BaseModel):
+    model_config = _example({"status": "ok"})
+    status: Literal["ok"]
+
+
+class ReadyResponse(BaseModel):
+    model_config = _example({"status": "ready"})
+    status: Literal["ready"]
+
+
+class StartingResponse(BaseModel):
+    """/readyz's 503: the config is not loaded or the scheduler does not run yet."""
+
+    model_config = _example({"status": "starting"})
+    status: Literal["starting"]
 
 
 class EventModel(BaseModel):
@@ -275,4 +395,24 @@ class EventModel(BaseModel):
 
 
 class EventsResponse(BaseModel):
+    model_config = _example(
+        {
+            "events": [
+                {"id": 1, "time": "2026-01-02T03:00:00.000Z", "type": "start"},
+                {
+                    "id": 2,
+                    "time": "2026-01-02T03:04:05.678Z",
+                    "type": "check",
+                    "service": "web",
+                    "check": "tcp",
+                    "check_type": "tcp",
+                    "target": "127.0.0.1:5432",
+                    "status": "down",
+                    "previous": "up",
+                    "error": {"kind": "refused", "message": "connection refused"},
+                    "latency_ms": None,
+                },
+            ]
+        }
+    )
     events: list[EventModel] = Field(description="oldest first")

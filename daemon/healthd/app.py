@@ -19,7 +19,7 @@ from healthd.event_fields import ServiceStatuses, check_fields, down_check_field
 from healthd.eventlog import log_check_transition, log_reload, log_service_transition
 from healthd.events import EventHub
 from healthd.metrics import NotificationCollector
-from healthd.openapi import build_openapi
+from healthd.openapi import SERVED, openapi_source
 from healthd.probes import GAUGE_HELP, PROBES, SPECS, Probe, ProbeResources
 from healthd.scheduler import Scheduler
 from healthd.scrape import MetricsRenderer
@@ -212,8 +212,7 @@ def create_app(
     app[api.STORE] = daemon.store
     app[api.AUTH] = daemon.auth
     app[api.RELOAD] = daemon.reload
-    routes = api.ROUTES + page.ROUTES
-    app[api.OPENAPI] = build_openapi(routes)
+    app[api.OPENAPI] = openapi_source(SERVED)
     app[api.EVENTS] = daemon.events
     app[api.RENDER_METRICS] = MetricsRenderer(
         daemon.store,
@@ -222,7 +221,7 @@ def create_app(
         uptime_ratio=config.metrics.uptime_ratio,
     ).render
     app[page.ASSETS] = page.load_assets()
-    api.add_routes(app, routes)
+    api.add_routes(app, SERVED)
     app.cleanup_ctx.append(_run_scheduler)
     app.on_shutdown.append(_end_event_streams)
     if config_path is not None:

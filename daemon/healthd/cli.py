@@ -23,6 +23,7 @@ from pathlib import Path
 from aiohttp import web
 
 from healthd import __version__, cli_probe, cli_tools, cluster
+from healthd.api_server import start_api
 from healthd.app import DAEMON, create_app
 from healthd.config import Config, Loaded, load, split_host_port
 from healthd.errors import ConfigError
@@ -234,14 +235,10 @@ def raise_fd_limit() -> None:
 async def serve(app: web.Application, host: str, port: int) -> int:
     daemon = app[DAEMON]
     notifier = Notifier()
-    runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
-    await runner.setup()
-    site = web.TCPSite(runner, host, port)
     try:
-        await site.start()
+        server = await start_api(app, host, port)
     except OSError as exc:
         log.error("cannot listen on %s:%d: %s", host, port, exc.strerror or exc)
-        await runner.cleanup()
         return EXIT_FAILURE
     # Everything built so far (config, check tasks, modules) lives as long as the process:
     # keep it out of the cyclic GC's full collections, which otherwise scan it all and
@@ -268,7 +265,7 @@ async def serve(app: web.Application, host: str, port: int) -> int:
     loop.add_signal_handler(signal.SIGHUP, on_hup)
     watchdog = _start_watchdog(notifier)
     config = daemon.config
-    bound = _bound_address(runner, host, port)  # the port the kernel chose for --listen HOST:0
+    bound = _join(host, server.port)  # the port the kernel chose for --listen HOST:0
     log.info(
         "healthd %s listening on http://%s, %s",
         __version__,
@@ -285,7 +282,7 @@ async def serve(app: web.Application, host: str, port: int) -> int:
     notifier.send("STOPPING=1")
     if watchdog is not None:
         watchdog.cancel()
-    await runner.cleanup()
+    await server.close()
     return EXIT_OK
 
 
@@ -296,13 +293,6 @@ def _start_watchdog(notifier: Notifier) -> asyncio.Task[None] | None:
 
 def _status(config: Config) -> str:
     return f"probing {config.check_count} checks in {len(config.services)} services"
-
-
-def _bound_address(runner: web.AppRunner, host: str, port: int) -> str:
-    addresses = runner.addresses
-    if addresses:
-        host, port = addresses[0][0], addresses[0][1]
-    return _join(host, port)
 
 
 def _join(host: str, port: int) -> str:

@@ -20,6 +20,8 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
+from healthd.lograte import RepeatFilter
+
 #: Structured fields a log call may attach via `extra=`; JSON lines carry each one given.
 FIELDS = (
     "event",
@@ -116,6 +118,7 @@ def setup_logging(
     journal = stderr_is_journal(os.environ if environ is None else environ, out)
     handler = logging.StreamHandler(out)
     handler.setFormatter(JsonFormatter(journal) if fmt == "json" else TextFormatter(journal))
+    handler.addFilter(RepeatFilter())  # a storm of one line (e.g. out of descriptors) stays bounded
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

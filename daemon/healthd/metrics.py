@@ -92,6 +92,7 @@ class DaemonCollector(Collector):
         yield self._service_info()
         yield from self._daemon_families()
         yield self._task_restarts()
+        yield self._local_errors()
 
     def _service_info(self) -> Metric:
         info = GaugeMetricFamily("healthd_service_info", "Configured services and their labels", labels=None)
@@ -152,6 +153,16 @@ class DaemonCollector(Collector):
             if state.task_restarts:  # a bug's trace: absent while it never happened
                 restarts.add_metric([state.info.service, state.info.name], state.task_restarts)
         return restarts
+
+    def _local_errors(self) -> Metric:
+        local = CounterMetricFamily(
+            "healthd_probe_local_errors",
+            "Probes that failed for a lack of resources on this host (not counted against the target)",
+            labels=["reason"],
+        )
+        for reason, count in sorted(self._store.daemon.local_errors.items()):
+            local.add_metric([reason], count)
+        return local
 
 
 def event_loop_name() -> str:

@@ -24,6 +24,9 @@ class ErrorKind(StrEnum):
     BODY_MISMATCH = "body_mismatch"
     PERMISSION = "permission"
     ERROR = "error"
+    # this host ran out of something (descriptors, buffers, memory): says nothing about the
+    # target, so such a result never moves a check's state (see Store)
+    LOCAL = "local"
 
 
 #: The `result` label of a successful probe in `healthd_probes_total`.

@@ -17,11 +17,16 @@ import asyncio
 import hashlib
 import logging
 import math
+import os
+import resource
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
+
+from pydantic import BaseModel, SecretStr
 
 from healthd.config import CheckBase, CheckKey, Config, ConfigDiff, format_check_id, format_duration
-from healthd.errors import ProbeFailure
+from healthd.cpubudget import cpu_bounded
+from healthd.errors import ProbeFailure, clean_message, local_reason
 from healthd.eventlog import log_check_transition
 from healthd.probes import PROBES, Probe, ProbeContext, ProbeLog, ProbeResources
 from healthd.results import ErrorKind, ProbeOutcome, ProbeResult
@@ -31,6 +36,15 @@ log = logging.getLogger(__name__)
 
 RESTART_BACKOFF = 1.0  # seconds before a dead check task starts again; doubles while it keeps dying
 RESTART_BACKOFF_MAX = 60.0  # and a task that ran this long starts over from RESTART_BACKOFF
+
+FD_RESERVE = 64  # descriptors kept free of probes: API connections, config and token files, logs
+
+CPU_SHARE = 0.25  # of its timeout, the CPU time a probe may use; real probes use a few ms
+
+
+def cpu_budget(timeout: float) -> float:
+    return max(0.05, timeout * CPU_SHARE)
+
 
 Clock = Callable[[], float]
 Sleep = Callable[[float], Awaitable[None]]
@@ -54,17 +68,22 @@ async def run_probe(
     started_wall, started = wall(), clock()
     try:
         async with asyncio.timeout_at(ctx.deadline):
-            outcome = await probe(check, ctx)
+            outcome = await cpu_bounded(probe(check, ctx), cpu_budget(check.timeout))
     except ProbeFailure as exc:
         if exc.kind is ErrorKind.ERROR and ctx.log.isEnabledFor(logging.DEBUG):
             ctx.log.debug("probe failed: %s", exc.message, exc_info=exc)  # with its chained causes
-        return _failure(started_wall, clock() - started, exc.kind, exc.message, exc.outcome)
+        measured = _with_local_reason(exc.outcome, exc) if exc.kind is ErrorKind.LOCAL else exc.outcome
+        return _failure(started_wall, clock() - started, exc.kind, exc.message, measured, check)
     except TimeoutError:
         message = f"no answer within {format_duration(check.timeout)}"
-        return _failure(started_wall, clock() - started, ErrorKind.TIMEOUT, message)
+        return _failure(started_wall, clock() - started, ErrorKind.TIMEOUT, message, ctx.progress(), check)
+    except MemoryError as exc:  # this host's problem, not the target's
+        measured = _with_local_reason(ProbeOutcome(), exc)
+        return _failure(started_wall, clock() - started, ErrorKind.LOCAL, "out of memory", measured)
     except Exception as exc:  # a bug or an unforeseen OS condition: never kill the loop
         ctx.log.exception("probe raised unexpectedly")
-        return _failure(started_wall, clock() - started, ErrorKind.ERROR, f"{type(exc).__name__}: {exc}")
+        message = f"{type(exc).__name__}: {exc}"
+        return _failure(started_wall, clock() - started, ErrorKind.ERROR, message, check=check)
     duration = clock() - started
     return ProbeResult(
         time=started_wall,
@@ -77,8 +96,35 @@ async def run_probe(
     )
 
 
+def _with_local_reason(outcome: ProbeOutcome, exc: BaseException) -> ProbeOutcome:
+    details = {**outcome.details, "local_reason": local_reason(exc)}
+    return ProbeOutcome(outcome.phases, details, outcome.gauges, outcome.latency)
+
+
+def secret_values(value: object, depth: int = 0) -> Iterator[str]:
+    """Every secret (`SecretStr`) in a check's config, to redact from its messages."""
+    if depth > 8:  # configs are shallow; the bound only guards the recursion
+        return
+    if isinstance(value, SecretStr):
+        yield value.get_secret_value()
+    elif isinstance(value, BaseModel):
+        for item in vars(value).values():
+            yield from secret_values(item, depth + 1)
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from secret_values(item, depth + 1)
+    elif isinstance(value, list | tuple):
+        for item in value:
+            yield from secret_values(item, depth + 1)
+
+
 def _failure(
-    started_wall: float, duration: float, kind: ErrorKind, message: str, measured: ProbeOutcome | None = None
+    started_wall: float,
+    duration: float,
+    kind: ErrorKind,
+    message: str,
+    measured: ProbeOutcome | None = None,
+    check: CheckBase | None = None,
 ) -> ProbeResult:
     measured = measured if measured is not None else ProbeOutcome()
     return ProbeResult(
@@ -87,7 +133,7 @@ def _failure(
         duration=duration,
         latency=measured.latency,
         error_kind=kind,
-        error_message=message,
+        error_message=clean_message(message, secret_values(check)),
         phases=measured.phases,
         details=measured.details,
         gauges=measured.gauges,
@@ -137,6 +183,22 @@ def next_slot(planned: float, interval: float, now: float) -> tuple[float, int]:
     return following + skipped * interval, skipped
 
 
+def in_flight_cap(configured: int, fd_limit: int, fds_open: int, reserve: int = FD_RESERVE) -> int:
+    """How many probes may run at once: the configured cap, lowered so that `reserve`
+    descriptors stay free (each probe in flight holds about one). At least 1."""
+    return max(1, min(configured, fd_limit - fds_open - reserve))
+
+
+def descriptor_room() -> tuple[int, int]:
+    """(RLIMIT_NOFILE's soft limit, descriptors open now) of this process."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    try:
+        open_now = len(os.listdir("/proc/self/fd"))
+    except OSError:  # no /proc: assume what a fresh daemon holds
+        open_now = 32
+    return (soft if soft != resource.RLIM_INFINITY else 1 << 20), open_now
+
+
 class Scheduler:
     def __init__(
         self,
@@ -148,6 +210,7 @@ class Scheduler:
         wall: Clock = time.time,
         sleep: Sleep = asyncio.sleep,
         on_transition: TransitionHook = log_transition,
+        fd_room: Callable[[], tuple[int, int]] = descriptor_room,
     ) -> None:
         self._store = store
         self._probes = probes
@@ -156,6 +219,8 @@ class Scheduler:
         self._wall = wall
         self._sleep = sleep
         self._on_transition = on_transition
+        self._fd_room = fd_room
+        self._probing = 0  # probes in flight now
         self._tasks: dict[CheckKey, asyncio.Task[None]] = {}
         self._in_flight = asyncio.Semaphore(1024)
         self._in_flight_cap = 1024
@@ -164,19 +229,24 @@ class Scheduler:
     def running(self) -> int:
         return len(self._tasks)
 
+    @property
+    def in_flight_cap(self) -> int:
+        return self._in_flight_cap
+
     def start(self, config: Config) -> None:
-        self._in_flight = asyncio.Semaphore(config.scheduler.max_in_flight)
-        self._in_flight_cap = config.scheduler.max_in_flight
+        self._in_flight_cap = self._cap_for(config)
+        self._in_flight = asyncio.Semaphore(self._in_flight_cap)
         for svc in config.services:
             for check in svc.checks:
                 self._spawn(CheckKey(svc.name, check.name), check)
 
     def apply(self, config: Config, diff: ConfigDiff) -> None:
         """Restart changed checks, stop removed ones, start new ones; the rest run on."""
-        if config.scheduler.max_in_flight != self._in_flight_cap:
+        cap = self._cap_for(config)
+        if cap != self._in_flight_cap:
             # probes holding the old semaphore release it; new starts wait on the new cap
-            self._in_flight = asyncio.Semaphore(config.scheduler.max_in_flight)
-            self._in_flight_cap = config.scheduler.max_in_flight
+            self._in_flight = asyncio.Semaphore(cap)
+            self._in_flight_cap = cap
         for key in (*diff.removed, *diff.changed):
             task = self._tasks.pop(key, None)
             if task is not None:
@@ -187,6 +257,23 @@ class Scheduler:
                 key = CheckKey(svc.name, check.name)
                 if key in start:
                     self._spawn(key, check)
+
+    def _cap_for(self, config: Config) -> int:
+        configured = config.scheduler.max_in_flight
+        limit, open_now = self._fd_room()
+        # probes in flight now hold descriptors that are theirs, not the daemon's own
+        cap = in_flight_cap(configured, limit, max(open_now - self._probing, 0))
+        if cap < configured:
+            log.warning(
+                "scheduler.max_in_flight %d is more than the descriptor limit allows "
+                "(RLIMIT_NOFILE %d, %d open, %d kept free): at most %d probes run at once",
+                configured,
+                limit,
+                open_now,
+                FD_RESERVE,
+                cap,
+            )
+        return cap
 
     async def stop(self, grace: float = 1.0) -> None:
         """Cancel every check's task and wait (bounded) for their sockets to close."""
@@ -233,7 +320,11 @@ class Scheduler:
                 await self._sleep(delay)
             async with self._in_flight:
                 self._store.record_lag(self._clock() - planned)
-                result = await run_probe(probe, check, self._resources, key=key, log=probe_log)
+                self._probing += 1
+                try:
+                    result = await run_probe(probe, check, self._resources, key=key, log=probe_log)
+                finally:
+                    self._probing -= 1
             transition = self._store.record(key, result)
             if transition is not None:
                 self._on_transition(transition)

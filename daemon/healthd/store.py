@@ -15,7 +15,7 @@ from typing import Any
 from healthd.config.diff import CheckKey
 from healthd.histogram import LAG_BUCKETS, PROBE_DURATION_BUCKETS, Histogram
 from healthd.history import History
-from healthd.results import ProbeResult
+from healthd.results import ErrorKind, ProbeResult
 from healthd.uptime import Uptime
 
 #: Failures kept apart from the history, so a run of successes cannot push them out.
@@ -103,6 +103,12 @@ class CheckState:
         self.uptime = Uptime()
 
     def apply(self, result: ProbeResult) -> Transition | None:
+        if result.error_kind is ErrorKind.LOCAL:
+            # this host's problem says nothing of the target: state, streaks, last, uptime and
+            # the failures stay as they were; the history and the counters show it
+            self.history.append(result)
+            self.counts[result.result_label] = self.counts.get(result.result_label, 0) + 1
+            return None
         transition = self._apply(result)
         self.uptime.observe(result.time, result.ok, result.latency, self.status is Status.DOWN)
         return transition
@@ -163,6 +169,7 @@ class DaemonState:
     last_reload_success_time: float = 0.0
     skipped_runs: int = 0  # planned runs skipped because the previous run overran
     shard: tuple[int, int, int] = (0, 1, 1)  # index, count, replicas (healthd.cluster)
+    local_errors: dict[str, int] = field(default_factory=dict)  # reason (errno name) -> probes
 
 
 class Store:
@@ -195,6 +202,9 @@ class Store:
     def record(self, key: CheckKey, result: ProbeResult) -> Transition | None:
         """Add a result; returns the state change it caused, if any. Unknown keys are ignored
         (a probe of a check removed by a reload may finish after the reload)."""
+        if result.error_kind is ErrorKind.LOCAL:
+            reason = str(result.details.get("local_reason", "other"))
+            self.daemon.local_errors[reason] = self.daemon.local_errors.get(reason, 0) + 1
         state = self._states.get(key)
         return state.apply(result) if state is not None else None
 

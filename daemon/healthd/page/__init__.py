@@ -3,7 +3,9 @@ plus README badges. `ROUTES` joins the API's route table (so OpenAPI documents t
 
 from __future__ import annotations
 
-from healthd.api import QueryParam, Route
+from typing import Any
+
+from healthd.api_table import Access, Handler, QueryParam, Route
 from healthd.page.handlers import (
     ASSETS,
     check_badge,
@@ -18,7 +20,7 @@ from healthd.page.handlers import (
     status_page,
 )
 
-_BADGE_ERRORS = (400, 401, 404)
+_BADGE_ERRORS = (404,)
 _TEXT = {"type": "string"}
 _PAGE_QUERY = (
     QueryParam("q", "only services or checks whose name holds this (any case)", schema=_TEXT),
@@ -27,67 +29,111 @@ _PAGE_QUERY = (
     QueryParam("bars", "hours or days: 90 of them per bar strip", schema={"enum": ["hours", "days"]}),
     QueryParam("page", "which page of 50 checks", schema={"type": "integer", "minimum": 1}),
 )
+_BARS = QueryParam("bars", "hours or days: 90 of them per bar strip", schema={"enum": ["hours", "days"]})
 _BADGE_QUERY = (
     QueryParam("kind", "what the badge says", schema={"enum": ["status", "uptime"], "default": "status"}),
     QueryParam("window", "uptime window", schema={"enum": ["1h", "24h", "7d", "30d"], "default": "24h"}),
 )
+_HTML = "<!doctype html><html lang=en><title>healthd status</title>...</html>"
+_SVG = '<svg xmlns="http://www.w3.org/2000/svg" width="90" height="20" role="img">...</svg>'
+_REDIRECT = (303,)  # to the form's `next` (login) or to / (logout), with Set-Cookie
+
+
+def _page(path: str, handler: Handler, summary: str, errors: tuple[int, ...], **extra: Any) -> Route:
+    return Route(
+        "GET",
+        path,
+        handler,
+        summary,
+        None,
+        errors,
+        content_type="text/html",
+        tag="page",
+        example=_HTML,
+        **extra,
+    )
+
+
+def _badge(path: str, handler: Handler, summary: str) -> Route:
+    return Route(
+        "GET",
+        path,
+        handler,
+        summary,
+        None,
+        _BADGE_ERRORS,
+        _BADGE_QUERY,
+        access=Access.READ,
+        content_type="image/svg+xml",
+        tag="badges",
+        example=_SVG,
+    )
+
 
 ROUTES: tuple[Route, ...] = (
-    Route(
-        "GET", "/", status_page, "The status page (HTML)", None, (400,), _PAGE_QUERY, content_type="text/html"
-    ),
-    Route(
-        "GET",
-        "/status",
+    _page(
+        "/",
         status_page,
         "The status page (HTML)",
-        None,
         (400,),
-        _PAGE_QUERY,
-        content_type="text/html",
+        query=_PAGE_QUERY,
+        access=Access.SESSION,
+        operation_id="status_page_root",
     ),
-    Route(
-        "GET",
+    _page("/status", status_page, "The status page (HTML)", (400,), query=_PAGE_QUERY, access=Access.SESSION),
+    _page(
         "/status/{service}/{check}",
         check_page,
         "One check's page: uptime, history, recent failures (HTML)",
-        None,
-        content_type="text/html",
+        (400, 404),
+        query=(_BARS,),
+        access=Access.SESSION,
     ),
-    Route("GET", "/login", login_form, "The page's login form", None, content_type="text/html", public=True),
+    _page("/login", login_form, "The page's login form (HTML)", ()),
     Route(
         "POST",
         "/login",
         login,
-        "Trade the token for an HttpOnly, SameSite=Strict session cookie",
+        "Trade the token (form field `token`) for an HttpOnly, SameSite=Strict session cookie",
         None,
-        (401,),
+        (*_REDIRECT, 401),
         content_type="text/html",
-        public=True,
+        tag="page",
+        example=_HTML,
     ),
-    Route("POST", "/logout", logout, "End the page's session", None, content_type="text/html", public=True),
-    Route("GET", "/static/{name}", static_file, "Its CSS and JS", None, (404,), content_type="text/css"),
+    Route(
+        "POST",
+        "/logout",
+        logout,
+        "End the page's session",
+        None,
+        _REDIRECT,
+        content_type="text/html",
+        tag="page",
+        example=_HTML,
+    ),
     Route(
         "GET",
+        "/static/{name}",
+        static_file,
+        "The page's CSS and JS (cached for good when `v` is the file's content hash)",
+        None,
+        (404,),
+        (QueryParam("v", "the file's content hash, from the page's links", schema=_TEXT),),
+        content_type="text/css",
+        other_content_types=("text/javascript",),
+        tag="page",
+        example="body { margin: 0 }",
+    ),
+    _badge(
         "/api/v1/services/{service}/badge.svg",
         service_badge,
         "A service's status or uptime badge (?kind=status|uptime&window=1h|24h|7d|30d)",
-        None,
-        _BADGE_ERRORS,
-        _BADGE_QUERY,
-        api_read=True,
-        content_type="image/svg+xml",
     ),
-    Route(
-        "GET",
+    _badge(
         "/api/v1/services/{service}/checks/{check}/badge.svg",
         check_badge,
         "A check's status or uptime badge (?kind=status|uptime&window=1h|24h|7d|30d)",
-        None,
-        _BADGE_ERRORS,
-        _BADGE_QUERY,
-        api_read=True,
-        content_type="image/svg+xml",
     ),
 )
 

@@ -20,6 +20,7 @@ from aiohttp import web
 from aiohttp.web_response import ContentCoding
 
 from healthd import api
+from healthd.api_table import Handler
 from healthd.config import CheckKey
 from healthd.page import badge, data, view
 from healthd.store import ServiceInfo
@@ -85,6 +86,8 @@ def _html(request: web.Request, template: str, status: int = 200, **values: Any)
     body = request.app[ASSETS].templates.get_template(template).render(**values)
     response = web.Response(text=body, status=status, content_type="text/html")
     response.headers.update(_SECURITY_HEADERS)
+    if status == 401:  # RFC 9110: a 401 names its scheme (the form trades the bearer token)
+        response.headers["WWW-Authenticate"] = "Bearer"
     return response
 
 
@@ -130,7 +133,10 @@ async def login_form(request: web.Request) -> web.Response:
 
 async def login(request: web.Request) -> web.StreamResponse:
     """Trade the API token for a session cookie the page and its event stream can use."""
-    form = await request.post()
+    try:
+        form = await request.post()
+    except ValueError as exc:  # e.g. multipart/form-data without a boundary
+        return _html(request, "message.html", 400, title="Bad request", message=f"unreadable form: {exc}")
     given, target = str(form.get("token", "")), str(form.get("next", "/"))
     token = request.app[api.AUTH].token
     if not token or not hmac.compare_digest(given.strip().encode(), token.encode()):
@@ -229,8 +235,8 @@ def _size(response: web.Response) -> int:
 
 
 @web.middleware
-async def compress_middleware(request: web.Request, handler: api.Handler) -> web.StreamResponse:
-    """gzip text answers for clients that take it (streams, such as SSE, are left alone)."""
+async def compress_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """gzip text answers for clients that take it (streams, such as SSE, and HEAD are left alone)."""
     response = await handler(request)
     if (
         isinstance(response, web.Response)
@@ -239,7 +245,10 @@ async def compress_middleware(request: web.Request, handler: api.Handler) -> web
         and response.content_type.startswith(_COMPRESSIBLE)
         and _size(response) >= GZIP_MIN_BYTES
     ):
-        response.enable_compression(ContentCoding.gzip)
+        # HEAD stays identity: aiohttp's compressor writes gzip's header and trailer even when the
+        # body is dropped, which a keep-alive client reads as the start of the next response
+        if request.method != "HEAD":
+            response.enable_compression(ContentCoding.gzip)
         vary = response.headers.get("Vary")  # keep what the handler varies on (e.g. /metrics: Accept)
         response.headers["Vary"] = f"{vary}, Accept-Encoding" if vary else "Accept-Encoding"
     return response

@@ -116,6 +116,12 @@ class PhaseClock:
     def body_read(self) -> None:
         self._charge("transfer")
 
+    def so_far(self) -> dict[str, float]:
+        """The phases with the running one charged up to now (the clock is left as it is)."""
+        phases = dict(self.phases)
+        phases[_STAGE_PHASE[self.stage]] += time.perf_counter() - self._mark
+        return phases
+
     def interrupted(self) -> None:
         """The exchange failed: the time since the last event goes to the phase it failed in."""
         self._charge(_STAGE_PHASE[self.stage])

@@ -8,7 +8,7 @@ import ssl
 import aiohttp
 
 from healthd.config import HttpCheck, format_duration
-from healthd.errors import from_os_error
+from healthd.errors import from_connect_error, from_os_error
 from healthd.probes._http_conn import PhaseClock
 from healthd.probes._http_tls import ssl_reason
 from healthd.results import ErrorKind
@@ -32,7 +32,8 @@ def translate(exc: BaseException, check: HttpCheck, clock: PhaseClock) -> Verdic
         return ErrorKind.DNS, f"cannot resolve {exc.host!r}: {exc.os_error.strerror}"
     if isinstance(exc, aiohttp.ClientConnectorError):
         where = f"[{exc.host}]:{exc.port}" if ":" in exc.host else f"{exc.host}:{exc.port}"
-        return _os_verdict(exc.os_error, f"connect to {where}")
+        failure = from_connect_error(exc.os_error, f"connect to {where}")
+        return failure.kind, failure.message
     if isinstance(exc, TimeoutError):
         return ErrorKind.TIMEOUT, f"no answer within {format_duration(check.timeout)}"
     if isinstance(exc, aiohttp.TooManyRedirects):

@@ -27,6 +27,7 @@ import aiohttp
 from healthd.config import HttpCheck
 from healthd.errors import ProbeFailure
 from healthd.probes._http_conn import ProbeConnector, Route
+from healthd.probes._http_response import BoundedResponse
 from healthd.probes._http_tls import TlsSettings, build_context
 from healthd.probes._resolve import Resolver
 from healthd.probes.base import ProbeResources, SharedResource
@@ -62,6 +63,7 @@ class HttpSessions(SharedResource):
         session = aiohttp.ClientSession(
             connector=ProbeConnector(route, self._resolver, idle),
             cookie_jar=aiohttp.DummyCookieJar(),  # no cookie of one probe reaches the next
+            response_class=BoundedResponse,  # a stream of 1xx cannot pin the loop
         )
         self._kept[key] = session
         return session

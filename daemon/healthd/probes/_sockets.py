@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv6Address
 
 from healthd.config import HostPortCheck
-from healthd.errors import ProbeFailure, from_os_error
+from healthd.errors import ProbeFailure, from_connect_error, from_os_error
 from healthd.probes._resolve import Resolver, SockAddr, format_sockaddr
 from healthd.results import ErrorKind
 
@@ -139,7 +139,7 @@ async def connect(sock: socket.socket, addr: SockAddr) -> None:
         code = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
     if code:
         error = OSError(code, os.strerror(code))
-        raise from_os_error(error, f"connect to {format_sockaddr(addr)}") from error
+        raise from_connect_error(error, f"connect to {format_sockaddr(addr)}") from error
 
 
 def _set_done(future: asyncio.Future[None]) -> None:

@@ -127,6 +127,16 @@ class ProbeContext:
     deadline: float  # on the event loop's clock (time.monotonic): the caller cancels the probe then
     log: ProbeLog  # names service, check and target
     resources: ProbeResources
+    _progress: list[Callable[[], ProbeOutcome]] = field(default_factory=list)
+
+    def report_progress(self, measure: Callable[[], ProbeOutcome]) -> None:
+        """Tell the caller how to read what was measured so far, should the deadline cut
+        the probe off (a timeout result then keeps the running phase's time)."""
+        self._progress[:] = [measure]
+
+    def progress(self) -> ProbeOutcome:
+        """What the probe measured until now (empty unless it called `report_progress`)."""
+        return self._progress[0]() if self._progress else ProbeOutcome()
 
     def remaining(self) -> float:
         """Seconds left until the deadline (negative once it has passed)."""

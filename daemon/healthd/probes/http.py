@@ -30,10 +30,11 @@ from healthd import __version__
 from healthd.config import HttpCheck
 from healthd.config.checks import redact_url
 from healthd.config.http_rules import Expectations, Mismatch, Observed, judge
-from healthd.errors import ProbeFailure
+from healthd.errors import REDACTED, ProbeFailure, redact
 from healthd.gauges import gauge_key
 from healthd.probes._http_conn import PhaseClock, timing
 from healthd.probes._http_errors import MAX_REDIRECTS, translate
+from healthd.probes._http_redirects import redirect_guard
 from healthd.probes._http_sessions import HttpSessions
 from healthd.probes._http_tls import TlsInfo, TlsSettings, expiry_shortfall
 from healthd.probes._resolve import IP_PROTOCOL, IP_PROTOCOL_HELP, ip_protocol
@@ -42,15 +43,18 @@ from healthd.results import ErrorKind, ProbeOutcome
 
 READ_CHUNK = 64 * 1024
 USER_AGENT = f"healthd/{__version__}"
+_OWN_HEADERS = frozenset({"User-Agent"})  # ours, not the config's (no secret)
 NO_RESPONSE = MappingProxyType({"probe_http_status_code": 0.0})  # the gauge when no response came
 
 
 async def probe_http(check: HttpCheck, ctx: ProbeContext) -> ProbeOutcome:
     clock = PhaseClock()
+    ctx.report_progress(lambda: ProbeOutcome(phases=clock.so_far(), gauges=NO_RESPONSE))
     sessions = ctx.resources.get(HttpSessions)
+    headers = _request_headers(check)
     try:
         with timing(clock):
-            seen, response = await _exchange(sessions, check, clock)
+            seen, response = await _exchange(sessions, check, clock, headers)
     except ProbeFailure as exc:  # from our resolver, socket factory or TLS files
         clock.interrupted()
         measured = ProbeOutcome(phases={**clock.phases, **exc.outcome.phases}, gauges=NO_RESPONSE)
@@ -60,23 +64,25 @@ async def probe_http(check: HttpCheck, ctx: ProbeContext) -> ProbeOutcome:
         clock.interrupted()
         measured = ProbeOutcome(phases=dict(clock.phases), gauges=NO_RESPONSE)
         raise ProbeFailure(kind, message, measured) from exc
-    return _verdict(check, ctx, clock, seen, response)
+    secrets = [value for name, value in headers.items() if name not in _OWN_HEADERS]
+    return _verdict(check, ctx, clock, seen, response, secrets)
 
 
 # ---- the exchange ----------------------------------------------------------------------
 
 
 async def _exchange(
-    sessions: HttpSessions, check: HttpCheck, clock: PhaseClock
+    sessions: HttpSessions, check: HttpCheck, clock: PhaseClock, headers: dict[str, str]
 ) -> tuple[Observed, aiohttp.ClientResponse]:
     tls = sessions.tls_context(_tls_settings(check)) if _may_use_tls(check) else True
     async with sessions.session_for(check).request(
         check.method,
         check.parsed_url,
-        headers=_request_headers(check),
+        headers=headers,
         data=check.body.encode() if check.body is not None else None,
         allow_redirects=check.follow_redirects,
         max_redirects=MAX_REDIRECTS,
+        middlewares=(redirect_guard(check.parsed_url, check.redirect_policy, check.headers),),
         ssl=tls,
         server_hostname=check.server_name,
         # none of aiohttp's own: the caller's deadline (ctx.deadline) bounds the exchange
@@ -159,7 +165,12 @@ def _lowered(headers: CIMultiDictProxy[str]) -> dict[str, list[str]]:
 
 
 def _verdict(
-    check: HttpCheck, ctx: ProbeContext, clock: PhaseClock, seen: Observed, response: aiohttp.ClientResponse
+    check: HttpCheck,
+    ctx: ProbeContext,
+    clock: PhaseClock,
+    seen: Observed,
+    response: aiohttp.ClientResponse,
+    secrets: list[str],
 ) -> ProbeOutcome:
     expect = Expectations(
         status=tuple(check.expect_status),
@@ -172,6 +183,8 @@ def _verdict(
     details, gauges = _report(check, seen, response, clock)
     mismatch = judge(expect, seen) or _cert_mismatch(check, tls)
     gauges["probe_failed_due_to_regex"] = 1.0 if _regex_failed(expect, seen) else 0.0
+    if mismatch is not None and secrets:
+        mismatch = _told_without(secrets, mismatch, expect, seen)
     phases = dict(clock.phases)
     latency = sum(phases.values()) - phases["resolve"]
     if ctx.log.isEnabledFor(logging.DEBUG):  # the message is built on every call
@@ -202,6 +215,22 @@ def _regex_failed(expect: Expectations, seen: Observed) -> bool:
 
 
 _ANY_STATUS = ("1xx", "2xx", "3xx", "4xx", "5xx")
+
+
+def _told_without(secrets: list[str], mismatch: Mismatch, expect: Expectations, seen: Observed) -> Mismatch:
+    """The mismatch told from a response with our secrets taken out (a target may echo the
+    request's headers): no excerpt can then show a secret, not even a cut-off part of one."""
+    redacted = [secret.encode(seen.charset, "replace") for secret in secrets if secret]
+    body = seen.body
+    for secret in redacted:
+        body = body.replace(secret, REDACTED.encode())
+    headers = {name: [redact(value, secrets) for value in values] for name, values in seen.headers.items()}
+    location = redact(seen.location, secrets) if seen.location is not None else None
+    clean = Observed(seen.status, headers, body, seen.charset, seen.truncated, location)
+    told = judge(expect, clean)
+    if told is None or told.kind != mismatch.kind:  # the secret itself decided the verdict
+        return Mismatch(mismatch.kind, f"{mismatch.kind}: the response holds a configured secret (not shown)")
+    return Mismatch(told.kind, redact(told.message, secrets))
 
 
 def _report(

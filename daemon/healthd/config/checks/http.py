@@ -146,6 +146,9 @@ class HttpCheck(CheckBase):
     basic_auth: BasicAuth | None = None
     bearer_token_file: ReadableFile | None = None
     follow_redirects: bool = False
+    # where a redirect may lead: the same origin only, or anywhere (secret headers then stay
+    # behind); never from https to http
+    redirect_policy: Literal["same-origin", "any"] = "same-origin"
     max_body_bytes: int = Field(_MIB, ge=0, le=1024 * _MIB)
     keepalive: bool = False
     expect_status: Annotated[list[StatusPattern], BeforeValidator(_as_list)] = Field(
