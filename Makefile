@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint test-tools bench fuzz fuzz-api clean
+.PHONY: run test lint test-tools bench screenshots fuzz fuzz-api clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -40,6 +40,11 @@ bench: $(STAMP)
 fuzz: $(STAMP)
 	HEALTHD_FUZZ_RANDOM=1 HEALTHD_FUZZ_CASES=100000 HEALTHD_FUZZ_HYPOTHESIS_CASES=3000 \
 	HEALTHD_FUZZ_PROCESS_CASES=1000 $(BIN)/pytest -q -s -p no:cacheprovider tests/fuzz/test_config_fuzz.py
+
+# The status page's screenshots in docs/screenshots/: headless Chromium, 1,440 and 375 px, light and dark.
+screenshots: $(STAMP)
+	@sh .ci/install-test-tools.sh
+	HEALTHD_SCREENSHOTS=docs/screenshots $(BIN)/pytest -q tests/test_page_browser.py -k screenshots
 
 # The API fuzz suite at size: schemathesis, 200 cases per operation and phase, up to 2 min per run.
 fuzz-api: $(STAMP)

@@ -3,7 +3,7 @@
 # Tests that need a missing tool skip with a reason, so a non-root developer can still run the suite.
 set -e
 # extra packages may be named on the command line (the benchmark adds its reference tools)
-PACKAGES="$* iptables iproute2 tcpdump fping prometheus prometheus-alertmanager prometheus-blackbox-exporter systemd hping3 libcap2-bin util-linux"
+PACKAGES="$* iptables iproute2 tcpdump fping prometheus prometheus-alertmanager prometheus-blackbox-exporter systemd hping3 libcap2-bin util-linux chromium chromium-driver"
 missing=""
 for pkg in $PACKAGES; do
     dpkg -s "$pkg" >/dev/null 2>&1 || missing="$missing $pkg"

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
+from healthd import page
 from healthd.api import ROUTES
 from healthd.app import create_app
 from healthd.config import load_config
@@ -165,7 +166,7 @@ async def test_openapi_lists_every_registered_route(setup: tuple[Client, Path]) 
     assert registered == documented
     gets = {path for method, path in registered if method == "GET"}
     assert {path for method, path in registered if method == "HEAD"} == gets
-    assert len(registered) == len(ROUTES) + len(gets)
+    assert len(registered) == len(ROUTES + page.ROUTES) + len(gets)
     schemas = doc["components"]["schemas"]
     ref = doc["paths"]["/api/v1/services"]["get"]["responses"]["200"]["content"]["application/json"][
         "schema"

@@ -11,10 +11,10 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 from healthd import api_models
-from healthd.api import ROUTES, STORE
+from healthd.api import STORE
 from healthd.app import create_app
 from healthd.config import load_config
-from healthd.openapi import build_openapi
+from healthd.openapi import SERVED, build_openapi
 from healthd.results import ErrorKind
 from openapi_spec_validator import validate
 from pydantic import BaseModel
@@ -54,9 +54,11 @@ def test_document_is_valid_and_complete(token: bool, protect_reads: bool) -> Non
 
 
 def test_security_is_declared_as_each_token_mode_enforces_it() -> None:
-    reads = {r.path for r in ROUTES if r.access.value == "read"}
-    mutations = {(r.path, r.method.lower()) for r in ROUTES if r.access.value == "mutate"}
-    assert reads and mutations
+    # the status page's HTML reads (access "session") are guarded like the API's reads
+    reads = {r.path for r in SERVED if r.access.value in ("read", "session")}
+    mutations = {(r.path, r.method.lower()) for r in SERVED if r.access.value == "mutate"}
+    refuses_token = {(r.path, r.method.lower()) for r in SERVED if 401 in r.errors}  # POST /login
+    assert reads and mutations and refuses_token
     for token, protect_reads in MODES:
         doc = build_openapi(token, protect_reads)
         for path, method, op in operations(doc):
@@ -67,8 +69,9 @@ def test_security_is_declared_as_each_token_mode_enforces_it() -> None:
                 path,
                 method,
             )
-            assert ("401" in op["responses"]) == guarded, (token, protect_reads, path, method)
-    for path in ("/healthz", "/readyz", "/metrics", "/api/v1/openapi.json"):
+            answers_401 = guarded or (path, method) in refuses_token
+            assert ("401" in op["responses"]) == answers_401, (token, protect_reads, path, method)
+    for path in ("/healthz", "/readyz", "/metrics", "/api/v1/openapi.json", "/login", "/static/{name}"):
         assert build_openapi(True, True)["paths"][path]["get"]["security"] == []
 
 

@@ -374,9 +374,14 @@ ROUTES: tuple[Route, ...] = (
 )
 
 
-def add_routes(app: web.Application) -> None:
-    for route in ROUTES:
+ROUTE_POLICY: web.AppKey[dict[tuple[str, str], Route]] = web.AppKey("route_policy")
+
+
+def add_routes(app: web.Application, routes: tuple[Route, ...] = ROUTES) -> None:
+    policy = app.setdefault(ROUTE_POLICY, {})
+    for route in routes:
         app.router.add_route(route.method, route.path, route.handler)
+        policy[(route.method, route.path)] = route
         if route.method == "GET":  # HEAD answers with GET's headers; aiohttp drops the body
             app.router.add_route("HEAD", route.path, route.handler)
 
@@ -384,7 +389,6 @@ def add_routes(app: web.Application) -> None:
 # ---- middleware: auth and JSON errors -------------------------------------------------
 
 
-_PROTECTED_READ = {r.path for r in ROUTES if r.access is Access.READ}
 _QUERY_NAMES = {(r.method, r.path): {q.name for q in r.query} for r in ROUTES}
 
 
@@ -399,30 +403,46 @@ def _check_query(request: web.Request) -> None:
         api_query.unknown_parameters(request.query.keys(), allowed)
 
 
+SESSION_COOKIE = "healthd_session"
+
+
+def session_value(token: str) -> str:
+    """The status page's login cookie: derived from the token, so a new token ends every session."""
+    return hmac.new(token.encode(), b"healthd status page session", "sha256").hexdigest()
+
+
 def _needs_token(request: web.Request) -> bool:
     if request.match_info.http_exception is not None:
         return False  # no such path or method: the 404/405 says nothing a token protects
-    if request.method not in ("GET", "HEAD"):
-        return True
-    if not request.app[AUTH].protect_reads:
-        return False
     resource = request.match_info.route.resource
-    return resource is not None and resource.canonical in _PROTECTED_READ
+    method = "GET" if request.method == "HEAD" else request.method
+    route = request.app[ROUTE_POLICY].get((method, resource.canonical)) if resource is not None else None
+    if route is None:
+        return request.method not in ("GET", "HEAD")
+    if route.access is Access.READ:
+        return request.app[AUTH].protect_reads
+    return route.access is Access.MUTATE  # OPEN, and SESSION pages that ask for the login themselves
 
 
-def _authorized(request: web.Request, token: str) -> bool:
+def authorized(request: web.Request, token: str) -> bool:
+    """A bearer token; for reads also the status page's session cookie (mutations keep needing
+    the header, so no other site can make a browser reload the config)."""
     header = request.headers.get("Authorization", "")
     scheme, _, given = header.partition(" ")
     # aiohttp keeps bytes that are not UTF-8 as surrogates: give them back as bytes, never raise
     presented = given.strip().encode("utf-8", "surrogateescape")
-    return scheme.lower() == "bearer" and hmac.compare_digest(presented, token.encode())
+    if scheme.lower() == "bearer" and hmac.compare_digest(presented, token.encode()):
+        return True
+    cookie = request.cookies.get(SESSION_COOKIE, "").encode("utf-8", "surrogateescape")
+    reading = request.method in ("GET", "HEAD")
+    return reading and bool(cookie) and hmac.compare_digest(cookie, session_value(token).encode())
 
 
 @web.middleware
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         token = request.app[AUTH].token
-        if token and _needs_token(request) and not _authorized(request, token):
+        if token and _needs_token(request) and not authorized(request, token):
             response = error_response(
                 401, "unauthorized", "this endpoint needs 'Authorization: Bearer <token>'"
             )

@@ -26,6 +26,9 @@ class Access(StrEnum):
     OPEN = "open"  # never needs the token (health, metrics, this document)
     READ = "read"  # needs the token when server.protect_reads is on
     MUTATE = "mutate"  # needs the token whenever one is configured
+    # a status page: with protect_reads its handler answers the login form (401) to a request
+    # with neither the token nor the page's session cookie
+    SESSION = "session"
 
 
 class BadParameter(ValueError):

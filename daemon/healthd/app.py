@@ -11,7 +11,7 @@ from typing import Any
 
 from aiohttp import web
 
-from healthd import __version__, api, cluster, files, watch
+from healthd import __version__, api, cluster, files, page, watch
 from healthd.alerting import Notifications
 from healthd.config import Config, diff_configs, format_check_id, load
 from healthd.errors import ConfigError
@@ -19,7 +19,7 @@ from healthd.event_fields import ServiceStatuses, check_fields, down_check_field
 from healthd.eventlog import log_check_transition, log_reload, log_service_transition
 from healthd.events import EventHub
 from healthd.metrics import NotificationCollector
-from healthd.openapi import openapi_source
+from healthd.openapi import SERVED, openapi_source
 from healthd.probes import GAUGE_HELP, PROBES, SPECS, Probe, ProbeResources
 from healthd.scheduler import Scheduler
 from healthd.scrape import MetricsRenderer
@@ -211,12 +211,12 @@ def create_app(
     """
     daemon = Daemon(config, config_path, probes, on_reload, shard, watched)
     daemon.events.heartbeat = heartbeat
-    app = web.Application(middlewares=[api.error_middleware])
+    app = web.Application(middlewares=[page.compress_middleware, api.error_middleware])
     app[DAEMON] = daemon
     app[api.STORE] = daemon.store
     app[api.AUTH] = daemon.auth
     app[api.RELOAD] = daemon.reload
-    app[api.OPENAPI] = openapi_source()
+    app[api.OPENAPI] = openapi_source(SERVED)
     app[api.EVENTS] = daemon.events
     app[api.RENDER_METRICS] = MetricsRenderer(
         daemon.store,
@@ -224,7 +224,8 @@ def create_app(
         [NotificationCollector(lambda: daemon.notifications.counts)],
         uptime_ratio=config.metrics.uptime_ratio,
     ).render
-    api.add_routes(app)
+    app[page.ASSETS] = page.load_assets()
+    api.add_routes(app, SERVED)
     app.cleanup_ctx.append(_run_scheduler)
     app.on_shutdown.append(_end_event_streams)
     if config_path is not None:

@@ -111,4 +111,3 @@ def log_reload(added: Sequence[str], removed: Sequence[str], changed: Sequence[s
         plural(checks, "check"),
         extra={"event": "reload", "added": list(added), "removed": list(removed), "changed": list(changed)},
     )
-

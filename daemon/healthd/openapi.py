@@ -14,27 +14,34 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
-from healthd import __version__
+from healthd import __version__, page
 from healthd.api import ROUTES, Auth, OpenApiSource
 from healthd.api_models import ErrorResponse
 from healthd.api_table import Access, Route
 
 _REF = "#/components/schemas/{model}"
 _ERROR_REF = {"$ref": _REF.format(model="ErrorResponse")}
-_PATH_EXAMPLES = {"service": "web", "check": "tcp"}
+_PATH_EXAMPLES = {"service": "web", "check": "tcp", "name": "page.css"}
+SERVED: tuple[Route, ...] = ROUTES + page.ROUTES  # the API and the status page, one table
 _TAGS = {
     "services": "Services, their checks and each check's results",
     "config": "The running configuration",
     "health": "The daemon's own liveness and readiness",
     "metrics": "Prometheus exposition",
     "meta": "This document",
+    "page": "The status page (HTML), its login and its assets",
+    "badges": "SVG badges for READMEs",
 }
 _ACCESS_NOTE = {
     Access.OPEN: "Never needs a token.",
     Access.READ: "Needs `Authorization: Bearer <token>` when `server.token_file` is set and"
     " `server.protect_reads` is on; open otherwise.",
     Access.MUTATE: "Needs `Authorization: Bearer <token>` when `server.token_file` is set.",
+    Access.SESSION: "When `server.token_file` is set and `server.protect_reads` is on, needs"
+    " `Authorization: Bearer <token>` or the session cookie `POST /login` sets; without either,"
+    " the answer is the login form with 401.",
 }
+_GUARDED_WITH_READS = (Access.READ, Access.SESSION)
 _DESCRIPTION = """\
 healthd's REST API. Every error is JSON, `{"error": {"code", "message"}}`, with a 4xx status.
 Besides the statuses listed per operation: an unknown path gets 404 and a method a path does
@@ -78,28 +85,32 @@ _RESPONSES: dict[str, dict[str, Any]] = {
 _RESPONSE_OF_STATUS = {400: "BadRequest", 401: "Unauthorized", 404: "NotFound"}
 
 
-def openapi_source() -> OpenApiSource:
+def openapi_source(routes: tuple[Route, ...] = SERVED) -> OpenApiSource:
     """The document as JSON bytes for an `Auth`, built once per token mode."""
     cache: dict[tuple[bool, bool], bytes] = {}
 
     def source(auth: Auth) -> bytes:
         mode = (bool(auth.token), bool(auth.token) and auth.protect_reads)
         if mode not in cache:
-            cache[mode] = json.dumps(build_openapi(*mode)).encode()
+            cache[mode] = json.dumps(build_openapi(*mode, routes=routes)).encode()
         return cache[mode]
 
     return source
 
 
-def build_openapi(token: bool = False, protect_reads: bool = False) -> dict[str, Any]:
-    models = {r.response for r in ROUTES if r.response is not None} | {ErrorResponse}
-    models |= {m for r in ROUTES for m in r.error_models.values()}
+def build_openapi(
+    token: bool = False, protect_reads: bool = False, routes: tuple[Route, ...] = SERVED
+) -> dict[str, Any]:
+    models = {r.response for r in routes if r.response is not None} | {ErrorResponse}
+    models |= {m for r in routes for m in r.error_models.values()}
     _, top = models_json_schema(
         [(m, "serialization") for m in sorted(models, key=lambda m: m.__name__)], ref_template=_REF
     )
     paths: dict[str, dict[str, Any]] = {}
-    for route in ROUTES:
-        guarded = token and (route.access is Access.MUTATE or (route.access is Access.READ and protect_reads))
+    for route in routes:
+        guarded = token and (
+            route.access is Access.MUTATE or (route.access in _GUARDED_WITH_READS and protect_reads)
+        )
         operation = _operation(route, guarded)
         paths.setdefault(route.path, {})[route.method.lower()] = operation
         if route.method == "GET":
@@ -111,8 +122,8 @@ def build_openapi(token: bool = False, protect_reads: bool = False) -> dict[str,
             "version": __version__,
             "description": _DESCRIPTION % _MODES[token, protect_reads],
         },
-        "tags": [{"name": n, "description": d} for n, d in _TAGS.items() if any(r.group == n for r in ROUTES)]
-        + [{"name": n} for n in sorted({r.group for r in ROUTES} - _TAGS.keys())],
+        "tags": [{"name": n, "description": d} for n, d in _TAGS.items() if any(r.group == n for r in routes)]
+        + [{"name": n} for n in sorted({r.group for r in routes} - _TAGS.keys())],
         "paths": paths,
         "components": {
             "schemas": top.get("$defs", {}),
@@ -151,7 +162,11 @@ def _responses(route: Route, guarded: bool) -> dict[str, Any]:
         }
     responses: dict[str, Any] = {"200": ok}
     for status in sorted({400, *route.errors, *((401,) if guarded else ())}):
-        if status in route.error_models:
+        if status < 400:
+            responses[str(status)] = _redirect(status)
+        elif route.content_type == "text/html":
+            responses[str(status)] = _html_error(status)
+        elif status in route.error_models:
             model = route.error_models[status]
             description = HTTPStatus(status).phrase
             responses[str(status)] = {"description": description, "content": _content(route, model)}
@@ -163,6 +178,24 @@ def _responses(route: Route, guarded: bool) -> dict[str, Any]:
                 "content": {"application/json": {"schema": _ERROR_REF}},
             }
     return responses
+
+
+def _redirect(status: int) -> dict[str, Any]:
+    return {
+        "description": HTTPStatus(status).phrase,
+        "headers": {"Location": {"schema": {"type": "string"}, "description": "where to go next"}},
+    }
+
+
+def _html_error(status: int) -> dict[str, Any]:
+    """A page's error is an HTML page; a request the HTTP parser (or a bad query) refuses is JSON."""
+    content: dict[str, Any] = {"text/html": {"schema": {"type": "string"}}}
+    if status == 400:
+        content["application/json"] = {"schema": _ERROR_REF}
+    response: dict[str, Any] = {"description": HTTPStatus(status).phrase, "content": content}
+    if status == 401:
+        response["headers"] = {"WWW-Authenticate": {"schema": {"type": "string", "const": "Bearer"}}}
+    return response
 
 
 def _parameters(route: Route) -> list[dict[str, Any]]:

@@ -1,0 +1,140 @@
+"""The status page: server-rendered HTML at `/` and `/status`, live through the event stream,
+plus README badges. `ROUTES` joins the API's route table (so OpenAPI documents them too)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from healthd.api_table import Access, Handler, QueryParam, Route
+from healthd.page.handlers import (
+    ASSETS,
+    check_badge,
+    check_page,
+    compress_middleware,
+    load_assets,
+    login,
+    login_form,
+    logout,
+    service_badge,
+    static_file,
+    status_page,
+)
+
+_BADGE_ERRORS = (404,)
+_TEXT = {"type": "string"}
+_PAGE_QUERY = (
+    QueryParam("q", "only services or checks whose name holds this (any case)", schema=_TEXT),
+    QueryParam("status", "down, up, unknown (checks) or degraded (services)", schema=_TEXT),
+    QueryParam("label", "KEY, KEY=VALUE or KEY:VALUE of a service label", schema=_TEXT),
+    QueryParam("bars", "hours or days: 90 of them per bar strip", schema={"enum": ["hours", "days"]}),
+    QueryParam("page", "which page of 50 checks", schema={"type": "integer", "minimum": 1}),
+)
+_BARS = QueryParam("bars", "hours or days: 90 of them per bar strip", schema={"enum": ["hours", "days"]})
+_BADGE_QUERY = (
+    QueryParam("kind", "what the badge says", schema={"enum": ["status", "uptime"], "default": "status"}),
+    QueryParam("window", "uptime window", schema={"enum": ["1h", "24h", "7d", "30d"], "default": "24h"}),
+)
+_HTML = "<!doctype html><html lang=en><title>healthd status</title>...</html>"
+_SVG = '<svg xmlns="http://www.w3.org/2000/svg" width="90" height="20" role="img">...</svg>'
+_REDIRECT = (303,)  # to the form's `next` (login) or to / (logout), with Set-Cookie
+
+
+def _page(path: str, handler: Handler, summary: str, errors: tuple[int, ...], **extra: Any) -> Route:
+    return Route(
+        "GET",
+        path,
+        handler,
+        summary,
+        None,
+        errors,
+        content_type="text/html",
+        tag="page",
+        example=_HTML,
+        **extra,
+    )
+
+
+def _badge(path: str, handler: Handler, summary: str) -> Route:
+    return Route(
+        "GET",
+        path,
+        handler,
+        summary,
+        None,
+        _BADGE_ERRORS,
+        _BADGE_QUERY,
+        access=Access.READ,
+        content_type="image/svg+xml",
+        tag="badges",
+        example=_SVG,
+    )
+
+
+ROUTES: tuple[Route, ...] = (
+    _page(
+        "/",
+        status_page,
+        "The status page (HTML)",
+        (400,),
+        query=_PAGE_QUERY,
+        access=Access.SESSION,
+        operation_id="status_page_root",
+    ),
+    _page("/status", status_page, "The status page (HTML)", (400,), query=_PAGE_QUERY, access=Access.SESSION),
+    _page(
+        "/status/{service}/{check}",
+        check_page,
+        "One check's page: uptime, history, recent failures (HTML)",
+        (400, 404),
+        query=(_BARS,),
+        access=Access.SESSION,
+    ),
+    _page("/login", login_form, "The page's login form (HTML)", ()),
+    Route(
+        "POST",
+        "/login",
+        login,
+        "Trade the token (form field `token`) for an HttpOnly, SameSite=Strict session cookie",
+        None,
+        (*_REDIRECT, 401),
+        content_type="text/html",
+        tag="page",
+        example=_HTML,
+    ),
+    Route(
+        "POST",
+        "/logout",
+        logout,
+        "End the page's session",
+        None,
+        _REDIRECT,
+        content_type="text/html",
+        tag="page",
+        example=_HTML,
+    ),
+    Route(
+        "GET",
+        "/static/{name}",
+        static_file,
+        "The page's CSS and JS (cached for good when `v` is the file's content hash)",
+        None,
+        (404,),
+        (QueryParam("v", "the file's content hash, from the page's links", schema=_TEXT),),
+        content_type="text/css",
+        other_content_types=("text/javascript",),
+        tag="page",
+        example="body { margin: 0 }",
+    ),
+    _badge(
+        "/api/v1/services/{service}/badge.svg",
+        service_badge,
+        "A service's status or uptime badge (?kind=status|uptime&window=1h|24h|7d|30d)",
+    ),
+    _badge(
+        "/api/v1/services/{service}/checks/{check}/badge.svg",
+        check_badge,
+        "A check's status or uptime badge (?kind=status|uptime&window=1h|24h|7d|30d)",
+    ),
+)
+
+__all__ = ["ASSETS", "ROUTES", "compress_middleware", "load_assets"]
