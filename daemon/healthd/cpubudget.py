@@ -10,6 +10,7 @@ its `finally` blocks close what it holds. A target that makes a probe spin
 
 from __future__ import annotations
 
+import gc
 import time
 from collections.abc import Awaitable, Coroutine, Generator
 from typing import Any, TypeVar
@@ -52,11 +53,20 @@ class _Bounded(Generator[Any, Any, T]):
             self._over = True  # once: the probe may still clean up (await a close) after it
             failure = ProbeFailure(ErrorKind.ERROR, f"the probe used more than {self._budget:g}s of CPU")
             resume, args = self._coro.throw, (failure,)
-        started = time.thread_time()
+        started, collections = time.thread_time(), _older_collections()
         try:
             return resume(*args)
         finally:
-            self.used += time.thread_time() - started
+            # a garbage collection that ran during the step is the process's work, not the
+            # probe's: a full pass of a large heap can take longer than a probe's whole budget
+            if _older_collections() == collections:
+                self.used += time.thread_time() - started
+
+
+def _older_collections() -> int:
+    """Collections of generations 1 and 2 so far (generation 0 passes are too short to matter)."""
+    stats = gc.get_stats()
+    return int(stats[1]["collections"]) + int(stats[2]["collections"])
 
 
 def cpu_bounded(work: Awaitable[T], budget: float) -> Awaitable[T]:
