@@ -24,7 +24,8 @@ lint: $(STAMP)
 	$(BIN)/mypy daemon
 
 # The second run: the probes (HTTP phase timings included), the API and /metrics on uvloop (~2 min).
-UVLOOP_TESTS := tests/probes tests/test_api.py tests/test_scrape.py tests/test_api_dicts.py tests/test_loops.py
+# ICMP stays out: uvloop drops an ICMP socket's reader after its first error (why asyncio is the default).
+UVLOOP_TESTS := tests/probes --ignore=tests/probes/test_icmp.py tests/test_api.py tests/test_scrape.py tests/test_api_dicts.py tests/test_loops.py
 
 test: $(STAMP) test-tools lint
 	$(BIN)/pytest -q
