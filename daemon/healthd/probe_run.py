@@ -18,7 +18,7 @@ from pydantic import BaseModel, SecretStr
 from healthd.config import CheckBase, CheckKey, format_duration
 from healthd.cpubudget import cpu_bounded
 from healthd.errors import ProbeFailure, clean_message, local_reason
-from healthd.probes import Probe, ProbeContext, ProbeLog, ProbeResources
+from healthd.probes import Probe, ProbeContext, ProbeLog, ProbeResources, Starter
 from healthd.results import ErrorKind, ProbeOutcome, ProbeResult
 
 Clock = Callable[[], float]
@@ -49,6 +49,57 @@ async def run_probe(
     except Exception as exc:  # cancellation passes through
         return failed_result(exc, started_wall, clock() - started, check, ctx)
     return ok_result(outcome, started_wall, clock() - started)
+
+
+async def run_fast(
+    start: Starter,
+    check: CheckBase,
+    resources: ProbeResources,
+    *,
+    key: CheckKey | None = None,
+    log: ProbeLog | None = None,
+) -> ProbeResult | None:
+    """One run through a probe type's fast path, with the deadline the scheduler would give
+    it (for tests and one-off runs): None when this run needs the coroutine (`run_probe`)."""
+    loop = asyncio.get_running_loop()
+    ctx = ProbeContext.start(check, resources, key, log)
+    ended: asyncio.Future[ProbeOutcome | Exception | _Expired] = loop.create_future()
+
+    def settle(value: ProbeOutcome | Exception | _Expired) -> None:
+        if not ended.done():
+            ended.set_result(value)
+
+    started_wall, started = time.time(), time.perf_counter()
+    try:
+        run = start(check, ctx, settle)
+    except Exception as exc:
+        return failed_result(exc, started_wall, time.perf_counter() - started, check, ctx)
+    if run is None:
+        return None
+
+    def expire() -> None:
+        if not ended.done():
+            settle(_Expired(run.cancel()))
+
+    deadline = loop.call_at(ctx.deadline, expire)
+    try:
+        outcome = await ended
+    except BaseException:  # cancelled: the run's socket closes with it
+        deadline.cancel()
+        run.cancel()
+        raise
+    deadline.cancel()
+    duration = time.perf_counter() - started
+    if isinstance(outcome, _Expired):
+        return timeout_result(started_wall, duration, check, outcome.measured)
+    if isinstance(outcome, Exception):
+        return failed_result(outcome, started_wall, duration, check, ctx)
+    return ok_result(outcome, started_wall, duration)
+
+
+class _Expired:
+    def __init__(self, measured: ProbeOutcome) -> None:
+        self.measured = measured
 
 
 def ok_result(outcome: ProbeOutcome, started_wall: float, duration: float) -> ProbeResult:
