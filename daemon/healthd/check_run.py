@@ -195,7 +195,11 @@ class CheckRun:
             fast, self._fast, self._probing = self._fast, None, False
             measured = fast.cancel() if fast is not None else ProbeOutcome()
             duration = time.perf_counter() - self._started
-            self._finish(timeout_result(self._started_wall, duration, self.check, measured))
+            if isinstance(measured, Exception):  # the probe's own verdict at its deadline
+                assert self._ctx is not None
+                self._finish(failed_result(measured, self._started_wall, duration, self.check, self._ctx))
+            else:
+                self._finish(timeout_result(self._started_wall, duration, self.check, measured))
         except Exception:
             self._died()
 

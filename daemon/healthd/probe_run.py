@@ -90,15 +90,17 @@ async def run_fast(
         raise
     deadline.cancel()
     duration = time.perf_counter() - started
-    if isinstance(outcome, _Expired):
+    if isinstance(outcome, _Expired) and not isinstance(outcome.measured, Exception):
         return timeout_result(started_wall, duration, check, outcome.measured)
+    if isinstance(outcome, _Expired):  # the probe's own verdict at its deadline
+        outcome = outcome.measured
     if isinstance(outcome, Exception):
         return failed_result(outcome, started_wall, duration, check, ctx)
     return ok_result(outcome, started_wall, duration)
 
 
 class _Expired:
-    def __init__(self, measured: ProbeOutcome) -> None:
+    def __init__(self, measured: ProbeOutcome | Exception) -> None:
         self.measured = measured
 
 

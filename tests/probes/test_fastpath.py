@@ -16,9 +16,10 @@ from typing import Any
 
 import pytest
 from healthd.app import service_infos
-from healthd.config import SynCheck, TcpCheck, build_config
+from healthd.config import IcmpCheck, SynCheck, TcpCheck, build_config
 from healthd.probe_run import run_fast
 from healthd.probes import PROBES, STARTERS, ProbeResources
+from healthd.probes.icmp import LOSS_GAUGE
 from healthd.probes.syn import SynMode
 from healthd.results import ErrorKind, ProbeResult
 from healthd.scheduler import Scheduler, run_probe
@@ -26,6 +27,7 @@ from healthd.store import Store
 
 from tests.fds import new_fds, new_fds_settled, open_fds
 from tests.netlab import Namespace
+from tests.probes.test_icmp import echo_socket, icmp  # noqa: F401 (a fixture, used by name)
 from tests.waiting import eventually
 
 TYPES = ("tcp", "syn")
@@ -230,4 +232,90 @@ async def test_stop_mid_probe_closes_the_fast_runs_sockets(
     finally:
         await scheduler.stop()
     assert await new_fds_settled(before) == set()
-    assert all(runs(store, f"t{i}") == 0 for i in range(4))  # cut off by the stop: nothing recorded
+    assert scheduler.running == 0
+
+
+# ---- icmp: one echo request, no timer ----------------------------------------------
+
+
+def icmp_of(target: str, **options: object) -> IcmpCheck:
+    return IcmpCheck.model_validate({"type": "icmp", "name": "i", "target": target, **options})
+
+
+async def both_icmp(check: IcmpCheck, resources: ProbeResources) -> tuple[ProbeResult, ProbeResult]:
+    fast = await run_fast(STARTERS["icmp"], check, resources)
+    assert fast is not None, "the fast path declined a one-request round to a literal"
+    return fast, await run_probe(PROBES["icmp"], check, resources)
+
+
+@pytest.mark.parametrize("target", ["127.0.0.1", "::1"])
+@pytest.mark.usefixtures("icmp")
+async def test_icmp_echo_gives_the_same_outcome(target: str, resources: ProbeResources) -> None:
+    fast, slow = await both_icmp(icmp_of(target), resources)
+    assert fast.ok, fast.error_message
+    assert verdict(fast) == verdict(slow)
+    assert (fast.details["sent"], fast.details["received"]) == (1, 1)
+    assert fast.gauges.keys() == slow.gauges.keys()
+    assert fast.latency is not None and 0 < fast.latency <= fast.duration
+    assert echo_socket(resources, socket.AF_INET).in_flight == 0  # the round forgot its request
+
+
+@pytest.mark.usefixtures("icmp")
+async def test_icmp_fast_path_only_for_one_request_to_a_literal(resources: ProbeResources) -> None:
+    for check in (icmp_of("127.0.0.1", count=3, packet_interval="10ms"), icmp_of("localhost")):
+        assert await run_fast(STARTERS["icmp"], check, resources) is None
+
+
+@pytest.mark.usefixtures("icmp")
+async def test_icmp_source_ip_not_local_is_the_same_error(resources: ProbeResources) -> None:
+    fast, slow = await both_icmp(icmp_of("127.0.0.1", source_ip="192.0.2.1"), resources)
+    assert not fast.ok and verdict(fast) == verdict(slow)
+
+
+@pytest.mark.netns
+@pytest.mark.usefixtures("icmp")
+async def test_icmp_filtered_times_out_with_the_loss(netns: Namespace, resources: ProbeResources) -> None:
+    netns.iptables("-A", "INPUT", "-p", "icmp", "-j", "DROP")
+    check = icmp_of(netns.ns_ip, timeout="300ms", interval="1s")
+    started = time.monotonic()
+    fast = await run_fast(STARTERS["icmp"], check, resources)
+    elapsed = time.monotonic() - started
+    assert fast is not None and fast.error_kind is ErrorKind.TIMEOUT
+    assert fast.error_message == f"no echo reply from {netns.ns_ip} to request within 300ms"
+    assert (fast.details["sent"], fast.details["received"], fast.details["loss_ratio"]) == (1, 0, 1.0)
+    assert fast.gauges[LOSS_GAUGE] == 1.0
+    assert 0.3 <= elapsed < 0.3 + 0.1
+    assert echo_socket(resources, socket.AF_INET).waiting(netns.ns_ip) == []
+
+
+@pytest.mark.netns
+@pytest.mark.usefixtures("icmp")
+async def test_icmp_rejection_ends_at_once(netns: Namespace, resources: ProbeResources) -> None:
+    netns.iptables("-A", "INPUT", "-p", "icmp", "-j", "REJECT", "--reject-with", "icmp-host-unreachable")
+    fast, slow = await both_icmp(icmp_of(netns.ns_ip, timeout="2s"), resources)
+    assert fast.error_kind is ErrorKind.UNREACHABLE
+    assert verdict(fast) == verdict(slow)
+    assert fast.duration < 0.5  # the error, not the timeout, ended it
+
+
+@pytest.mark.usefixtures("icmp")
+async def test_the_scheduler_runs_icmp_echoes_without_a_task_per_run(resources: ProbeResources) -> None:
+    checks = [{"name": f"i{i}", "type": "icmp", "target": "127.0.0.1", "interval": "100ms"} for i in range(5)]
+    checks = [{**c, "timeout": "100ms"} for c in checks]
+    config = config_of(checks)
+    store = Store()
+    store.apply(service_infos(config))
+    echo_socket(resources, socket.AF_INET)  # opened before counting tasks
+    scheduler = Scheduler(store, resources=resources)
+    tasks_before = len(asyncio.all_tasks())
+    scheduler.start(config)
+    most = 0
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and min(runs(store, c["name"]) for c in checks) < 3:
+        most = max(most, len(asyncio.all_tasks()) - tasks_before)
+        await asyncio.sleep(0.005)
+    await scheduler.stop()
+    for c in checks:
+        state = store.check(("s", c["name"]))
+        assert runs(store, c["name"]) >= 3 and state is not None and state.last is not None and state.last.ok
+    assert most == 0

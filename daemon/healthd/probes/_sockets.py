@@ -194,7 +194,7 @@ class Connecting:
         if not self._watching:
             self._complete(code)
 
-    def cancel(self) -> ProbeOutcome:
+    def cancel(self) -> ProbeOutcome | Exception:
         self._unwatch()
         self._sock.close()
         return ProbeOutcome()  # as the coroutine: a connect cut off by the deadline measured nothing

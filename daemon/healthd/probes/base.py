@@ -172,9 +172,11 @@ Done = Callable[[ProbeOutcome | Exception], None]
 class Started(Protocol):
     """A fast-path probe run in progress."""
 
-    def cancel(self) -> ProbeOutcome:
+    def cancel(self) -> ProbeOutcome | Exception:
         """Stop now (the deadline, or the check stopped): release what it holds, and return
-        what it measured so far; `done` is not called after this."""
+        what it measured so far (the caller reports a timeout with it), or the failure it
+        amounts to where the probe has its own verdict at the deadline (icmp: the requests
+        lost); `done` is not called after this."""
 
 
 Starter = Callable[[Any, ProbeContext, Done], Started | None]
