@@ -52,6 +52,7 @@ class Deadlines:
         self._armed: float | None = None  # when the timer fires, if armed
         self._handle: asyncio.TimerHandle | None = None
         self._sleeper: asyncio.Task[None] | None = None
+        self._firing = False
 
     def __len__(self) -> int:
         return len(self._heap)
@@ -59,7 +60,7 @@ class Deadlines:
     def at(self, when: float, callback: Callable[..., None], *args: Any) -> Deadline:
         entry = Deadline(when, callback, args)
         heapq.heappush(self._heap, (when, next(self._order), entry))
-        if self._armed is None or when < self._armed:
+        if not self._firing and (self._armed is None or when < self._armed):
             self._arm(when)
         return entry
 
@@ -71,13 +72,17 @@ class Deadlines:
     def _fire(self) -> None:
         self._armed = self._handle = self._sleeper = None
         heap, now = self._heap, self._clock()
-        while heap and heap[0][0] <= now:
-            entry = heapq.heappop(heap)[2]
-            if not entry.cancelled:
-                entry.callback(*entry.args)
+        self._firing = True  # entries the callbacks add are armed for below, all at once
+        try:
+            while heap and heap[0][0] <= now:
+                entry = heapq.heappop(heap)[2]
+                if not entry.cancelled:
+                    entry.callback(*entry.args)
+        finally:
+            self._firing = False
         while heap and heap[0][2].cancelled:  # so the timer is armed for a live entry
             heapq.heappop(heap)
-        if heap and self._armed is None:
+        if heap:
             self._arm(heap[0][0])
 
     def _arm(self, when: float) -> None:
