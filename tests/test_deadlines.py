@@ -53,3 +53,23 @@ async def test_an_earlier_entry_re_arms_the_loop_timer() -> None:
     heap.at(time.monotonic(), ran.append, "now")  # must not wait behind the armed 60 s
     assert await eventually(lambda: ran == ["now"], seconds=5.0)
     heap.clear()
+
+
+async def test_a_backlog_is_taken_in_batches_with_the_loop_turning_between() -> None:
+    heap = Deadlines(time.monotonic, asyncio.sleep)
+    ran: list[int] = []
+    seen_by_other_callback: list[int] = []
+    loop = asyncio.get_running_loop()
+
+    def first(i: int) -> None:  # another callback, queued while the backlog is being taken
+        ran.append(i)
+        loop.call_soon(lambda: seen_by_other_callback.append(len(ran)))
+
+    now = time.monotonic()
+    heap.at(now, first, 0)
+    for i in range(1, 1000):
+        heap.at(now, ran.append, i)
+    assert await eventually(lambda: len(ran) == 1000)
+    assert ran == list(range(1000))  # in order
+    assert seen_by_other_callback and seen_by_other_callback[0] < 1000  # it ran amid the backlog
+    heap.clear()

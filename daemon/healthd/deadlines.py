@@ -3,7 +3,8 @@
 Entries are `(when, sequence, Deadline)` tuples in a `heapq` on the scheduler's
 clock, so ordering is C tuple comparison. One timer is armed at the earliest
 entry; when it fires, one callback takes every entry that is due and runs them
-in order (starts that fall due together start in the same loop turn). Cancelling
+in order (starts that fall due together start in the same loop turn, up to `BATCH`
+of them: more wait for the next turn, so a backlog never holds the loop). Cancelling
 marks the entry; the heap drops it when it reaches the top.
 
 The timer is the loop's own `call_later` by default (one `TimerHandle` per
@@ -21,6 +22,10 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 log = logging.getLogger(__name__)
+
+# due entries run per wake-up; the rest run at the next loop turn, after the loop has polled
+# its sockets: an overloaded loop still serves answers, API requests and timers in between
+BATCH = 256
 
 Clock = Callable[[], float]
 Sleep = Callable[[float], Awaitable[None]]
@@ -74,10 +79,12 @@ class Deadlines:
         heap, now = self._heap, self._clock()
         self._firing = True  # entries the callbacks add are armed for below, all at once
         try:
-            while heap and heap[0][0] <= now:
+            taken = 0
+            while heap and heap[0][0] <= now and taken < BATCH:
                 entry = heapq.heappop(heap)[2]
                 if not entry.cancelled:
                     entry.callback(*entry.args)
+                    taken += 1
         finally:
             self._firing = False
         while heap and heap[0][2].cancelled:  # so the timer is armed for a live entry
