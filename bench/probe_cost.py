@@ -75,18 +75,36 @@ def run(procs: Processes, workdir: Path, args: argparse.Namespace) -> dict[str, 
     trees = {"after": "", "before": f"sys.path.insert(0, {str(args.before)!r})\n"}
     loop = _build_c(workdir)
     out: dict[str, Any] = {}
+    rates = [int(r) for r in args.rates.split(",") if r]
     for name in [t.strip() for t in args.types.split(",") if t.strip()]:
-        row: dict[str, Any] = {}
+        row: dict[str, Any] = out.setdefault(name, {})
         for tree, prelude in trees.items():
             _log(f"{name} {tree}: {args.rate}/s, window after {args.settle:.0f} s")
-            row[tree] = _cost(bench, name, prelude, args.rate, args.settle, args.window)
+            row[tree] = _step(_cost, bench, name, prelude, args.rate, args.settle, args.window)
+            _save(args.json, out)
         if name in ("tcp", "syn"):
             _log(f"{name} C floor: {args.rate}/s")
-            row["c_floor"] = _c_cost(bench, loop, name, args.rate, args.settle, args.window)
+            row["c_floor"] = _step(_c_cost, bench, loop, name, args.rate, args.settle, args.window)
+            _save(args.json, out)
+    for name in out:
         for tree, prelude in trees.items():
-            row[f"{tree}_rate"] = _best_rate(bench, name, prelude, [int(r) for r in args.rates.split(",")])
-        out[name] = row
+            out[name][f"{tree}_rate"] = _step(_best_rate, bench, name, prelude, rates)
+            _save(args.json, out)
     return out
+
+
+def _step(measure_it: Any, *args: Any) -> Any:
+    """One step's figures, or what went wrong (the run goes on with the next step)."""
+    try:
+        return measure_it(*args)
+    except (RuntimeError, OSError, subprocess.SubprocessError, ValueError) as exc:
+        _log(f"  failed: {str(exc).splitlines()[0]}")
+        return {"error": str(exc).splitlines()[0]}
+
+
+def _save(path: Path | None, out: dict[str, Any]) -> None:
+    if path is not None:
+        path.write_text(json.dumps(out, indent=1, default=str))
 
 
 def _start(bench: measure.Bench, name: str, prelude: str, checks: int) -> Healthd:
