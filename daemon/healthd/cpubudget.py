@@ -6,6 +6,11 @@ runs one step at a time, so a step's CPU is the probe's); once the sum passes
 the budget, a `ProbeFailure` is thrown into the probe at its next await, so
 its `finally` blocks close what it holds. A target that makes a probe spin
 (issue 11 item 8) then costs at most the budget, not the event loop.
+
+The scheduler's fast path (`ProbeSpec.start`: tcp, syn, one-request icmp) is not
+metered: it runs no coroutine, and each of its callbacks does a fixed handful of
+system calls and builds one outcome, with no loop over what the target sends, so a
+target cannot make it spin; its time is bounded by the deadline in the scheduler's heap.
 """
 
 from __future__ import annotations

@@ -27,6 +27,8 @@ from healthd.probes.base import (
     ProbeSpec,
     Registry,
     SharedResource,
+    Started,
+    Starter,
     register,
 )
 
@@ -35,6 +37,8 @@ SPECS: tuple[ProbeSpec, ...] = (tcp.SPEC, syn.SPEC, icmp.SPEC, http.SPEC)
 REGISTRY: Registry = register(SPECS)
 #: type -> probe coroutine: the scheduler's dispatch table
 PROBES = REGISTRY.probes
+#: type -> fast-path starter, for the types that have one (see `ProbeSpec.start`)
+STARTERS = REGISTRY.starters
 #: HELP texts of the type-specific gauges probes report in `ProbeOutcome.gauges`
 GAUGE_HELP = REGISTRY.gauge_help
 
@@ -43,6 +47,7 @@ __all__ = [
     "PROBES",
     "REGISTRY",
     "SPECS",
+    "STARTERS",
     "Probe",
     "ProbeContext",
     "ProbeLog",
@@ -50,5 +55,7 @@ __all__ = [
     "ProbeSpec",
     "Registry",
     "SharedResource",
+    "Started",
+    "Starter",
     "register",
 ]

@@ -26,6 +26,7 @@ import random
 import socket
 import time
 import weakref
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv6Address
 
@@ -81,6 +82,7 @@ class EchoRound:
     done: asyncio.Future[None] | None = field(default=None, init=False)
     deadline_timer: asyncio.TimerHandle | None = field(default=None, init=False)
     send_timer: asyncio.TimerHandle | None = field(default=None, init=False)
+    on_finish: Callable[[], None] | None = field(default=None, init=False)  # see `send_round`
 
     @property
     def sent(self) -> int:
@@ -111,6 +113,9 @@ class EchoRound:
             self.deadline_timer.cancel()
         if self.send_timer is not None:
             self.send_timer.cancel()
+        if self.on_finish is not None:
+            on_finish, self.on_finish = self.on_finish, None
+            on_finish()
 
 
 class EchoSocket:
@@ -159,6 +164,19 @@ class EchoSocket:
             echo.finish()
             self._forget(echo)
         return echo
+
+    def send_round(self, echo: EchoRound) -> None:
+        """Send a one-request round and return (the scheduler's fast path keeps the deadline):
+        `echo.on_finish` runs at its reply or an ICMP error about it; `forget` ends it."""
+        if echo.count != 1:
+            raise ValueError("send_round sends one request; paced rounds go through ping")
+        echo.rtt_ns = [None]
+        self._send(echo)
+
+    def forget(self, echo: EchoRound) -> None:
+        """End a round from `send_round`: a reply after this is dropped as not ours."""
+        echo.on_finish = None
+        self._forget(echo)
 
     def close(self) -> None:
         if self.closed:

@@ -44,19 +44,10 @@ class Resolver(SharedResource):
         With `ip_family: auto` the resolver's order is kept (RFC 6724), except that
         a configured `source_ip` picks the family it can reach.
         """
-        wanted = _FAMILIES[ip_family]
-        if wanted == socket.AF_UNSPEC and source_ip is not None:
-            wanted = socket.AF_INET6 if source_ip.version == 6 else socket.AF_INET
-        literal = _literal(host)
+        literal = self.literal(host, port, ip_family, source_ip)
         if literal is not None:
-            family = socket.AF_INET6 if literal.version == 6 else socket.AF_INET
-            if wanted not in (socket.AF_UNSPEC, family):
-                raise ProbeFailure(
-                    ErrorKind.ERROR,
-                    f"{host} is IPv{literal.version}, but the check asks for {ip_family}"
-                    + (f" (source_ip {source_ip})" if source_ip else ""),
-                )
-            return family, _sockaddr(family, host, port)
+            return literal
+        wanted = _wanted(ip_family, source_ip)
         if self._executor is None:
             self._executor = ThreadPoolExecutor(RESOLVER_THREADS, thread_name_prefix="healthd-dns")
         loop = asyncio.get_running_loop()
@@ -71,11 +62,38 @@ class Resolver(SharedResource):
         family, _, _, _, sockaddr = infos[0]
         return socket.AddressFamily(family), sockaddr  # type: ignore[return-value]
 
+    def literal(
+        self,
+        host: str,
+        port: int,
+        ip_family: str = "auto",
+        source_ip: IPv4Address | IPv6Address | None = None,
+    ) -> tuple[socket.AddressFamily, SockAddr] | None:
+        """`resolve` without awaiting, for an address literal; None for a name (that needs the pool)."""
+        literal = _literal(host)
+        if literal is None:
+            return None
+        family = socket.AF_INET6 if literal.version == 6 else socket.AF_INET
+        if _wanted(ip_family, source_ip) not in (socket.AF_UNSPEC, family):
+            raise ProbeFailure(
+                ErrorKind.ERROR,
+                f"{host} is IPv{literal.version}, but the check asks for {ip_family}"
+                + (f" (source_ip {source_ip})" if source_ip else ""),
+            )
+        return family, _sockaddr(family, host, port)
+
     async def aclose(self) -> None:
         if self._executor is not None:
             # lookups still running finish in their threads; nobody waits for them
             self._executor.shutdown(wait=False, cancel_futures=True)
             self._executor = None
+
+
+def _wanted(ip_family: str, source_ip: IPv4Address | IPv6Address | None) -> socket.AddressFamily:
+    wanted = _FAMILIES[ip_family]
+    if wanted == socket.AF_UNSPEC and source_ip is not None:
+        wanted = socket.AF_INET6 if source_ip.version == 6 else socket.AF_INET
+    return wanted
 
 
 @functools.lru_cache(maxsize=4096)  # parsing is slow pure Python; checks reuse their targets

@@ -12,6 +12,7 @@ import os
 import socket
 import struct
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv6Address
 
@@ -19,7 +20,8 @@ from healthd.config import HostPortCheck
 from healthd.errors import ProbeFailure, from_connect_error, from_os_error
 from healthd.probes._interfaces import interface_problem
 from healthd.probes._resolve import Resolver, SockAddr, format_sockaddr
-from healthd.results import ErrorKind
+from healthd.probes.base import Done
+from healthd.results import ErrorKind, ProbeOutcome
 
 # Linux values; the socket module does not export all of them everywhere.
 SO_BINDTODEVICE = getattr(socket, "SO_BINDTODEVICE", 25)
@@ -145,10 +147,7 @@ async def connect(sock: socket.socket, addr: SockAddr) -> None:
     EINPROGRESS and chain two callbacks, about a sixth of a TCP probe's CPU.
     OS errors come out translated (refused, unreachable, permission, ...).
     """
-    try:
-        code = sock.connect_ex(addr)
-    except OSError as exc:  # e.g. an address the socket's family cannot take
-        raise from_os_error(exc, f"connect to {format_sockaddr(addr)}") from exc
+    code = _connect_ex(sock, addr)
     if code == errno.EINPROGRESS:
         loop = asyncio.get_running_loop()
         writable = loop.create_future()
@@ -158,6 +157,77 @@ async def connect(sock: socket.socket, addr: SockAddr) -> None:
         finally:  # also on cancellation: the fd must leave the selector before it closes
             loop.remove_writer(sock.fileno())
         code = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+    _raise_for(code, addr)
+
+
+Connected = Callable[[socket.socket, SockAddr, float], ProbeOutcome]
+
+
+class Connecting:
+    """`connect` for the scheduler's fast path: one writer callback, no future, no task.
+
+    Takes ownership of `sock` and connects it to `addr`. When the connect succeeds,
+    `connected(sock, addr, seconds)` reads what it needs from the still open socket
+    (seconds: connect() to writable) and returns the outcome; then the socket is
+    closed and `done(outcome)` called. A failed connect (translated as in `connect`)
+    or an exception from `connected` closes it too and calls `done(exception)`.
+    An error of connect() itself raises, with the socket closed. `cancel()` closes it
+    and no `done` follows.
+    """
+
+    __slots__ = ("_addr", "_connected", "_done", "_fd", "_loop", "_sock", "_started", "_watching")
+
+    def __init__(self, sock: socket.socket, addr: SockAddr, connected: Connected, done: Done) -> None:
+        self._sock, self._addr, self._connected, self._done = sock, addr, connected, done
+        self._watching = False
+        try:
+            self._loop = asyncio.get_running_loop()
+            self._fd = sock.fileno()
+            self._started = time.perf_counter()
+            code = _connect_ex(sock, addr)
+            if code == errno.EINPROGRESS:
+                self._loop.add_writer(self._fd, self._writable)
+                self._watching = True
+        except BaseException:
+            sock.close()
+            raise
+        if not self._watching:
+            self._complete(code)
+
+    def cancel(self) -> ProbeOutcome | Exception:
+        self._unwatch()
+        self._sock.close()
+        return ProbeOutcome()  # as the coroutine: a connect cut off by the deadline measured nothing
+
+    def _writable(self) -> None:
+        self._unwatch()
+        self._complete(self._sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR))
+
+    def _unwatch(self) -> None:
+        if self._watching:
+            self._watching = False
+            self._loop.remove_writer(self._fd)
+
+    def _complete(self, code: int) -> None:
+        seconds = time.perf_counter() - self._started
+        result: ProbeOutcome | Exception
+        try:
+            with self._sock:
+                _raise_for(code, self._addr)
+                result = self._connected(self._sock, self._addr, seconds)
+        except Exception as exc:  # the scheduler turns it into a result, as run_probe does
+            result = exc
+        self._done(result)
+
+
+def _connect_ex(sock: socket.socket, addr: SockAddr) -> int:
+    try:
+        return sock.connect_ex(addr)
+    except OSError as exc:  # e.g. an address the socket's family cannot take
+        raise from_os_error(exc, f"connect to {format_sockaddr(addr)}") from exc
+
+
+def _raise_for(code: int, addr: SockAddr) -> None:
     if code:
         error = OSError(code, os.strerror(code))
         raise from_connect_error(error, f"connect to {format_sockaddr(addr)}") from error

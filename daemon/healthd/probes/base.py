@@ -5,6 +5,15 @@ A probe is `async def probe(check, ctx) -> ProbeOutcome` that raises
 `ProbeFailure` when the target fails. The caller (the scheduler) owns the
 time: it sets `ctx.deadline` and enforces it; a probe reads it (e.g. to stop
 waiting a little early and still report what it saw) and never sets its own.
+
+A probe type may also offer a fast path, `start(check, ctx, done) -> Started | None`,
+for the scheduler: it begins the same probe with non-blocking calls and loop
+callbacks (no task, no coroutine) and later calls `done(outcome)` or
+`done(exception)` exactly once. It returns None when this run needs the coroutine
+(e.g. a name to resolve); it may raise what the coroutine would raise at once. The
+caller enforces the deadline by calling `Started.cancel()`, after which `done` is
+never called. Its callbacks do a bounded amount of work each (a few system calls),
+so no CPU budget meters them.
 """
 
 from __future__ import annotations
@@ -17,7 +26,7 @@ import re
 from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType, TracebackType
-from typing import Any, TypeVar, cast
+from typing import Any, Protocol, TypeVar, cast
 
 from healthd.config import CHECK_MODELS, CheckBase, CheckKey, format_check_id
 from healthd.config.checks import type_name
@@ -157,6 +166,20 @@ class ProbeContext:
 
 
 Probe = Callable[[Any, ProbeContext], Awaitable[ProbeOutcome]]
+Done = Callable[[ProbeOutcome | Exception], None]
+
+
+class Started(Protocol):
+    """A fast-path probe run in progress."""
+
+    def cancel(self) -> ProbeOutcome | Exception:
+        """Stop now (the deadline, or the check stopped): release what it holds, and return
+        what it measured so far (the caller reports a timeout with it), or the failure it
+        amounts to where the probe has its own verdict at the deadline (icmp: the requests
+        lost); `done` is not called after this."""
+
+
+Starter = Callable[[Any, ProbeContext, Done], Started | None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,6 +191,7 @@ class ProbeSpec:
     probe: Probe
     gauges: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))  # name -> HELP
     resource: builtins.type[SharedResource] | None = None  # what its probes share, if anything
+    start: Starter | None = None  # the scheduler's fast path, where the type has one
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "gauges", MappingProxyType(dict(self.gauges)))  # a spec is a constant
@@ -189,6 +213,8 @@ def _problems(spec: ProbeSpec) -> Iterable[str]:
                 yield f"model {spec.model.__name__} is for type {declared!r}"
     if not inspect.iscoroutinefunction(spec.probe):
         yield "probe must be an `async def probe(check, ctx)`"
+    if spec.start is not None and (inspect.iscoroutinefunction(spec.start) or not callable(spec.start)):
+        yield "start must be a plain function `start(check, ctx, done)`"
     for name in spec.gauges:
         if not _METRIC_NAME.match(name):
             yield f"gauge {name!r} is not a valid metric name"
@@ -205,6 +231,7 @@ class Registry:
     specs: Mapping[str, ProbeSpec]
     probes: Mapping[str, Probe]
     gauge_help: Mapping[str, str]
+    starters: Mapping[str, Starter] = field(default_factory=lambda: MappingProxyType({}))
 
 
 def register(specs: Sequence[ProbeSpec], models: Mapping[str, type[CheckBase]] = CHECK_MODELS) -> Registry:
@@ -230,4 +257,5 @@ def register(specs: Sequence[ProbeSpec], models: Mapping[str, type[CheckBase]] =
         specs=MappingProxyType(by_type),
         probes=MappingProxyType({name: spec.probe for name, spec in by_type.items()}),
         gauge_help=MappingProxyType(gauges),
+        starters=MappingProxyType({name: spec.start for name, spec in by_type.items() if spec.start}),
     )

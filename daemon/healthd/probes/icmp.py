@@ -40,8 +40,8 @@ from healthd.probes._icmp_open import (
 )
 from healthd.probes._icmp_packet import WANTED_TYPES_V4, WANTED_TYPES_V6
 from healthd.probes._icmp_socket import EchoRound, EchoSocket
-from healthd.probes._resolve import IP_PROTOCOL, IP_PROTOCOL_HELP, Resolver, ip_protocol
-from healthd.probes.base import ProbeContext, ProbeResources, ProbeSpec, SharedResource
+from healthd.probes._resolve import IP_PROTOCOL, IP_PROTOCOL_HELP, Resolver, SockAddr, ip_protocol
+from healthd.probes.base import Done, ProbeContext, ProbeResources, ProbeSpec, SharedResource, Started
 from healthd.results import ErrorKind, ProbeOutcome
 
 log = logging.getLogger(__name__)
@@ -57,7 +57,50 @@ async def probe_icmp(check: IcmpCheck, ctx: ProbeContext) -> ProbeOutcome:
     family, sockaddr = await resolver.resolve(check.host, 0, check.ip_family, check.source_ip)
     resolved = time.perf_counter()
     shared = ctx.resources.get(EchoSockets).for_family(family, check.source_ip, check.interface)
-    echo = EchoRound(
+    echo = _round(check, family, sockaddr)
+    await shared.ping(echo, ctx.deadline - min(_GUARD, check.timeout * 0.05))
+    return _verdict(check, echo, shared.mode, resolved - started)
+
+
+def start_icmp(check: IcmpCheck, ctx: ProbeContext, done: Done) -> Started | None:
+    """The scheduler's fast path for one echo request to an address literal: sent at once,
+    its reply handed over by the socket's reader, its deadline kept by the scheduler."""
+    if check.count != 1:
+        return None  # requests paced apart keep their timers in `EchoSocket.ping`
+    target = ctx.resources.get(Resolver).literal(check.host, 0, check.ip_family, check.source_ip)
+    if target is None:
+        return None  # a name: `probe_icmp` resolves it on the resolver's pool
+    family, sockaddr = target
+    shared = ctx.resources.get(EchoSockets).for_family(family, check.source_ip, check.interface)
+    return _Echoing(check, shared, _round(check, family, sockaddr), done)
+
+
+class _Echoing:
+    """One fast-path echo round in flight on the shared socket."""
+
+    __slots__ = ("_check", "_done", "_echo", "_shared")
+
+    def __init__(self, check: IcmpCheck, shared: EchoSocket, echo: EchoRound, done: Done) -> None:
+        self._check, self._shared, self._echo, self._done = check, shared, echo, done
+        echo.on_finish = self._finished
+        shared.send_round(echo)
+
+    def _finished(self) -> None:
+        self._done(self._ended())
+
+    def cancel(self) -> ProbeOutcome | Exception:
+        return self._ended()  # at the deadline: the loss count is the verdict, as in probe_icmp
+
+    def _ended(self) -> ProbeOutcome | Exception:
+        self._shared.forget(self._echo)
+        try:
+            return _verdict(self._check, self._echo, self._shared.mode, 0.0)
+        except Exception as exc:  # ProbeFailure: the caller turns it into the result
+            return exc
+
+
+def _round(check: IcmpCheck, family: socket.AddressFamily, sockaddr: SockAddr) -> EchoRound:
+    return EchoRound(
         address=_canonical(family, sockaddr[0]),
         sockaddr=sockaddr,
         count=check.count,
@@ -67,8 +110,6 @@ async def probe_icmp(check: IcmpCheck, ctx: ProbeContext) -> ProbeOutcome:
         dont_fragment=check.dont_fragment,
         source=check.source_ip,
     )
-    await shared.ping(echo, ctx.deadline - min(_GUARD, check.timeout * 0.05))
-    return _verdict(check, echo, shared.mode, resolved - started)
 
 
 def _verdict(check: IcmpCheck, echo: EchoRound, mode: str, resolve_time: float) -> ProbeOutcome:
@@ -250,4 +291,5 @@ SPEC = ProbeSpec(
         IP_PROTOCOL: IP_PROTOCOL_HELP,
     },
     resource=EchoSockets,
+    start=start_icmp,
 )

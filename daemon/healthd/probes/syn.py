@@ -24,11 +24,15 @@ and the probe says so.
 Failures are classified as for `tcp`: refused (RST to our SYN), timeout (the caller's),
 unreachable (ICMP), dns, permission, error. Phases: `resolve`, `connect` (wall time,
 connect() to writable). Latency: the kernel's SYN -> SYN-ACK RTT, else the wall time.
+
+`start_syn` is the scheduler's fast path for the same probe (IP literals, once the
+self-test has decided the mode): the connect watched by one loop callback, no task.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import socket
 import time
@@ -37,8 +41,17 @@ from contextlib import contextmanager
 
 from healthd.config import CheckBase, SynCheck
 from healthd.errors import ProbeFailure
-from healthd.probes._resolve import IP_PROTOCOL, IP_PROTOCOL_HELP, Resolver, format_sockaddr, ip_protocol
+from healthd.probes._resolve import (
+    IP_PROTOCOL,
+    IP_PROTOCOL_HELP,
+    Resolver,
+    SockAddr,
+    format_sockaddr,
+    ip_protocol,
+)
 from healthd.probes._sockets import (
+    Connecting,
+    Handshake,
     connect,
     disable_quickack,
     handshake_info,
@@ -46,7 +59,7 @@ from healthd.probes._sockets import (
     open_stream_for,
     set_zero_linger,
 )
-from healthd.probes.base import ProbeContext, ProbeResources, ProbeSpec, SharedResource
+from healthd.probes.base import Done, ProbeContext, ProbeResources, ProbeSpec, SharedResource, Started
 from healthd.results import ProbeOutcome
 
 log = logging.getLogger(__name__)
@@ -65,6 +78,10 @@ class SynMode(SharedResource):
 
     async def prepare(self, checks: Sequence[CheckBase]) -> None:
         await self.mode()  # so that the start-up log says which mode syn checks run in
+
+    def known(self) -> str | None:
+        """The mode, once the self-test has run (None before)."""
+        return self._mode
 
     async def mode(self) -> str:
         if self._mode is None:
@@ -86,10 +103,38 @@ async def probe_syn(check: SynCheck, ctx: ProbeContext) -> ProbeOutcome:
         connecting = time.perf_counter() - started
         handshake = handshake_info(sock)
     # leaving the block closed the socket at once: the RST left before any delayed ACK
+    return _outcome(addr, handshake, held and expected == HALF_OPEN, connecting, resolving)
+
+
+def start_syn(check: SynCheck, ctx: ProbeContext, done: Done) -> Started | None:
+    expected = ctx.resources.get(SynMode).known()
+    resolver = ctx.resources.get(Resolver)
+    target = resolver.literal(check.host, check.port, check.ip_family, check.source_ip)
+    if expected is None or target is None:
+        return None  # the self-test or a name lookup first: `probe_syn` awaits them
+    family, addr = target
+    sock = open_socket(family, socket.SOCK_STREAM, source_ip=check.source_ip, interface=check.interface)
+    try:
+        held = disable_quickack(sock)
+        set_zero_linger(sock)
+    except BaseException:
+        sock.close()
+        raise
+    return Connecting(sock, addr, functools.partial(_handshaken, held and expected == HALF_OPEN), done)
+
+
+def _handshaken(half_open: bool, sock: socket.socket, addr: SockAddr, connecting: float) -> ProbeOutcome:
+    """Read TCP_INFO: the fast path's socket closes (sending the RST) when this returns."""
+    return _outcome(addr, handshake_info(sock), half_open, connecting)
+
+
+def _outcome(
+    addr: SockAddr, handshake: Handshake, half_open: bool, connecting: float, resolving: float = 0.0
+) -> ProbeOutcome:
     if handshake.ack_sent is not None:  # this socket's own count of segments sent is the truth
         mode = CONNECT_RST if handshake.ack_sent else HALF_OPEN
     else:
-        mode = HALF_OPEN if held and expected == HALF_OPEN else CONNECT_RST
+        mode = HALF_OPEN if half_open else CONNECT_RST
     rtt = handshake.rtt if handshake.rtt is not None else connecting
     return ProbeOutcome(
         phases={"resolve": resolving, "connect": connecting},
@@ -161,5 +206,10 @@ def _loopback_listener() -> Iterator[socket.socket]:
 
 
 SPEC = ProbeSpec(
-    type="syn", model=SynCheck, probe=probe_syn, gauges={IP_PROTOCOL: IP_PROTOCOL_HELP}, resource=SynMode
+    type="syn",
+    model=SynCheck,
+    probe=probe_syn,
+    gauges={IP_PROTOCOL: IP_PROTOCOL_HELP},
+    resource=SynMode,
+    start=start_syn,
 )
