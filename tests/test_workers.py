@@ -207,7 +207,7 @@ def test_two_workers_share_the_checks_and_main_sums_their_counters(tmp_path: Pat
         workers = list(running.children().values())
         running.process.send_signal(signal.SIGTERM)
         assert running.process.wait(timeout=10) == 0
-    wait_for("the workers to be gone", lambda: not any(alive(pid) for pid in workers), 5)
+    wait_for("the workers to be gone", lambda: not any(alive(pid) for pid in workers), 15)
 
 
 def test_a_killed_worker_is_restarted_counted_and_its_checks_resume(tmp_path: Path, targets: Any) -> None:
@@ -260,4 +260,4 @@ def test_workers_die_with_a_killed_daemon(tmp_path: Path, targets: Any) -> None:
         assert len(workers) == 2
         running.process.kill()
         running.process.wait(timeout=10)
-    wait_for("the orphaned workers to die", lambda: not any(alive(pid) for pid in workers), 5)
+    wait_for("the orphaned workers to die", lambda: not any(alive(pid) for pid in workers), 15)

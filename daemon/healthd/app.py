@@ -14,53 +14,24 @@ from aiohttp import web
 
 from healthd import __version__, api, cluster, files, page, watch
 from healthd.alerting import Notifications
-from healthd.config import CheckBase, Config, ConfigDiff, diff_configs, format_check_id, load
+from healthd.config import Config, ConfigDiff, diff_configs, format_check_id, load
 from healthd.errors import ConfigError
 from healthd.event_fields import ServiceStatuses, check_fields, down_check_fields
 from healthd.eventlog import log_check_transition, log_reload, log_service_transition
 from healthd.events import EventHub
+from healthd.infos import service_infos
 from healthd.metrics import NotificationCollector
 from healthd.openapi import SERVED, openapi_source
 from healthd.probes import GAUGE_HELP, PROBES, SPECS, Probe, ProbeResources
 from healthd.scheduler import Scheduler
 from healthd.scrape import MetricsRenderer
 from healthd.statefile import StateFile
-from healthd.store import CheckInfo, ServiceInfo, Status, Store, Transition
+from healthd.store import Status, Store, Transition
 from healthd.workers import WorkerPool
 from healthd.workers_metrics import WorkerCollector
 from healthd.workers_wire import resolve_workers
 
 log = logging.getLogger(__name__)
-
-
-def service_infos(config: Config) -> list[ServiceInfo]:
-    """What the store keeps of each check: identity, thresholds, redacted settings."""
-    return [
-        ServiceInfo(
-            name=svc.name,
-            labels=dict(svc.labels),
-            checks=tuple(
-                CheckInfo(
-                    service=svc.name,
-                    name=check.name,
-                    type=check.type,
-                    target=check.display_target,
-                    rise=check.rise,
-                    fall=check.fall,
-                    history=check.history,
-                    settings=check.model_dump(mode="json"),  # SecretStr fields come out masked
-                    labels=dict(check.labels),
-                    stale_after=2 * max(_intervals(check)) + check.timeout,
-                )
-                for check in svc.checks
-            ),
-        )
-        for svc in config.services
-    ]
-
-
-def _intervals(check: CheckBase) -> list[float]:
-    return [value for value in (check.interval, check.transition_interval, check.down_interval) if value]
 
 
 def worker_count(config: Config) -> int:
@@ -283,6 +254,8 @@ async def _run_scheduler(app: web.Application) -> AsyncIterator[None]:
         await daemon.notifications.start(daemon.config.notify)
         daemon.events.publish("start", version=__version__)
         prober.start(daemon.config)
+        if daemon.pool is not None:
+            await daemon.pool.started()
         if state_file is not None:
             state_file.start(daemon.config.snapshot_interval)
         daemon.store.daemon.ready = True

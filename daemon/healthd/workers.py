@@ -56,6 +56,15 @@ class WorkerPool:
         for index in range(self._count):
             self._start_slot(index)
 
+    async def started(self, timeout: float = 30.0) -> None:
+        """Wait (bounded) until every worker has started probing: readiness means probing."""
+        waits = [asyncio.create_task(slot.started.wait()) for slot in self._slots.values()]
+        _, pending = await asyncio.wait(waits, timeout=timeout)
+        for wait in pending:
+            wait.cancel()
+        if pending:
+            log.warning("%d workers had not started probing after %.0fs", len(pending), timeout)
+
     def apply(self, config: Config, diff: ConfigDiff, count: int | None = None) -> None:
         """Send every worker its new share; start or stop workers when `count` changes.
         (The diff is recomputed per worker: a check that moves is new where it lands.)"""
@@ -128,6 +137,7 @@ class _Slot:
         self.process: asyncio.subprocess.Process | None = None
         self.task: asyncio.Task[None] | None = None
         self.stopping = False
+        self.started = asyncio.Event()  # its first batch came (the worker sends one at once)
 
     def send(self, frame: bytes) -> None:
         process = self.process
@@ -152,6 +162,10 @@ class _Slot:
                 self.process.kill()
             self.task.cancel()
         await asyncio.gather(self.task, return_exceptions=True)
+
+    def _take(self, batch: Batch) -> None:
+        self.started.set()
+        self.pool.take(batch)
 
     async def supervise(self) -> None:
         backoff = RESTART_BACKOFF
@@ -179,7 +193,7 @@ class _Slot:
             if self.stopping:  # stop() came while the process was starting
                 self.stop()
             assert process.stdout is not None
-            await pump(process.stdout, self.pool.take)
+            await pump(process.stdout, self._take)
         finally:
             try:
                 code = await process.wait()
