@@ -238,12 +238,17 @@ def test_a_reload_that_changes_workers_moves_the_checks(tmp_path: Path, targets:
     with daemon(config, tmp_path) as running:
         wait_for("every check's first result", running.all_probed, 30, running.log)
         total = running.metric("healthd_probes_total")
+        since = {key: check["since"] for key, check in running.checks().items()}
         write_config(config, 3, targets)
         running.process.send_signal(signal.SIGHUP)
         wait_for("three workers", lambda: sorted(running.children()) == [0, 1, 2], 20, running.log)
         mine = owned_by(2, 3)
         assert stale_while_stopped(running, 2, lambda s: s == mine) == mine
-        assert running.metric("healthd_probes_total") > total  # counters kept across the move
+        assert running.metric("healthd_probes_total") > total
+        moved = {key for key in KEYS if cluster.shard_of(key, 2) != cluster.shard_of(key, 3)}
+        assert moved and moved != set(KEYS)
+        # state kept in the main store across the move: no check started over
+        assert {key: check["since"] for key, check in running.checks().items()} == since
         assert running.metric("healthd_worker_restarts_total") == 0
 
 
