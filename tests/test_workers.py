@@ -249,6 +249,14 @@ def test_a_reload_that_changes_workers_moves_the_checks(tmp_path: Path, targets:
         assert moved and moved != set(KEYS)
         # state kept in the main store across the move: no check started over
         assert {key: check["since"] for key, check in running.checks().items()} == since
+
+        third = running.children()[2]
+        write_config(config, 2, targets)
+        running.process.send_signal(signal.SIGHUP)
+        wait_for("worker 2 to leave", lambda: not alive(third), 20, running.log)
+        assert sorted(running.children()) == [0, 1]
+        mine = owned_by(1, 2)
+        assert stale_while_stopped(running, 1, lambda s: s == mine) == mine
         assert running.metric("healthd_worker_restarts_total") == 0
 
 

@@ -26,7 +26,7 @@ from healthd import loops
 from healthd.config import CheckKey, Config, ConfigDiff, format_check_id
 from healthd.logs import JsonFormatter
 from healthd.metrics import event_loop_name
-from healthd.store import Store, Transition
+from healthd.store import Status, Store, Transition
 from healthd.workers_wire import HEADER, MAX_FRAME, Batch, Seed, control, from_row, worker_share
 
 log = logging.getLogger(__name__)
@@ -42,14 +42,12 @@ class WorkerPool:
         self._on_transition = on_transition
         self._config: Config | None = None
         self._slots: dict[int, _Slot] = {}
+        self._leaving: list[_Slot] = []  # stopped by a reload that lowered the count
         self.restarts = 0  # healthd_worker_restarts_total
 
     @property
     def count(self) -> int:
         return self._count
-
-    def pids(self) -> list[int]:
-        return [slot.process.pid for slot in self._slots.values() if slot.process is not None]
 
     def start(self, config: Config) -> None:
         self._config = config
@@ -72,7 +70,9 @@ class WorkerPool:
         self._config = config
         count = self._count if count is None else count
         for index in [i for i in self._slots if i >= count]:
-            self._slots.pop(index).stop()
+            leaving = self._slots.pop(index)
+            leaving.stop()
+            self._leaving.append(leaving)
         self._count = count
         for index in range(count):
             slot = self._slots.get(index)
@@ -83,8 +83,9 @@ class WorkerPool:
 
     async def stop(self, grace: float = 1.0) -> None:
         """Close the workers' stdin; each stops its probes (within `grace`) and exits, or is killed."""
-        slots = list(self._slots.values())
+        slots = [*self._slots.values(), *self._leaving]
         self._slots.clear()
+        self._leaving.clear()
         for slot in slots:
             slot.stop()
         await asyncio.gather(*(slot.wait(grace + 1.0) for slot in slots))
@@ -104,7 +105,7 @@ class WorkerPool:
         for svc in share.services:
             for check in svc.checks:
                 state = self._store.check(CheckKey(svc.name, check.name))
-                if state is not None and state.status.value != "unknown":
+                if state is not None and state.status is not Status.UNKNOWN:
                     seeds[format_check_id(state.info.key)] = (
                         state.status.value,
                         state.streak_ok,
