@@ -18,7 +18,7 @@ from typing import Any
 import orjson
 
 from healthd.results import ProbeResult
-from healthd.store import CheckState, ServiceInfo, Store
+from healthd.store import CheckState, ServiceInfo, Store, is_stale
 from healthd.uptime import WINDOW_NAMES
 
 _JSON_OPTIONS = orjson.OPT_UTC_Z  # "…Z", as pydantic writes a UTC datetime
@@ -52,7 +52,7 @@ def ratios(counts: Counts) -> dict[str, float | None]:
     return {name: s / p if p else None for name, (p, s) in zip(WINDOW_NAMES, counts, strict=True)}
 
 
-def summary_dict(state: CheckState, counts: Counts) -> dict[str, Any]:
+def summary_dict(state: CheckState, counts: Counts, now: float) -> dict[str, Any]:
     """`api_models.CheckSummary` of a check, given its window counts."""
     info = state.info
     return {
@@ -66,6 +66,7 @@ def summary_dict(state: CheckState, counts: Counts) -> dict[str, Any]:
         "last_failure": _time(state.last_failure),
         "uptime": ratios(counts),
         "last": None if state.last is None else result_dict(state.last),
+        "stale": is_stale(state, now),
     }
 
 
@@ -79,7 +80,7 @@ def service_dict(store: Store, service: ServiceInfo, now: float) -> dict[str, An
         "status": store.status_of(service).value,
         "labels": dict(service.labels),
         "uptime": ratios(totals),
-        "checks": [summary_dict(state, c) for state, c in zip(states, counts, strict=True)],
+        "checks": [summary_dict(state, c, now) for state, c in zip(states, counts, strict=True)],
     }
 
 

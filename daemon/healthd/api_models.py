@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from healthd.history import History
 from healthd.results import ErrorKind, ProbeResult
-from healthd.store import CheckState
+from healthd.store import CheckState, is_stale
 from healthd.uptime import WINDOW_NAMES, SeriesBucket, Window
 
 
@@ -157,6 +157,7 @@ class CheckSummary(BaseModel):
     last_failure: datetime | None = Field(description="start of the last failed probe")
     uptime: UptimeRatios
     last: Result | None
+    stale: bool = Field(False, description="no result for over 2 x interval + timeout (its prober is down)")
 
     @classmethod
     def of(cls, state: CheckState, now: float, uptime: UptimeRatios | None = None) -> CheckSummary:
@@ -177,6 +178,7 @@ def _summary_fields(state: CheckState, now: float, uptime: UptimeRatios | None =
         "last_failure": _time(state.last_failure),
         "uptime": uptime if uptime is not None else UptimeRatios.of_state(state, now),
         "last": Result.of(state.last) if state.last else None,
+        "stale": is_stale(state, now),
     }
 
 

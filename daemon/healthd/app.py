@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from pathlib import Path
@@ -13,45 +14,29 @@ from aiohttp import web
 
 from healthd import __version__, api, cluster, files, page, watch
 from healthd.alerting import Notifications
-from healthd.config import Config, diff_configs, format_check_id, load
+from healthd.config import Config, ConfigDiff, diff_configs, format_check_id, load
 from healthd.errors import ConfigError
 from healthd.event_fields import ServiceStatuses, check_fields, down_check_fields
 from healthd.eventlog import log_check_transition, log_reload, log_service_transition
 from healthd.events import EventHub
+from healthd.infos import service_infos
 from healthd.metrics import NotificationCollector
 from healthd.openapi import SERVED, openapi_source
 from healthd.probes import GAUGE_HELP, PROBES, SPECS, Probe, ProbeResources
 from healthd.scheduler import Scheduler
 from healthd.scrape import MetricsRenderer
 from healthd.statefile import StateFile
-from healthd.store import CheckInfo, ServiceInfo, Status, Store, Transition
+from healthd.store import Status, Store, Transition
+from healthd.workers import WorkerPool
+from healthd.workers_metrics import WorkerCollector
+from healthd.workers_wire import resolve_workers
 
 log = logging.getLogger(__name__)
 
 
-def service_infos(config: Config) -> list[ServiceInfo]:
-    """What the store keeps of each check: identity, thresholds, redacted settings."""
-    return [
-        ServiceInfo(
-            name=svc.name,
-            labels=dict(svc.labels),
-            checks=tuple(
-                CheckInfo(
-                    service=svc.name,
-                    name=check.name,
-                    type=check.type,
-                    target=check.display_target,
-                    rise=check.rise,
-                    fall=check.fall,
-                    history=check.history,
-                    settings=check.model_dump(mode="json"),  # SecretStr fields come out masked
-                    labels=dict(check.labels),
-                )
-                for check in svc.checks
-            ),
-        )
-        for svc in config.services
-    ]
+def worker_count(config: Config) -> int:
+    """How many probing processes `scheduler.workers` asks for here."""
+    return resolve_workers(config.scheduler.workers, len(os.sched_getaffinity(0)))
 
 
 def read_token(config: Config) -> str:
@@ -76,6 +61,7 @@ class Daemon:
         on_reload: Callable[[bool], None] | None,
         shard: cluster.ShardOverrides | None = None,
         watched: Sequence[Path] = (),
+        use_workers: bool = False,
     ) -> None:
         self.shard_overrides = shard or cluster.ShardOverrides()
         config, shard_now = self._own_share(config)
@@ -83,13 +69,16 @@ class Daemon:
         self.config_path = config_path
         self.watched = tuple(watched) or ((Path(config_path),) if config_path is not None else ())
         self.store = Store(probe_histograms=config.metrics.probe_duration_histogram)
-        self.store.apply(service_infos(config))
+        self.store.apply(service_infos(config), now=time.time())
         self.store.daemon.shard = shard_now.triple
         self.store.daemon.last_reload_success_time = time.time()
         self.resources = ProbeResources()  # entered and closed by the app's lifecycle
         self.scheduler = Scheduler(
             self.store, probes, resources=self.resources, on_transition=self._on_transition
         )
+        count = worker_count(config) if use_workers else 1
+        # workers: 1 probes in this process, as before; more start child processes (healthd.workers)
+        self.pool = WorkerPool(self.store, count, self._on_transition) if count > 1 else None
         self.auth = api.Auth(read_token(config), config.server.protect_reads)
         self.events = EventHub()
         self._service_statuses = ServiceStatuses()
@@ -169,8 +158,8 @@ class Daemon:
         if (new.state_dir, new.snapshot_interval) != (self.config.state_dir, self.config.snapshot_interval):
             log.warning("state_dir and snapshot_interval changes take a restart")
         diff = diff_configs(self.config, new)
-        self.store.apply(service_infos(new), restart=diff.reset)  # timing-only changes keep state
-        self.scheduler.apply(new, diff)
+        self.store.apply(service_infos(new), restart=diff.reset, now=time.time())  # timing-only: kept
+        self._apply_probing(new, diff)
         self.config, self.watched = new, loaded.watched
         self.store.daemon.shard = shard.triple
         self.auth.token, self.auth.protect_reads = token, new.server.protect_reads
@@ -183,6 +172,18 @@ class Daemon:
         outcome = api.ReloadOutcome(ok=True, added=added, removed=removed, changed=changed)
         self._announce_reload(new, outcome)
         return outcome
+
+    def _apply_probing(self, new: Config, diff: ConfigDiff) -> None:
+        if self.pool is None:
+            if new.scheduler.workers != self.config.scheduler.workers:
+                log.warning("scheduler.workers: going from one process to several takes a restart")
+            self.scheduler.apply(new, diff)
+        else:  # any count, 1 included, stays in workers: moved checks start where they land
+            self.pool.apply(new, diff, worker_count(new))
+
+    def worker_figures(self) -> tuple[int, int]:
+        """(worker processes, their restarts), for /metrics."""
+        return (0, 0) if self.pool is None else (self.pool.count, self.pool.restarts)
 
     def _announce_reload(self, new: Config, outcome: api.ReloadOutcome) -> None:
         self.notifications.apply(new.notify)  # first, so that new receivers get the reload event too
@@ -203,13 +204,15 @@ def create_app(
     heartbeat: float = 15.0,
     shard: cluster.ShardOverrides | None = None,
     watched: Sequence[Path] = (),
+    use_workers: bool = False,
 ) -> web.Application:
     """The daemon as an aiohttp application; the scheduler (and the watcher) run while the app runs.
 
     `config` is the whole config: the daemon keeps the share of its shard.
     `heartbeat`: seconds between the comment lines that keep idle event streams open.
+    `use_workers`: probe in `scheduler.workers` processes (the CLI does); else in this one.
     """
-    daemon = Daemon(config, config_path, probes, on_reload, shard, watched)
+    daemon = Daemon(config, config_path, probes, on_reload, shard, watched, use_workers)
     daemon.events.heartbeat = heartbeat
     app = web.Application(middlewares=[page.compress_middleware, api.error_middleware])
     app[DAEMON] = daemon
@@ -221,7 +224,10 @@ def create_app(
     app[api.RENDER_METRICS] = MetricsRenderer(
         daemon.store,
         GAUGE_HELP,
-        [NotificationCollector(lambda: daemon.notifications.counts)],
+        [
+            NotificationCollector(lambda: daemon.notifications.counts),
+            WorkerCollector(daemon.store, daemon.worker_figures),
+        ],
         uptime_ratio=config.metrics.uptime_ratio,
     ).render
     app[page.ASSETS] = page.load_assets()
@@ -238,12 +244,18 @@ async def _run_scheduler(app: web.Application) -> AsyncIterator[None]:
     daemon = app[DAEMON]
     state_file = daemon.state_file
     await daemon.restore_state()
+    prober = daemon.pool or daemon.scheduler
     async with daemon.resources as resources:
-        # open now what the start-up log should report (ICMP socket modes, the SYN mode)
-        await resources.prepare(SPECS, (check for svc in daemon.config.services for check in svc.checks))
+        if daemon.pool is None:  # workers open their own
+            # open now what the start-up log should report (ICMP socket modes, the SYN mode)
+            await resources.prepare(SPECS, (check for svc in daemon.config.services for check in svc.checks))
+        else:
+            log.info("probing in %d worker processes", daemon.pool.count)
         await daemon.notifications.start(daemon.config.notify)
         daemon.events.publish("start", version=__version__)
-        daemon.scheduler.start(daemon.config)
+        prober.start(daemon.config)
+        if daemon.pool is not None:
+            await daemon.pool.started()
         if state_file is not None:
             state_file.start(daemon.config.snapshot_interval)
         daemon.store.daemon.ready = True
@@ -253,7 +265,7 @@ async def _run_scheduler(app: web.Application) -> AsyncIterator[None]:
             daemon.store.daemon.ready = False
             _publish_stop(daemon)
             # side by side: the daemon stops within 2 s (probes get 1 s, receivers 0.5 s to deliver `stop`)
-            await asyncio.gather(daemon.scheduler.stop(), daemon.notifications.stop())
+            await asyncio.gather(prober.stop(), daemon.notifications.stop())
             if state_file is not None:
                 await state_file.stop()  # the final snapshot, after the last probe
 

@@ -258,7 +258,7 @@ def run(
         print(f"healthd: --listen: {exc}", file=sys.stderr)
         return EXIT_USAGE
     try:
-        app = create_app(config, Path(path), shard=shard, watched=loaded.watched)
+        app = create_app(config, Path(path), shard=shard, watched=loaded.watched, use_workers=True)
     except ConfigError as exc:  # e.g. an unreadable token file
         for line in exc.errors:
             print(f"{path}: {line}", file=sys.stderr)

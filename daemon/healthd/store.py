@@ -42,6 +42,8 @@ class CheckInfo:
     history: int
     settings: Mapping[str, Any] = field(default_factory=dict)  # JSON-ready, secrets redacted
     labels: Mapping[str, str] = field(default_factory=dict)  # extra labels on its series (file_sd)
+    # seconds without a result after which the check is stale (2 x its longest interval + timeout)
+    stale_after: float = float("inf")
 
     @property
     def key(self) -> CheckKey:
@@ -75,6 +77,7 @@ class CheckState:
         "info",
         "last",
         "last_failure",
+        "last_seen",
         "last_success",
         "since",
         "status",
@@ -85,8 +88,9 @@ class CheckState:
         "uptime",
     )
 
-    def __init__(self, info: CheckInfo, with_histogram: bool) -> None:
+    def __init__(self, info: CheckInfo, with_histogram: bool, created: float | None = None) -> None:
         self.info = info
+        self.last_seen = created  # the newest result of any kind, else when the check was installed
         self.status = Status.UNKNOWN
         self.since: float | None = None
         self.streak_ok = 0
@@ -103,6 +107,7 @@ class CheckState:
         self.uptime = Uptime()
 
     def apply(self, result: ProbeResult) -> Transition | None:
+        self.last_seen = result.time if self.last_seen is None else max(self.last_seen, result.time)
         if result.error_kind is ErrorKind.LOCAL:
             # this host's problem says nothing of the target: state, streaks, last, uptime and
             # the failures stay as they were; the history and the counters show it
@@ -112,6 +117,10 @@ class CheckState:
         transition = self._apply(result)
         self.uptime.observe(result.time, result.ok, result.latency, self.status is Status.DOWN)
         return transition
+
+    def resume(self, status: Status, streak_ok: int, streak_fail: int) -> None:
+        """Take over the debounce state kept elsewhere (a worker process seeded by the main one)."""
+        self.status, self.streak_ok, self.streak_fail = status, streak_ok, streak_fail
 
     def _apply(self, result: ProbeResult) -> Transition | None:
         self.last = result
@@ -149,6 +158,12 @@ class CheckState:
         return self.status
 
 
+def is_stale(state: CheckState, now: float) -> bool:
+    """Whether the check has had no result for longer than its `stale_after` (its prober is
+    down or stuck); never before it was installed with a time."""
+    return state.last_seen is not None and now - state.last_seen > state.info.stale_after
+
+
 def service_status(states: Iterable[CheckState]) -> Status:
     statuses = {state.status for state in states}
     if statuses == {Status.UP}:
@@ -181,9 +196,12 @@ class Store:
         self.lag = Histogram(LAG_BUCKETS)
         self.daemon = DaemonState()
 
-    def apply(self, services: Sequence[ServiceInfo], restart: Collection[CheckKey] = ()) -> None:
+    def apply(
+        self, services: Sequence[ServiceInfo], restart: Collection[CheckKey] = (), now: float | None = None
+    ) -> None:
         """Install a new set of services. Checks not in `restart` keep their state, history
-        (resized if `history` changed) and uptime; the others start afresh."""
+        (resized if `history` changed) and uptime; the others start afresh (installed at `now`:
+        see `is_stale`)."""
         states: dict[CheckKey, CheckState] = {}
         for service in services:
             for info in service.checks:
@@ -194,7 +212,7 @@ class Store:
                     old.info = info
                     states[info.key] = old
                 else:
-                    states[info.key] = CheckState(info, self.probe_histograms)
+                    states[info.key] = CheckState(info, self.probe_histograms, now)
         self.services = tuple(services)
         self._services_by_name = {service.name: service for service in services}
         self._states = states

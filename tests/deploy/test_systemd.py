@@ -312,7 +312,7 @@ def test_daemon_runs_as_the_units_user_with_its_capabilities_and_sandbox(
                 preexec_fn=sandbox.preexec(families, nofile=min(int(one("LimitNOFILE")), hard_nofile), umask=0o077),
             )  # fmt: skip
         try:
-            ready = notifications.wait("READY=1")
+            ready = notifications.wait("READY=1", timeout=30)  # start-up includes the workers'
             assert any(line.startswith("STATUS=probing") for line in ready), ready
             status = _status_line(process.pid, "CapEff"), _status_line(process.pid, "CapBnd")
             assert tuple(int(v, 16) for v in status) == (CAP_NET_RAW, CAP_NET_RAW), status

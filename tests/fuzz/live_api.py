@@ -123,7 +123,7 @@ def live_api(tmp: Path, *, token: bool = False, protect_reads: bool = False) -> 
         )
     api = LiveApi(f"http://127.0.0.1:{port}", TOKEN if token else None, log)
     try:
-        deadline = time.monotonic() + 15
+        deadline = time.monotonic() + 45  # bounded; start-up includes the probing workers'
         while time.monotonic() < deadline and proc.poll() is None:
             try:
                 if _every_check_has_a_result(api):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, field_validator, model_validator
 
@@ -18,6 +18,8 @@ from healthd.config.types import (
     label_names_schema,
     split_host_port,
 )
+
+MAX_WORKERS = 64
 
 _RESERVED_LABELS = frozenset({"service", "check", "type", "target"})
 
@@ -44,6 +46,15 @@ class ServerConfig(Strict):
 class SchedulerConfig(Strict):
     # probes in flight at once, across all checks: bounds sockets and CPU bursts
     max_in_flight: int = Field(1024, ge=1, le=100_000)
+    # processes that probe (healthd.workers): `auto` is one per usable CPU; 1 probes in this process
+    workers: Literal["auto"] | int = Field("auto", json_schema_extra={"minimum": 1, "maximum": MAX_WORKERS})
+
+    @field_validator("workers", mode="before")
+    @classmethod
+    def _workers_in_range(cls, value: object) -> object:
+        if value == "auto" or (type(value) is int and 1 <= value <= MAX_WORKERS):
+            return value
+        raise ValueError(f"must be auto or a whole number from 1 to {MAX_WORKERS}, not {value!r}")
 
 
 class MetricsConfig(Strict):
