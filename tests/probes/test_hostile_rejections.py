@@ -10,8 +10,7 @@ The ICMPv6 rows prove that probe sockets set IPV6_RECVERR. Over veth the first
 ICMPv6 error comes back while connect() still holds the socket (the kernel counts
 TcpExtLockDroppedIcmps), so it only becomes the socket's soft error; without
 RECVERR nothing wakes the probe, and only the error to the SYN retransmitted after
-1 s ends connect(), past TIMEOUT (see docs/hostile-targets.md). TIMEOUT stays under
-that first retransmission so that a lost first error fails the row.
+1 s ends connect(), past TIMEOUT (see docs/hostile-targets.md), so the row fails.
 
 Then a router on the path (tests.netlab.routed_lab): a TTL / hop limit that runs
 out at the router, or in a routing loop, comes back as ICMP time exceeded: tcp,
@@ -35,7 +34,9 @@ from healthd.scheduler import run_probe
 
 from tests.netlab import Namespace, RoutedLab, namespace, routed_lab
 
-TIMEOUT = 1.0
+# below the kernel's first SYN retransmission (TCP_TIMEOUT_INIT, 1 s): a probe that missed the
+# first ICMP error would hear of the second only after it, and then times out here
+TIMEOUT = 0.8
 SLACK = 0.1
 
 
