@@ -65,6 +65,9 @@ REJECTIONS = [
     Rejection("addr-unreachable", 6, _reject("icmp6-addr-unreachable"), ErrorKind.UNREACHABLE),
     Rejection("no-route", 6, _reject("icmp6-no-route"), ErrorKind.UNREACHABLE),
     Rejection("admin-prohibited", 6, _reject("icmp6-adm-prohibited"), ErrorKind.UNREACHABLE),
+    # codes 5 and 6 of ICMPv6 destination unreachable: connect() gets EACCES for these too
+    Rejection("policy-fail", 6, _reject("icmp6-policy-fail"), ErrorKind.UNREACHABLE),
+    Rejection("reject-route", 6, _reject("icmp6-reject-route"), ErrorKind.UNREACHABLE),
     Rejection("drop", 6, ("-j", "DROP"), ErrorKind.TIMEOUT),
 ]
 FIRST_PORT = 20000
