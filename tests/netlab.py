@@ -7,6 +7,7 @@ this module created (the network rule: tests send traffic only to loopback or to
 
 from __future__ import annotations
 
+import asyncio
 import ctypes
 import fcntl
 import itertools
@@ -17,10 +18,10 @@ import shutil
 import socket
 import subprocess
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import pytest
 
@@ -163,3 +164,90 @@ def namespace() -> Iterator[Namespace]:
         if ns is not None:
             sh("ip", "link", "del", ns.host_if, check=False)
             sh("ip", "netns", "del", ns.name, check=False)
+
+
+# ---- a routed path: client — router — target -------------------------------------------
+
+
+@dataclass
+class RoutedLab:
+    """Three namespaces in a row, so that a router on the path can answer for the target:
+
+        client  rt 10.220.N.2/24 --- cl 10.220.N.1  router  tg 10.221.N.1 --- rt 10.221.N.2/24  target
+
+    (IPv6 alike: fd00:220:N::/64, fd00:221:N::/64.) The target holds hosts 2 and 3 of its
+    link (`target_ip`; other host numbers are nobody's); the client's default route goes
+    via the router, the target's back via it. Routers forward, every namespace sends as
+    many ICMP errors as asked. Probes run in the client (`run`): nothing of the lab is in
+    the root namespace.
+    """
+
+    client: Namespace
+    router: Namespace
+    target: Namespace
+    index: int
+
+    def client_ip(self, version: int, host: int = 2) -> str:
+        """An address on the client's link: 2 the client, 1 the router."""
+        return f"10.220.{self.index}.{host}" if version == 4 else f"fd00:220:{self.index:x}::{host}"
+
+    def target_ip(self, version: int, host: int = 2) -> str:
+        """An address on the target's link: 1 the router, 2 and 3 the target."""
+        return f"10.221.{self.index}.{host}" if version == 4 else f"fd00:221:{self.index:x}::{host}"
+
+    def run(self, make: Callable[[], Coroutine[Any, Any, T]]) -> T:
+        """Run a coroutine on a fresh event loop in a thread inside the client: its sockets are the client's."""
+        return self.client.call(lambda: asyncio.run(make()))
+
+
+ROUTED_TARGET_HOSTS = (2, 3)
+
+
+@contextmanager
+def routed_lab() -> Iterator[RoutedLab]:
+    """Build a RoutedLab (root only, else the test skips), yield it, delete it again."""
+    skip_unless_root()
+    tag = f"{os.getpid() % 100000}{next(_counter)}"
+    names = [f"hdr{tag}{part}" for part in ("c", "r", "t")]
+    # nothing is added to the root namespace; the number only keeps concurrent runs' captures apart
+    with subnet_lock() as used:
+        index = free_index(used)
+    try:
+        for name in names:
+            sh("ip", "netns", "add", name)
+        client, router, target = (Namespace(name, index, "", "") for name in names)
+        lab = RoutedLab(client, router, target, index)
+        _build_routed(lab)
+        yield lab
+    finally:
+        for name in names:
+            sh("ip", "netns", "del", name, check=False)
+
+
+def _build_routed(lab: RoutedLab) -> None:
+    client, router, target = lab.client, lab.router, lab.target
+    for ns, peer in ((client, "cl"), (target, "tg")):  # each one's `rt` <-> the router's `peer`
+        sh("ip", "-n", ns.name, "link", "add", "rt", "type", "veth", "peer", peer, "netns", router.name)
+    for ns in (client, router, target):
+        for key in ("net.ipv4.ip_forward", "net.ipv6.conf.all.forwarding"):
+            ns.sysctl(key, "0" if ns is client else "1")
+        for key in ("net.ipv4.conf.all.send_redirects", "net.ipv4.conf.default.send_redirects"):
+            ns.sysctl(key, "0")  # a loop through one interface would otherwise also send redirects
+        # the kernel sends at most one ICMP error a second to a host by default: one per probe here
+        ns.sysctl("net.ipv4.icmp_ratelimit", "0")
+        ns.sysctl("net.ipv6.icmp.ratelimit", "0")
+        ns.exec("ip", "link", "set", "lo", "up")
+    links = [
+        (client, "rt", lab.client_ip, 2),
+        (router, "cl", lab.client_ip, 1),
+        (router, "tg", lab.target_ip, 1),
+    ]
+    links += [(target, "rt", lab.target_ip, host) for host in ROUTED_TARGET_HOSTS]
+    for ns, device, address, host in links:
+        for version, plen in ((4, 24), (6, 64)):
+            extra = ("nodad",) if version == 6 else ()
+            ns.exec("ip", "addr", "add", f"{address(version, host)}/{plen}", "dev", device, *extra)
+        ns.exec("ip", "link", "set", device, "up")
+    for ns, via in ((client, lab.client_ip), (target, lab.target_ip)):
+        for version in (4, 6):
+            ns.exec("ip", f"-{version}", "route", "add", "default", "via", via(version, 1))
