@@ -23,9 +23,13 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/mypy daemon
 
-# The second run: the probes (HTTP phase timings included), the API and /metrics on uvloop (~2 min).
-# ICMP stays out: uvloop drops an ICMP socket's reader after its first error (why asyncio is the default).
-UVLOOP_TESTS := tests/probes --ignore=tests/probes/test_icmp.py tests/test_api.py tests/test_scrape.py tests/test_api_dicts.py tests/test_loops.py
+# The second run, on uvloop (the daemon's default where installed; the first run uses asyncio's loop):
+# every probe (ICMP in both socket modes, HTTP phase timings, the hostile targets), the scheduler,
+# the API and its hardening, /metrics, events and notifications.
+UVLOOP_TESTS := tests/probes tests/test_api.py tests/test_api_dicts.py tests/test_api_hardening.py \
+	tests/test_scrape.py tests/test_loops.py tests/test_scheduler.py tests/test_transition_interval.py \
+	tests/test_exhaustion.py tests/test_app.py tests/test_app_transitions.py tests/test_reload.py \
+	tests/test_events.py tests/test_events_api.py tests/test_webhook.py tests/test_alertmanager.py
 
 test: $(STAMP) test-tools lint
 	$(BIN)/pytest -q

@@ -51,14 +51,18 @@ def test_the_suite_runs_on_the_loop_it_was_asked_for() -> None:
         policy_loop.close()
 
 
-@pytest.mark.parametrize("choice", ["asyncio", "uvloop"])
-def test_the_daemon_logs_and_exports_its_loop(tmp_path: Path, choice: str) -> None:
+@pytest.mark.parametrize("choice", [None, "asyncio", "uvloop"], ids=["default", "asyncio", "uvloop"])
+def test_the_daemon_logs_and_exports_its_loop(tmp_path: Path, choice: str | None) -> None:
+    """Without --loop (nor HEALTHD_LOOP) the daemon runs on uvloop where it is installed."""
     if choice == "uvloop" and not loops.uvloop_available():
         pytest.skip("uvloop is not installed")
     port = free_port()
     config = write_config(tmp_path / "c.yaml", port, "127.0.0.1:1")
-    argv = [*HEALTHD, "run", "-c", str(config), "--loop", choice, "--log-format", "json"]
-    proc = subprocess.Popen(argv, stderr=subprocess.PIPE, text=True)
+    argv = [*HEALTHD, "run", "-c", str(config), "--log-format", "json"]
+    if choice is not None:
+        argv += ["--loop", choice]
+    env = {name: value for name, value in os.environ.items() if name != "HEALTHD_LOOP"}
+    proc = subprocess.Popen(argv, stderr=subprocess.PIPE, text=True, env=env)
     try:
         for _ in range(300):  # bounded: 30 s (start-up is slow on a saturated machine)
             if get_status(port) == 200 or proc.poll() is not None:
@@ -73,8 +77,9 @@ def test_the_daemon_logs_and_exports_its_loop(tmp_path: Path, choice: str) -> No
             proc.kill()
         stderr = proc.communicate(timeout=5)[1]
     start = next(json.loads(line) for line in stderr.splitlines() if '"start"' in line)
-    assert start["event_loop"] == choice and f"on the {choice} event loop" in start["message"]
-    assert f'event_loop="{choice}"' in metrics
+    expected = choice or ("uvloop" if loops.uvloop_available() else "asyncio")
+    assert start["event_loop"] == expected and f"on the {expected} event loop" in start["message"]
+    assert f'event_loop="{expected}"' in metrics
 
 
 def test_loop_flag_takes_only_known_loops(tmp_path: Path) -> None:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass, field
+from typing import cast
 
 from aiohttp import web
 from aiohttp.web_protocol import RequestHandler
@@ -106,9 +107,9 @@ class _Handler(RequestHandler):
     def _turn_away(self, transport: asyncio.BaseTransport) -> None:
         self._turned_away = True
         self._count.rejected += 1
-        assert isinstance(transport, asyncio.WriteTransport)
-        transport.write(self._reply)
-        transport.close()
+        writer = cast(asyncio.WriteTransport, transport)  # uvloop's transports are not asyncio's classes
+        writer.write(self._reply)
+        writer.close()
 
     def _drop(self) -> None:
         """Stop counting this connection (its descriptor goes now) and close it."""

@@ -46,7 +46,7 @@ environment:
   HEALTHD_LISTEN   API address when --listen is not given (else server.listen)
   HEALTHD_SHARD_INDEX, HEALTHD_SHARD_COUNT, HEALTHD_SHARD_REPLICAS, POD_INDEX   the shard
                    (run); see docs/scaling-out.md
-  HEALTHD_LOOP     event loop when --loop is not given: asyncio (the default), uvloop or auto
+  HEALTHD_LOOP     event loop when --loop is not given: auto (the default), uvloop or asyncio
   NOTIFY_SOCKET, WATCHDOG_USEC, JOURNAL_STREAM   set by systemd; see docs/operations.md
 
 exit status: 0 ok, 1 failure (a probe failed, the daemon could not serve), 2 bad config or usage
@@ -72,7 +72,7 @@ def _run_arguments(parser: argparse.ArgumentParser) -> None:
         default=os.environ.get("HEALTHD_LOOP") or loops.DEFAULT,
         choices=loops.CHOICES,
         help="event loop: asyncio's own, uvloop, or auto (uvloop where installed) "
-        "(default: $HEALTHD_LOOP, else asyncio)",
+        "(default: $HEALTHD_LOOP, else auto)",
     )
     parser.add_argument(
         "--shard-index", type=int, help=f"this instance's shard (default: ${cluster.ENV_INDEX})"

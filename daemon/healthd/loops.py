@@ -5,12 +5,13 @@ scheduler lag p99 of the standard loop at 10,000 checks; it is a dependency of
 the package on Linux. `auto` takes it when it imports, and falls back to the
 standard loop otherwise (another platform, a build without it).
 
-The default stays the standard loop for now: libuv stops watching a socket
-that reports POLLERR, and an ICMP datagram socket reports every ICMP error
-(IP_RECVERR) that way, so under uvloop ICMP checks in datagram mode stop
-hearing replies after the first "unreachable" (tests/probes/test_icmp.py,
-marked xfail under uvloop). Once the ICMP socket re-arms its reader, the
-default becomes `auto`.
+`auto` is the default. What differs between the two loops and matters here:
+libuv stops watching a descriptor at its first POLLERR, which an ICMP datagram
+socket raises for every ICMP error, so the ICMP socket is watched through an
+epoll instance (`_icmp_open.ReadinessWatch`); everything else the daemon uses
+(sockets through transports and `sock_*`, signal handlers, subprocesses,
+`loop.time()`, `asyncio.timeout`) behaves alike, and the test suite's second
+run on uvloop (HEALTHD_TEST_LOOP, see the Makefile) keeps it so.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
 CHOICES = ("auto", "asyncio", "uvloop")
-DEFAULT = "asyncio"  # see the module docstring: `auto` once ICMP survives libuv
+DEFAULT = "auto"
 
 T = TypeVar("T")
 LoopFactory = Callable[[], asyncio.AbstractEventLoop]

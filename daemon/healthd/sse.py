@@ -8,6 +8,7 @@ subscribers cost no task wake-up per event.
 from __future__ import annotations
 
 import asyncio
+from typing import cast
 
 from aiohttp import web
 
@@ -38,8 +39,8 @@ class _TransportSink:
     in whole HTTP/1.1 chunks when the response is chunked, so aiohttp's framing stays intact."""
 
     def __init__(self, transport: asyncio.BaseTransport, chunked: bool) -> None:
-        assert isinstance(transport, asyncio.WriteTransport)
-        self._transport = transport
+        # a cast, not isinstance: uvloop's transports have the methods but not asyncio's classes
+        self._transport = cast(asyncio.WriteTransport, transport)
         self._chunked = chunked
 
     def write(self, data: bytes) -> None:

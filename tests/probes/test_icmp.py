@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import socket
 import statistics
 import subprocess
@@ -13,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from healthd import loops
 from healthd.cli import dispatch
 from healthd.config import IcmpCheck, build_config
 from healthd.errors import ProbeFailure
@@ -30,6 +30,7 @@ from tests.netlab import Namespace, sh, skip_unless_root
 
 ROOT = Path(__file__).resolve().parents[2]
 ADMIT_ALL, ADMIT_NONE = "0 2147483647", "1 0"
+REJECTED_V4 = "destination unreachable (ICMP type 3, code 1: host unreachable)"
 
 
 def icmp_check(target: str, **options: object) -> IcmpCheck:
@@ -472,17 +473,8 @@ def test_reply_helper_builds_a_valid_reply() -> None:
 # ---- both socket modes, chosen by the namespace's ping_group_range ----------------------
 
 
-# libuv stops watching a socket that reports POLLERR, as a datagram ICMP socket does for every
-# ICMP error: under uvloop the checks after the rejected one hear no reply (see healthd.loops)
-_DATAGRAM_UNDER_UVLOOP = pytest.mark.xfail(
-    os.environ.get("HEALTHD_TEST_LOOP") == "uvloop", reason="libuv drops a reader on POLLERR", strict=True
-)
-
-
 @pytest.mark.netns
-@pytest.mark.parametrize(
-    ("span", "mode"), [pytest.param(ADMIT_ALL, "datagram", marks=_DATAGRAM_UNDER_UVLOOP), (ADMIT_NONE, "raw")]
-)
+@pytest.mark.parametrize(("span", "mode"), [(ADMIT_ALL, "datagram"), (ADMIT_NONE, "raw")])
 def test_socket_mode_follows_ping_group_range(netns: Namespace, span: str, mode: str) -> None:
     netns.sysctl("net.ipv4.ping_group_range", span)
     netns.iptables("-A", "INPUT", "-p", "icmp", "-d", "127.0.0.2",
@@ -511,6 +503,42 @@ def test_socket_mode_follows_ping_group_range(netns: Namespace, span: str, mode:
     assert results[4].error_kind is ErrorKind.UNREACHABLE
     assert "ICMPv6 type 1, code 1" in (results[4].error_message or "")
     assert results[3].details["mode"] == results[4].details["mode"] == mode
+
+
+@pytest.mark.netns
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+@pytest.mark.parametrize(("span", "mode"), [(ADMIT_ALL, "datagram"), (ADMIT_NONE, "raw")])
+def test_icmp_errors_neither_deafen_the_socket_nor_fail_other_checks(
+    netns: Namespace, span: str, mode: str, loop: str
+) -> None:
+    """A rejected request's ICMP error reaches its own check only, on either event loop.
+
+    A datagram socket reports it as POLLERR (libuv then dropped the socket: every later check
+    timed out) and as a pending socket error (the next send failed with it: "No route to host").
+    """
+    if loop == "uvloop" and not loops.uvloop_available():
+        pytest.skip("uvloop is not installed")
+    netns.sysctl("net.ipv4.ping_group_range", span)
+    netns.iptables("-A", "INPUT", "-p", "icmp", "-d", "127.0.0.2",
+                   "-j", "REJECT", "--reject-with", "icmp-host-unreachable")  # fmt: skip
+    one_by_one = ["127.0.0.1", "127.0.0.2", "127.0.0.1", "127.0.0.2", "127.0.0.2", "127.0.0.1"]
+    together = ["127.0.0.2", "127.0.0.1", "127.0.0.3"] * 5  # each rejected send followed by others
+
+    async def run() -> tuple[list[ProbeResult], list[ProbeResult]]:
+        async with ProbeResources() as resources:
+            checks = [icmp_check(target, timeout="1s") for target in (*one_by_one, *together)]
+            first = [await run_probe(probe_icmp, check, resources) for check in checks[:6]]
+            rest = await asyncio.gather(*(run_probe(probe_icmp, c, resources) for c in checks[6:]))
+            return first, rest
+
+    first, rest = netns.call(lambda: loops.run(run(), loop))
+    for target, result in zip([*one_by_one, *together], [*first, *rest], strict=True):
+        if target == "127.0.0.2":
+            assert result.error_kind is ErrorKind.UNREACHABLE, result.error_message
+            assert result.error_message == f"{REJECTED_V4} from 127.0.0.2"
+        else:
+            assert result.ok, f"{target}: {result.error_message}"
+            assert result.details["mode"] == mode
 
 
 def _healthd(ns: Namespace, *args: str, drop_net_raw: bool = False) -> subprocess.CompletedProcess[str]:

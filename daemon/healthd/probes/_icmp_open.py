@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import errno
 import os
+import select
 import socket
 import struct
 from collections.abc import Sequence
@@ -115,6 +116,32 @@ def _setup_icmp_socket(sock: socket.socket, mode: str, wanted: tuple[int, ...]) 
     else:
         passed = sum(1 << kind for kind in wanted if kind < 32)
         sock.setsockopt(SOL_RAW, ICMP_FILTER, struct.pack("I", ~passed & 0xFFFFFFFF))
+
+
+class ReadinessWatch:
+    """What the event loop watches for an ICMP socket: an epoll instance holding it, on Linux.
+
+    A datagram socket reports each ICMP error about our requests (IP_RECVERR) as
+    POLLERR until it is read. libuv, under uvloop, stops watching a descriptor at
+    its first POLLERR (`uv__poll_io`; uvloop then runs the reader once and closes
+    its poll handle), so the socket would go deaf after the first "unreachable".
+    An epoll descriptor is only ever readable: it becomes so when the socket has a
+    packet or an error, whichever loop watches it. Where epoll is missing, the
+    socket itself is watched.
+    """
+
+    def __init__(self, sock: socket.socket) -> None:
+        epoll = getattr(select, "epoll", None)
+        self._epoll: select.epoll | None = None
+        if epoll is not None:
+            self._epoll = epoll(1)
+            # level-triggered; EPOLLERR is always reported, so it needs no flag
+            self._epoll.register(sock.fileno(), select.EPOLLIN)
+        self.fd = self._epoll.fileno() if self._epoll is not None else sock.fileno()
+
+    def close(self) -> None:
+        if self._epoll is not None:
+            self._epoll.close()
 
 
 def ping_group_range() -> str | None:

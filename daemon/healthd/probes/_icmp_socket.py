@@ -3,8 +3,9 @@
 On the wire: ICMP Echo Requests (ICMPv6 type 128 for IPv6) from one socket per
 family, whatever the number of checks; their Echo Replies, and any Destination
 Unreachable or Time Exceeded that quotes one of them, come back to that socket.
-One reader registered on the event loop (`loop.add_reader`) reads them all and
-hands each to the round waiting for it, by (source address, identifier,
+One reader registered on the event loop (`loop.add_reader`, on the socket's
+`ReadinessWatch`, so that libuv's handling of POLLERR cannot unregister it)
+reads them all and hands each to the round waiting for it, by (source address, identifier,
 sequence); everything else (foreign, truncated, corrupt, late or duplicate
 packets) is dropped there.
 
@@ -36,6 +37,7 @@ from healthd.probes._icmp_open import (
     IP_RECVERR,
     IPV6_RECVERR,
     Ancillary,
+    ReadinessWatch,
     is_local_address,
     kernel_receive_time,
     reply_hop_limit,
@@ -135,7 +137,8 @@ class EchoSocket:
         self._buffer = bytearray(RECV_BUFFER)
         self._view = memoryview(self._buffer)
         self._loop = weakref.ref(loop)  # the loop holds us (reader); we must not hold it
-        loop.add_reader(sock.fileno(), self._on_readable)
+        self._watch = ReadinessWatch(sock)
+        loop.add_reader(self._watch.fd, self._on_readable)
 
     @property
     def in_flight(self) -> int:
@@ -184,7 +187,8 @@ class EchoSocket:
         self.closed = True
         loop = self._loop()
         if loop is not None and not loop.is_closed():
-            loop.remove_reader(self.sock.fileno())
+            loop.remove_reader(self._watch.fd)
+        self._watch.close()
         self.sock.close()
         for echo, _ in list(self._pending.values()):
             echo.finish()
@@ -210,17 +214,18 @@ class EchoSocket:
         key = (echo.address, self._next_seq(echo.address))
         packet = build_echo_request(self.ident, key[1], echo.payload, v6=self.v6)
         try:
-            if not self.v6 and echo.dont_fragment != self._dont_fragment:
-                # one socket for all checks: DF is switched around this synchronous send
-                set_dont_fragment(self.sock, echo.dont_fragment)
-                self._dont_fragment = echo.dont_fragment
-            sent_at = time.perf_counter_ns()
-            if echo.ancillary:
-                self.sock.sendmsg([packet], echo.ancillary, 0, echo.sockaddr)
-            else:
-                self.sock.sendto(packet, echo.sockaddr)
+            sent_at = self._transmit(packet, echo)
         except OSError as exc:
-            raise self._send_error(exc, echo) from exc
+            if not (self.mode == ICMP_DATAGRAM and self._read_error_queue()):
+                raise self._send_error(exc, echo) from exc
+            # the kernel failed this send with the pending error of an earlier request, whose
+            # details wait in the error queue (now delivered to its round): this one may still go
+            if echo.done is not None and echo.done.done():
+                return  # that earlier request was this round's own: it has ended
+            try:
+                sent_at = self._transmit(packet, echo)
+            except OSError as again:
+                raise self._send_error(again, echo) from again
         # registered after the send: nothing reads the socket in between (single-threaded loop)
         self._pending[key] = (echo, echo.sent)
         echo.keys.append(key)
@@ -228,6 +233,19 @@ class EchoSocket:
         self._unread += 1
         if self._unread >= DRAIN_EVERY:
             self._on_readable()
+
+    def _transmit(self, packet: bytes, echo: EchoRound) -> int:
+        """Send one request; return when it left (perf_counter ns)."""
+        if not self.v6 and echo.dont_fragment != self._dont_fragment:
+            # one socket for all checks: DF is switched around this synchronous send
+            set_dont_fragment(self.sock, echo.dont_fragment)
+            self._dont_fragment = echo.dont_fragment
+        sent_at = time.perf_counter_ns()
+        if echo.ancillary:
+            self.sock.sendmsg([packet], echo.ancillary, 0, echo.sockaddr)
+        else:
+            self.sock.sendto(packet, echo.sockaddr)
+        return sent_at
 
     def _send_error(self, exc: OSError, echo: EchoRound) -> ProbeFailure:
         if echo.source is not None and not is_local_address(echo.source):
@@ -296,18 +314,20 @@ class EchoSocket:
         if entry is not None:
             entry[0].on_error(error, _host(sender))
 
-    def _read_error_queue(self) -> None:
+    def _read_error_queue(self) -> int:
+        """Deliver the queued ICMP errors (datagram mode); return how many entries were read."""
         level, kind = (socket.IPPROTO_IPV6, IPV6_RECVERR) if self.v6 else (socket.IPPROTO_IP, IP_RECVERR)
-        for _ in range(READ_BATCH):
+        for count in range(READ_BATCH):
             try:
                 data, ancdata, _, addr = self.sock.recvmsg(512, _ERR_ANC_SPACE, socket.MSG_ERRQUEUE)
             except OSError:
-                return  # EAGAIN: the queue is empty
+                return count  # EAGAIN: the queue is empty
             for cmsg_level, cmsg_type, cmsg_data in ancdata:
                 if (cmsg_level, cmsg_type) == (level, kind):
                     error = parse_queued_error(cmsg_data, data, _host(addr[0]), v6=self.v6)
                     if error is not None and error[0].ident == self.ident:
                         self._deliver_error(*error)
+        return READ_BATCH
 
 
 def _host(address: str) -> str:
