@@ -12,18 +12,20 @@ with its type.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from aiohttp import web
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestClient
 from healthd.app import create_app
 from healthd.config import load_config
 from healthd.metrics_text import DNS_LOOKUP
 from healthd.probes import GAUGE_HELP, PROBES
 from prometheus_client.parser import text_string_to_metric_families
+
+MakeClient = Callable[[web.Application], Awaitable[TestClient[Any, web.Application]]]
 
 ROOT = Path(__file__).resolve().parent.parent
 METRICS_DOC = ROOT / "docs" / "metrics.md"
@@ -74,25 +76,16 @@ def table(doc: str) -> dict[str, str]:
 
 
 @pytest.fixture
-async def exported(tmp_path: Path, closed_port: int) -> dict[str, str]:
+async def exported(tmp_path: Path, closed_port: int, aiohttp_client: MakeClient) -> dict[str, str]:
     path = tmp_path / "config.yaml"
-    path.write_text(f"""\
-server: {{listen: "127.0.0.1:0"}}
-defaults: {{interval: 1h, timeout: 500ms}}
-services:
-  - name: docs
-    checks:
-      - type: tcp
-        target: 127.0.0.1:{closed_port}
-""")
-    client: TestClient[Any, web.Application] = TestClient(TestServer(create_app(load_config(path), path)))
-    await client.start_server()
-    try:
-        response = await client.get("/metrics")
-        assert response.status == 200
-        return families(await response.text())
-    finally:
-        await client.close()
+    path.write_text(
+        'server: {listen: "127.0.0.1:0"}\ndefaults: {interval: 1h}\n'
+        f"services: [{{name: docs, checks: [{{type: tcp, target: '127.0.0.1:{closed_port}'}}]}}]\n"
+    )
+    client = await aiohttp_client(create_app(load_config(path), path))
+    response = await client.get("/metrics")
+    assert response.status == 200
+    return families(await response.text())
 
 
 def test_the_docs_name_metrics() -> None:
