@@ -22,7 +22,7 @@ from aiohttp import web
 
 from healthd import __version__, cluster, loops
 from healthd.api_server import start_api
-from healthd.app import DAEMON, create_app, read_token
+from healthd.app import DAEMON, Daemon, create_app, read_token
 from healthd.cli_tools import EXIT_FAILURE, EXIT_OK, EXIT_USAGE
 from healthd.config import Config, Loaded, load, split_host_port
 from healthd.errors import ConfigError
@@ -105,24 +105,7 @@ async def serve(app: web.Application, host: str, port: int) -> int:
     # pause the loop for ~100 ms at 5,000 checks (measured as scheduler lag).
     gc.freeze()
     stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    pending: set[asyncio.Task[None]] = set()
-
-    async def reload_on_signal() -> None:
-        notifier.send("RELOADING=1", f"MONOTONIC_USEC={time.monotonic_ns() // 1000}")
-        outcome = await daemon.reload()
-        notifier.send(
-            "READY=1", f"STATUS={_status(daemon.config)}" + ("" if outcome.ok else " (last reload failed)")
-        )
-
-    def on_hup() -> None:
-        task = loop.create_task(reload_on_signal())
-        pending.add(task)
-        task.add_done_callback(pending.discard)
-
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    loop.add_signal_handler(signal.SIGHUP, on_hup)
+    _handle_signals(daemon, notifier, stop)
     watchdog = _start_watchdog(notifier)
     config = daemon.config
     bound = _join(host, server.port)  # the port the kernel chose for --listen HOST:0
@@ -145,6 +128,28 @@ async def serve(app: web.Application, host: str, port: int) -> int:
         watchdog.cancel()
     await server.close()
     return EXIT_OK
+
+
+def _handle_signals(daemon: Daemon, notifier: Notifier, stop: asyncio.Event) -> None:
+    """SIGTERM and SIGINT set `stop`; SIGHUP reloads, telling systemd (RELOADING, then READY)."""
+    loop = asyncio.get_running_loop()
+    pending: set[asyncio.Task[None]] = set()  # the loop holds tasks only weakly: keep reloads here
+
+    async def reload_on_signal() -> None:
+        notifier.send("RELOADING=1", f"MONOTONIC_USEC={time.monotonic_ns() // 1000}")
+        outcome = await daemon.reload()
+        notifier.send(
+            "READY=1", f"STATUS={_status(daemon.config)}" + ("" if outcome.ok else " (last reload failed)")
+        )
+
+    def on_hup() -> None:
+        task = loop.create_task(reload_on_signal())
+        pending.add(task)
+        task.add_done_callback(pending.discard)
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, on_hup)
 
 
 def _start_watchdog(notifier: Notifier) -> asyncio.Task[None] | None:
