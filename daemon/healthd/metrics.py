@@ -67,11 +67,11 @@ class DaemonCollector(Collector):
         return info
 
     def _daemon_families(self) -> Iterator[Metric]:
-        store, daemon = self._store, self._store.daemon
+        daemon = self._store.daemon
         lag = HistogramMetricFamily(
             "healthd_scheduler_lag_seconds", "How late probes start against their planned time"
         )
-        lag.add_metric([], *_buckets(store.lag))
+        lag.add_metric([], *_buckets(self._store.lag))
         yield lag
         yield CounterMetricFamily(
             "healthd_scheduler_skipped_runs",
@@ -88,25 +88,31 @@ class DaemonCollector(Collector):
             "Time of the last successful config load",
             value=daemon.last_reload_success_time,
         )
-        index, count, _ = daemon.shard
+        yield self._shard_info()
+        yield self._checks()
+
+    def _shard_info(self) -> Metric:
+        index, count, _ = self._store.daemon.shard
         shard = GaugeMetricFamily(
             "healthd_shard_info",
             "This instance's shard: it probes checks hashmod(SERVICE/CHECK) % count == index",
             labels=["index", "count"],
         )
         shard.add_metric([str(index), str(count)], 1.0)
-        yield shard
+        return shard
+
+    def _checks(self) -> Metric:
         checks = GaugeMetricFamily(
             "healthd_checks", "Configured checks, by debounced state", labels=["status"]
         )
         by_status: dict[str, int] = defaultdict(
             int, {s.value: 0 for s in (Status.UP, Status.DOWN, Status.UNKNOWN)}
         )
-        for state in store.all_states():
+        for state in self._store.all_states():
             by_status[state.status.value] += 1
         for status, count in by_status.items():
             checks.add_metric([status], count)
-        yield checks
+        return checks
 
     def _task_restarts(self) -> Metric:
         restarts = CounterMetricFamily(
