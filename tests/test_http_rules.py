@@ -5,16 +5,8 @@ from __future__ import annotations
 import re
 
 import pytest
-from healthd.config.http_rules import (
-    Expectations,
-    Observed,
-    evaluate,
-    excerpt,
-    judge,
-    parse_condition,
-    parse_status,
-    status_matches,
-)
+from healthd.config.http_rules import Expectations, Observed, excerpt, judge, parse_status, status_matches
+from healthd.config.json_path import evaluate, parse_condition
 from healthd.probes._http_tls import TlsInfo, expiry_shortfall, ssl_reason
 from healthd.results import ErrorKind
 

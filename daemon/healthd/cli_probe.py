@@ -15,13 +15,11 @@ from typing import Any
 from pydantic import ValidationError
 
 from healthd.api_models import Result
-from healthd.cli_tools import write_stdout
+from healthd.cli_tools import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, write_stdout
 from healthd.config import CHECK_MODELS, CheckBase, parse_duration
 from healthd.probes import PROBES, Probe, ProbeResources
 from healthd.results import ProbeResult
 from healthd.scheduler import run_probe
-
-EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -17,6 +17,7 @@ from importlib import resources
 from healthd.config import load_config, parse_duration, split_host_port
 from healthd.errors import ConfigError
 
+#: every sub-command's exit statuses (the epilog of `healthd --help` says them)
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 
 #: package data: the files in deploy/ and the repository root, carried by the wheel

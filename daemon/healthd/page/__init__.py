@@ -22,14 +22,14 @@ from healthd.page.handlers import (
 
 _BADGE_ERRORS = (404,)
 _TEXT = {"type": "string"}
+_BARS = QueryParam("bars", "hours or days: 90 of them per bar strip", schema={"enum": ["hours", "days"]})
 _PAGE_QUERY = (
     QueryParam("q", "only services or checks whose name holds this (any case)", schema=_TEXT),
     QueryParam("status", "down, up, unknown (checks) or degraded (services)", schema=_TEXT),
     QueryParam("label", "KEY, KEY=VALUE or KEY:VALUE of a service label", schema=_TEXT),
-    QueryParam("bars", "hours or days: 90 of them per bar strip", schema={"enum": ["hours", "days"]}),
+    _BARS,
     QueryParam("page", "which page of 50 checks", schema={"type": "integer", "minimum": 1}),
 )
-_BARS = QueryParam("bars", "hours or days: 90 of them per bar strip", schema={"enum": ["hours", "days"]})
 _BADGE_QUERY = (
     QueryParam("kind", "what the badge says", schema={"enum": ["status", "uptime"], "default": "status"}),
     QueryParam("window", "uptime window", schema={"enum": ["1h", "24h", "7d", "30d"], "default": "24h"}),
@@ -39,9 +39,12 @@ _SVG = '<svg xmlns="http://www.w3.org/2000/svg" width="90" height="20" role="img
 _REDIRECT = (303,)  # to the form's `next` (login) or to / (logout), with Set-Cookie
 
 
-def _page(path: str, handler: Handler, summary: str, errors: tuple[int, ...], **extra: Any) -> Route:
+def _html(
+    method: str, path: str, handler: Handler, summary: str, errors: tuple[int, ...], **extra: Any
+) -> Route:
+    """A route of the page that answers HTML."""
     return Route(
-        "GET",
+        method,
         path,
         handler,
         summary,
@@ -54,34 +57,30 @@ def _page(path: str, handler: Handler, summary: str, errors: tuple[int, ...], **
     )
 
 
-def _badge(path: str, handler: Handler, summary: str) -> Route:
-    return Route(
-        "GET",
-        path,
-        handler,
-        summary,
-        None,
-        _BADGE_ERRORS,
-        _BADGE_QUERY,
-        access=Access.READ,
-        content_type="image/svg+xml",
-        tag="badges",
-        example=_SVG,
-    )
-
+#: the status page's two addresses: (path, operation id; "" names it after the handler)
+_STATUS_PAGES = (("/", "status_page_root"), ("/status", ""))
+#: the badges: (path, handler, whose badge)
+_BADGES = (
+    ("/api/v1/services/{service}/badge.svg", service_badge, "A service's"),
+    ("/api/v1/services/{service}/checks/{check}/badge.svg", check_badge, "A check's"),
+)
 
 ROUTES: tuple[Route, ...] = (
-    _page(
-        "/",
-        status_page,
-        "The status page (HTML)",
-        (400,),
-        query=_PAGE_QUERY,
-        access=Access.SESSION,
-        operation_id="status_page_root",
+    *(
+        _html(
+            "GET",
+            path,
+            status_page,
+            "The status page (HTML)",
+            (400,),
+            query=_PAGE_QUERY,
+            access=Access.SESSION,
+            operation_id=operation_id,
+        )
+        for path, operation_id in _STATUS_PAGES
     ),
-    _page("/status", status_page, "The status page (HTML)", (400,), query=_PAGE_QUERY, access=Access.SESSION),
-    _page(
+    _html(
+        "GET",
         "/status/{service}/{check}",
         check_page,
         "One check's page: uptime, history, recent failures (HTML)",
@@ -89,29 +88,15 @@ ROUTES: tuple[Route, ...] = (
         query=(_BARS,),
         access=Access.SESSION,
     ),
-    _page("/login", login_form, "The page's login form (HTML)", ()),
-    Route(
+    _html("GET", "/login", login_form, "The page's login form (HTML)", ()),
+    _html(
         "POST",
         "/login",
         login,
         "Trade the token (form field `token`) for an HttpOnly, SameSite=Strict session cookie",
-        None,
         (*_REDIRECT, 401),
-        content_type="text/html",
-        tag="page",
-        example=_HTML,
     ),
-    Route(
-        "POST",
-        "/logout",
-        logout,
-        "End the page's session",
-        None,
-        _REDIRECT,
-        content_type="text/html",
-        tag="page",
-        example=_HTML,
-    ),
+    _html("POST", "/logout", logout, "End the page's session", _REDIRECT),
     Route(
         "GET",
         "/static/{name}",
@@ -125,15 +110,21 @@ ROUTES: tuple[Route, ...] = (
         tag="page",
         example="body { margin: 0 }",
     ),
-    _badge(
-        "/api/v1/services/{service}/badge.svg",
-        service_badge,
-        "A service's status or uptime badge (?kind=status|uptime&window=1h|24h|7d|30d)",
-    ),
-    _badge(
-        "/api/v1/services/{service}/checks/{check}/badge.svg",
-        check_badge,
-        "A check's status or uptime badge (?kind=status|uptime&window=1h|24h|7d|30d)",
+    *(
+        Route(
+            "GET",
+            path,
+            handler,
+            f"{whose} status or uptime badge (?kind=status|uptime&window=1h|24h|7d|30d)",
+            None,
+            _BADGE_ERRORS,
+            _BADGE_QUERY,
+            access=Access.READ,
+            content_type="image/svg+xml",
+            tag="badges",
+            example=_SVG,
+        )
+        for path, handler, whose in _BADGES
     ),
 )
 

@@ -24,6 +24,7 @@ from yarl import URL
 from healthd import files
 from healthd.config import http_rules
 from healthd.config.checks.base import CheckBase
+from healthd.config.json_path import parse_condition
 from healthd.config.types import CertDuration, PemFile, SecretPath, compile_regex
 
 _MIB = 1024 * 1024
@@ -51,7 +52,7 @@ def _status(value: object) -> str:
 
 
 def _condition(value: str) -> str:
-    http_rules.parse_condition(value)
+    parse_condition(value)
     return value
 
 

@@ -46,6 +46,14 @@ function bump(name, delta) {
   if (counter) counter.textContent = String(Math.max(0, Number(counter.textContent) + delta));
 }
 
+// One check or service changed state: its old state's counter goes down, the new one's up.
+function moveCount(kind, data) {
+  if (!data.previous || data.previous === data.status) return false;
+  bump(`${kind}-${data.previous}`, -1);
+  bump(`${kind}-${data.status}`, 1);
+  return true;
+}
+
 function count(name) {
   const counter = document.querySelector(`[data-count="${name}"]`);
   return counter ? Number(counter.textContent) : 0;
@@ -82,10 +90,7 @@ function rowFor(id) {
 
 function onCheck(event) {
   const data = JSON.parse(event.data);
-  if (data.previous && data.previous !== data.status) {
-    bump(`checks-${data.previous}`, -1);
-    bump(`checks-${data.status}`, 1);
-  }
+  moveCount("checks", data);
   const row = rowFor(`${data.service}/${data.check}`);
   if (!row) return;
   setStatus(row, data.status);
@@ -108,11 +113,7 @@ function onCheck(event) {
 
 function onService(event) {
   const data = JSON.parse(event.data);
-  if (data.previous && data.previous !== data.status) {
-    bump(`services-${data.previous}`, -1);
-    bump(`services-${data.status}`, 1);
-    updateBanner();
-  }
+  if (moveCount("services", data)) updateBanner();
   for (const group of document.querySelectorAll("details.service[data-service]")) {
     if (group.dataset.service !== data.service) continue;
     setStatus(group, data.status);
