@@ -66,9 +66,10 @@ class Uptime:
 
     def __init__(self) -> None:
         # uint16 counts suffice for a minute; float32 sums would drift over a day of 100 ms probes
-        self._minute = Ring(MINUTE, 60, "H", "f")
-        self._hour = Ring(HOUR, 168, "I", "f")
-        self._day = Ring(DAY, 90, "I", "d")
+        # spans: the windows' lengths in buckets (see _window_parts), kept as running counts
+        self._minute = Ring(MINUTE, 60, "H", "f", spans=(60,))
+        self._hour = Ring(HOUR, 168, "I", "f", spans=(24, 168))
+        self._day = Ring(DAY, 90, "I", "d", spans=(30,))
         self._hist_5m = HistogramRing(5 * MINUTE, 12)
         self._hist_hour = HistogramRing(HOUR, 24)
         self._down_since: float | None = None  # start of the down stretch not yet counted
@@ -112,10 +113,9 @@ class Uptime:
         return Window(probes, successes, down, mean, percentiles)
 
     def counts(self, name: str, now: float) -> tuple[int, int]:
-        """(probes, successes) in a window: what a ratio needs, cheaper than `window`."""
+        """(probes, successes) in a window: what a ratio needs, from the ring's running totals."""
         ring, count, _ = self._window_parts(name)
-        last = int(now // ring.step)
-        return ring.counts_in(last - count + 1, last)
+        return ring.window_counts(ring.spans.index(count), int(now // ring.step))
 
     def _window_parts(self, name: str) -> tuple[Ring, int, HistogramRing | None]:
         if name == "1h":
@@ -159,6 +159,7 @@ class Uptime:
             ring.head = int(head)
             fill_le(ring.counts, counts)
             fill_le(ring.sums, sums)
+            ring.recount()
         for hist, (head, counts) in zip((uptime._hist_5m, uptime._hist_hour), hists, strict=True):
             hist.head = int(head)
             fill_le(hist.counts, counts)
