@@ -62,7 +62,7 @@ class SeriesBucket:
 class Uptime:
     """One check's uptime aggregates. Write with `observe`; read with `window` / `series`."""
 
-    __slots__ = ("_day", "_down_since", "_hist_5m", "_hist_hour", "_hour", "_minute")
+    __slots__ = ("_day", "_down_since", "_hist_5m", "_hist_hour", "_hour", "_minute", "observed")
 
     def __init__(self) -> None:
         # uint16 counts suffice for a minute; float32 sums would drift over a day of 100 ms probes
@@ -73,12 +73,14 @@ class Uptime:
         self._hist_5m = HistogramRing(5 * MINUTE, 12)
         self._hist_hour = HistogramRing(HOUR, 24)
         self._down_since: float | None = None  # start of the down stretch not yet counted
+        self.observed = 0  # results observed: readers that cache what they read compare it
 
     def _rings(self) -> tuple[Ring, Ring, Ring]:
         return self._minute, self._hour, self._day
 
     def observe(self, time: float, ok: bool, latency: float | None, down: bool) -> None:
         """One probe result at `time`; `down`: the check's debounced state after it."""
+        self.observed += 1
         if self._down_since is not None and time > self._down_since:
             for ring in self._rings():
                 ring.add_down(self._down_since, time)
