@@ -126,14 +126,19 @@ async def test_readyz_while_starting_sends_what_the_document_says(
     assert head.status == 503 and await head.read() == b""
 
 
+async def token_client(tmp_path: Path, target: str, closed_port: int, make: MakeClient) -> Client:
+    """A daemon with the token `s3cret` and `protect_reads`, and a client of it."""
+    path = tmp_path / "config.yaml"
+    path.write_text(config_text(target, f"127.0.0.1:{closed_port}", server=token_server(tmp_path, "s3cret")))
+    client: Client = await make(create_app(load_config(path), path))
+    return client
+
+
 async def test_served_document_follows_the_token_mode(
     tmp_path: Path, tcp_server: TcpServer, closed_port: int, aiohttp_client: MakeClient
 ) -> None:
     path = tmp_path / "config.yaml"
-    path.write_text(
-        config_text(tcp_server.target, f"127.0.0.1:{closed_port}", server=token_server(tmp_path, "s3cret"))
-    )
-    client: Client = await aiohttp_client(create_app(load_config(path), path))
+    client = await token_client(tmp_path, tcp_server.target, closed_port, aiohttp_client)
     doc = await (await client.get("/api/v1/openapi.json")).json()
     assert doc == build_openapi(True, True)
     path.write_text(config_text(tcp_server.target, f"127.0.0.1:{closed_port}"))
@@ -160,11 +165,7 @@ def test_event_stream_and_login_form_are_documented() -> None:
 async def test_the_login_form_the_document_describes_logs_in(
     tmp_path: Path, tcp_server: TcpServer, closed_port: int, aiohttp_client: MakeClient
 ) -> None:
-    path = tmp_path / "config.yaml"
-    path.write_text(
-        config_text(tcp_server.target, f"127.0.0.1:{closed_port}", server=token_server(tmp_path, "s3cret"))
-    )
-    client: Client = await aiohttp_client(create_app(load_config(path), path))
+    client = await token_client(tmp_path, tcp_server.target, closed_port, aiohttp_client)
     doc = await (await client.get("/api/v1/openapi.json")).json()
     example = doc["paths"]["/login"]["post"]["requestBody"]["content"]["application/x-www-form-urlencoded"]
     form = {**example["example"], "token": "s3cret"}

@@ -20,7 +20,7 @@ from healthd import api_dicts
 from healthd.api_dicts import Counts, encode
 from healthd.config import CheckKey
 from healthd.store import CheckState, ServiceInfo, Store, service_status
-from healthd.uptime import DAY, HOUR, MINUTE
+from healthd.uptime import DAY, HOUR, MINUTE, Uptime
 
 
 def _state_key(state: CheckState) -> tuple[object, ...]:
@@ -52,16 +52,18 @@ class ListingCache:
     """Each check's encoded summary, for the listing and one service's answer. Owned by the app."""
 
     def __init__(self) -> None:
-        self._fragments: dict[CheckKey, _Fragment] = {}
+        # keyed by (service, check) as a plain tuple: equal to the CheckKey, cheaper to make
+        self._fragments: dict[tuple[str, str], _Fragment] = {}
+        self._services: dict[str, _Service] = {}
 
     def check(self, state: CheckState, now: float, buckets: tuple[int, int, int]) -> _Fragment:
         """The check's fragment, up to date for `now` (whose buckets the caller worked out)."""
-        key = _state_key(state)
-        fragment = self._fragments.get(state.info.key)
+        key, name = _state_key(state), (state.info.service, state.info.name)
+        fragment = self._fragments.get(name)
         if fragment is None or fragment.key != key:
             head = encode(api_dicts.summary_head(state))[:-1] + b',"uptime":'
             tail = b',"last":' + encode(api_dicts.last_dict(state)) + b"}"
-            fragment = self._fragments[state.info.key] = _Fragment(key, head, tail)
+            fragment = self._fragments[name] = _Fragment(key, head, tail)
         if fragment.buckets != buckets:
             counts = api_dicts.counts_of(state, now)
             if counts != fragment.counts:
@@ -71,23 +73,62 @@ class ListingCache:
         return fragment
 
     def service_json(self, store: Store, service: ServiceInfo, now: float) -> bytes:
-        """`api_dicts.service_dict()` encoded, from the checks' fragments."""
+        """`api_dicts.service_dict()` encoded, from the checks' fragments.
+
+        A service whose checks are the same objects as last time needs no look at each check's
+        state: those without a new result (`Uptime.observed`) keep their fragment as it is.
+        """
         buckets = (int(now // MINUTE), int(now // HOUR), int(now // DAY))
         states = store.states_of(service)
-        fragments = [self.check(state, now, buckets) for state in states]
-        head = {
-            "name": service.name,
-            "status": service_status(states).value,
-            "labels": dict(service.labels),
-            "uptime": api_dicts.ratios(api_dicts.summed(f.counts for f in fragments)),
-        }
-        checks = b",".join(f.json for f in fragments)
-        return encode(head)[:-1] + b',"checks":[' + checks + b"]}"
+        uptimes = [state.uptime for state in states]  # a restore replaces a check's uptime
+        observed = [uptime.observed for uptime in uptimes]
+        entry = self._services.get(service.name)
+        same = entry is not None and entry.service is service and entry.states == states
+        if entry is None or not same or entry.uptimes != uptimes or entry.buckets != buckets:
+            fragments = [self.check(state, now, buckets) for state in states]
+            entry = self._services[service.name] = _Service(
+                service, states, uptimes, observed, buckets, fragments
+            )
+        elif entry.observed != observed:
+            for at, (new, old) in enumerate(zip(observed, entry.observed, strict=True)):
+                if new != old:
+                    entry.fragments[at] = self.check(states[at], now, buckets)
+            entry.observed, entry.json = observed, b""
+        if not entry.json:
+            entry.json = _service_bytes(service, states, entry.fragments)
+        return entry.json
 
     def forget_removed(self, store: Store) -> None:
-        """Drop the fragments of checks a reload removed."""
+        """Drop what is kept of checks and services a reload removed."""
         if len(self._fragments) > sum(len(service.checks) for service in store.services):
-            self._fragments = {k: f for k, f in self._fragments.items() if store.check(k) is not None}
+            kept = self._fragments.items()
+            self._fragments = {k: f for k, f in kept if store.check(CheckKey(*k)) is not None}
+        if len(self._services) > len(store.services):
+            self._services = {k: e for k, e in self._services.items() if store.service(k) is not None}
+
+
+@dataclass(slots=True)
+class _Service:
+    """A service's answer as last built, and the objects and counters it was built from."""
+
+    service: ServiceInfo
+    states: list[CheckState]
+    uptimes: list[Uptime]
+    observed: list[int]
+    buckets: tuple[int, int, int]
+    fragments: list[_Fragment]
+    json: bytes = b""
+
+
+def _service_bytes(service: ServiceInfo, states: list[CheckState], fragments: list[_Fragment]) -> bytes:
+    head = {
+        "name": service.name,
+        "status": service_status(states).value,
+        "labels": dict(service.labels),
+        "uptime": api_dicts.ratios(api_dicts.summed(f.counts for f in fragments)),
+    }
+    checks = b",".join(f.json for f in fragments)
+    return encode(head)[:-1] + b',"checks":[' + checks + b"]}"
 
 
 async def services_json(
