@@ -23,7 +23,7 @@ from healthd.api_models import (
 )
 from healthd.results import ErrorKind, ProbeResult
 from healthd.store import CheckInfo, ServiceInfo, Store
-from healthd.uptime import DAY, HOUR, MINUTE
+from healthd.uptime import DAY, HOUR, MINUTE, Uptime
 from pydantic import BaseModel, ValidationError
 
 UP = CheckInfo("web", "tcp", "tcp", "127.0.0.1:80", rise=1, fall=1, history=10)
@@ -126,13 +126,20 @@ async def test_the_cached_listing_follows_results_time_and_reloads() -> None:
     for later in (MINUTE, HOUR, 2 * HOUR, DAY, 25 * HOUR, 31 * DAY):  # results age out of windows
         await assert_cache_agrees(cache, filled, NOW + later)
     await assert_cache_agrees(cache, filled, NOW - HOUR)  # a clock stepped back
+    await assert_cache_agrees(cache, filled, NOW)
+    restored = filled.check(UP.key)
+    assert restored is not None
+    fresh = Uptime()  # as a snapshot's restore replaces it, with no result recorded since
+    fresh.observed = restored.uptime.observed  # the same count: only the object tells them apart
+    restored.uptime = fresh
+    await assert_cache_agrees(cache, filled, NOW)
     renamed = dataclasses.replace(UP, target="127.0.0.1:81", labels={"new": "label"})
     filled.apply([ServiceInfo("web", {"team": "edge"}, (renamed, DOWN))])  # a reload keeps the state
     await assert_cache_agrees(cache, filled, NOW)
     assert await listing(cache, filled, NOW) == orjson.loads(
         encode(services_dict(filled, filled.services, NOW))
     )
-    assert len(cache._fragments) == 2  # the removed check's piece is gone
+    assert len(cache._fragments) == 2 and len(cache._services) == 1  # the removed ones are gone
 
 
 async def test_the_sliced_listing_is_the_same_json() -> None:

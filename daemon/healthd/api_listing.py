@@ -2,11 +2,15 @@
 
 A check's part of the listing depends on its state (changed by a new result, a reload or a
 restore) and on its uptime counts, which also change as time moves a window on by a bucket.
-So each check keeps its encoded JSON in three pieces: the fields before `uptime`, the
-ratios, and `last`. A request re-encodes only the checks with a result since the last
-request (about 1,000 of 10,000 checks at a 10 s interval and a 1 s poll) and the ratios of
-those whose counts moved; the rest is joining bytes. The bytes are `api_dicts`' own JSON, so
+So each check keeps its encoded JSON and where in it the ratios are. A request re-encodes
+only the checks with a result since the last request (about 1,000 of 10,000 checks at a 10 s
+interval and a 1 s poll) and the ratios of those whose counts moved; a service none of whose
+checks had a result is answered from its kept bytes. The bytes are `api_dicts`' own JSON, so
 the answer is exactly what building every dict afresh gives (a test compares the two).
+
+What a check's JSON is made of is listed in `_state_key`; a service's fast path looks only
+at `Uptime.observed`, which every result that changes a check's state moves on. A field that
+can change without a new result must join both.
 """
 
 from __future__ import annotations
@@ -40,12 +44,19 @@ def _state_key(state: CheckState) -> tuple[object, ...]:
 
 @dataclass(slots=True)
 class _Fragment:
+    """One check's JSON; `json[start:end]` is its uptime ratios, replaced when the counts move."""
+
     key: tuple[object, ...]
-    head: bytes  # '{"name":…,"last_failure":…,"uptime":'
-    tail: bytes  # ',"last":…}'
+    json: bytes  # '{"name":…,"uptime":{…},"last":…}'
+    start: int
+    end: int
     buckets: tuple[int, int, int] = (-1, -1, -1)  # the minute, hour and day the counts are of
     counts: Counts = ()
-    json: bytes = b""
+
+    def set_counts(self, counts: Counts) -> None:
+        ratios = encode(api_dicts.ratios(counts))
+        self.json = self.json[: self.start] + ratios + self.json[self.end :]
+        self.end, self.counts = self.start + len(ratios), counts
 
 
 class ListingCache:
@@ -63,12 +74,11 @@ class ListingCache:
         if fragment is None or fragment.key != key:
             head = encode(api_dicts.summary_head(state))[:-1] + b',"uptime":'
             tail = b',"last":' + encode(api_dicts.last_dict(state)) + b"}"
-            fragment = self._fragments[name] = _Fragment(key, head, tail)
+            fragment = self._fragments[name] = _Fragment(key, head + tail, len(head), len(head))
         if fragment.buckets != buckets:
             counts = api_dicts.counts_of(state, now)
             if counts != fragment.counts:
-                fragment.counts = counts
-                fragment.json = fragment.head + encode(api_dicts.ratios(counts)) + fragment.tail
+                fragment.set_counts(counts)
             fragment.buckets = buckets
         return fragment
 
