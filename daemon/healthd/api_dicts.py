@@ -59,8 +59,7 @@ def result_dict(result: ProbeResult) -> dict[str, Any]:
 
 
 def counts_of(state: CheckState, now: float) -> Counts:
-    uptime = state.uptime
-    return tuple(n for name in WINDOW_NAMES for n in uptime.counts(name, now))
+    return state.uptime.all_counts(now)
 
 
 def summed(counts: Iterable[Counts]) -> Counts:

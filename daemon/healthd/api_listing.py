@@ -153,13 +153,16 @@ async def services_json(
     Each service is built in one piece, so its status agrees with its checks'; the listing
     as a whole may span a few probe results.
     """
-    parts = []
+    parts = [b""]  # the head's place; services and commas follow, all joined in one copy
     slice_end = time.perf_counter() + pause_after
     for service in list(services):
-        parts.append(cache.service_json(store, service, now))
+        parts += (cache.service_json(store, service, now), b",")
         if time.perf_counter() > slice_end:
             await asyncio.sleep(0)
             slice_end = time.perf_counter() + pause_after
     cache.forget_removed(store)
-    shard = encode(api_dicts.shard_dict(store))
-    return b'{"shard":' + shard + b',"services":[' + b",".join(parts) + b"]}"
+    if len(parts) > 1:
+        parts.pop()  # no comma after the last service
+    parts[0] = b'{"shard":' + encode(api_dicts.shard_dict(store)) + b',"services":['
+    parts.append(b"]}")
+    return b"".join(parts)

@@ -119,6 +119,16 @@ class Uptime:
         ring, count, _ = self._window_parts(name)
         return ring.window_counts(ring.spans.index(count), int(now // ring.step))
 
+    def all_counts(self, now: float) -> tuple[int, ...]:
+        """`counts` of every window in WINDOW_NAMES order, flat: 1h probes, 1h successes, 24h …"""
+        minute, hour, day = int(now // MINUTE), int(now // HOUR), int(now // DAY)
+        return (
+            *self._minute.window_counts(0, minute),
+            *self._hour.window_counts(0, hour),
+            *self._hour.window_counts(1, hour),
+            *self._day.window_counts(0, day),
+        )
+
     def _window_parts(self, name: str) -> tuple[Ring, int, HistogramRing | None]:
         if name == "1h":
             return self._minute, 60, self._hist_5m
