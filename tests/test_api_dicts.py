@@ -148,3 +148,18 @@ async def test_the_sliced_listing_is_the_same_json() -> None:
     assert orjson.loads(sliced) == orjson.loads(encode(services_dict(filled, filled.services, NOW)))
     shard = {"index": 0, "count": 1, "replicas": 1, "checks": 3}
     assert orjson.loads(await services_json(cache, filled, (), NOW)) == {"shard": shard, "services": []}
+
+
+async def test_the_cached_listing_follows_a_check_going_stale() -> None:
+    watched = dataclasses.replace(UP, stale_after=5.0)
+    filled, cache = Store(), ListingCache()
+    filled.apply([ServiceInfo("web", {}, (watched,))])
+    at = 1_700_000_040.0  # a minute's start: the checks below stay in one minute bucket
+    filled.record(watched.key, dataclasses.replace(OK, time=at))
+    await assert_cache_agrees(cache, filled, at + 1)
+    await assert_cache_agrees(cache, filled, at + 10)  # no new result: only the clock moved
+    body = await listing(cache, filled, at + 10)
+    assert body["services"][0]["checks"][0]["stale"] is True
+    filled.record(watched.key, dataclasses.replace(OK, time=at + 11))
+    await assert_cache_agrees(cache, filled, at + 12)
+    assert (await listing(cache, filled, at + 12))["services"][0]["checks"][0]["stale"] is False

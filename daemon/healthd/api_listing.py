@@ -8,9 +8,10 @@ interval and a 1 s poll) and the ratios of those whose counts moved; a service n
 checks had a result is answered from its kept bytes. The bytes are `api_dicts`' own JSON, so
 the answer is exactly what building every dict afresh gives (a test compares the two).
 
-What a check's JSON is made of is listed in `_state_key`; a service's fast path looks only
-at `Uptime.observed`, which every result that changes a check's state moves on. A field that
-can change without a new result must join both.
+What a check's JSON is made of is listed in `_state_key` (and `stale`, which the clock alone
+can change); a service's fast path looks only at `Uptime.observed`, which every result that
+changes a check's state moves on, and at `stale`. A field that can change without a new result
+must join both.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from dataclasses import dataclass
 from healthd import api_dicts
 from healthd.api_dicts import Counts, encode
 from healthd.config import CheckKey
-from healthd.store import CheckState, ServiceInfo, Store, service_status
+from healthd.store import CheckState, ServiceInfo, Store, is_stale, service_status
 from healthd.uptime import DAY, HOUR, MINUTE, Uptime
 
 
@@ -69,11 +70,16 @@ class ListingCache:
 
     def check(self, state: CheckState, now: float, buckets: tuple[int, int, int]) -> _Fragment:
         """The check's fragment, up to date for `now` (whose buckets the caller worked out)."""
-        key, name = _state_key(state), (state.info.service, state.info.name)
+        stale = is_stale(state, now)  # the one field that changes with the clock, without a result
+        key, name = (*_state_key(state), stale), (state.info.service, state.info.name)
         fragment = self._fragments.get(name)
         if fragment is None or fragment.key != key:
             head = encode(api_dicts.summary_head(state))[:-1] + b',"uptime":'
-            tail = b',"last":' + encode(api_dicts.last_dict(state)) + b"}"
+            tail = (
+                b',"last":'
+                + encode(api_dicts.last_dict(state))
+                + (b',"stale":true}' if stale else b',"stale":false}')
+            )
             fragment = self._fragments[name] = _Fragment(key, head + tail, len(head), len(head))
         if fragment.buckets != buckets:
             counts = api_dicts.counts_of(state, now)
@@ -92,18 +98,20 @@ class ListingCache:
         states = store.states_of(service)
         uptimes = [state.uptime for state in states]  # a restore replaces a check's uptime
         observed = [uptime.observed for uptime in uptimes]
+        stale = [is_stale(state, now) for state in states]
         entry = self._services.get(service.name)
         same = entry is not None and entry.service is service and entry.states == states
         if entry is None or not same or entry.uptimes != uptimes or entry.buckets != buckets:
             fragments = [self.check(state, now, buckets) for state in states]
             entry = self._services[service.name] = _Service(
-                service, states, uptimes, observed, buckets, fragments
+                service, states, uptimes, observed, stale, buckets, fragments
             )
-        elif entry.observed != observed:
-            for at, (new, old) in enumerate(zip(observed, entry.observed, strict=True)):
-                if new != old:
+        elif entry.observed != observed or entry.stale != stale:
+            marks = zip(observed, entry.observed, stale, entry.stale, strict=True)
+            for at, (new, old, new_stale, old_stale) in enumerate(marks):
+                if new != old or new_stale != old_stale:
                     entry.fragments[at] = self.check(states[at], now, buckets)
-            entry.observed, entry.json = observed, b""
+            entry.observed, entry.stale, entry.json = observed, stale, b""
         if not entry.json:
             entry.json = _service_bytes(service, states, entry.fragments)
         return entry.json
@@ -125,6 +133,7 @@ class _Service:
     states: list[CheckState]
     uptimes: list[Uptime]
     observed: list[int]
+    stale: list[bool]
     buckets: tuple[int, int, int]
     fragments: list[_Fragment]
     json: bytes = b""
