@@ -25,8 +25,8 @@ import time
 from typing import Any
 
 from aiohttp import web
-from healthd import api
-from healthd.api_models import ServicesResponse, ShardModel
+from healthd import api, api_dicts
+from healthd.api_models import ServicesResponse
 from healthd.metrics import Exposition
 from healthd.results import ProbeResult
 from healthd.scrape import MetricsRenderer
@@ -114,11 +114,8 @@ def read(port: int, path: str, headers: dict[str, str]) -> tuple[float, int]:
 
 def pydantic_listing(store: Store) -> str:
     """The listing as it was built before orjson: a model per check, per request."""
-    now = time.time()
-    services = [api._service_model(store, s, now) for s in store.services]
-    index, count, replicas = store.daemon.shard
-    shard = ShardModel(index=index, count=count, replicas=replicas, checks=len(list(store.all_states())))
-    return ServicesResponse(shard=shard, services=services).model_dump_json()
+    body = api_dicts.services_dict(store, store.services, time.time())
+    return ServicesResponse.model_validate(body).model_dump_json()
 
 
 def timed(fn: Any) -> float:

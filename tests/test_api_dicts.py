@@ -1,74 +1,165 @@
-"""The services listing's plain dicts say exactly what the response models say."""
+"""The API's one builder (api_dicts) says exactly what the response models say, and the
+services listing's cache answers exactly what building every dict afresh answers."""
 
 from __future__ import annotations
 
+import dataclasses
+from typing import Any
+
 import orjson
-from healthd.api import _service_model
-from healthd.api_dicts import encode, services_dict, services_json
-from healthd.api_models import ServicesResponse, ShardModel
+import pytest
+from healthd import api_dicts
+from healthd.api_dicts import encode, services_dict
+from healthd.api_listing import ListingCache, services_json
+from healthd.api_models import (
+    CheckDetail,
+    CheckSummary,
+    ErrorResponse,
+    HistoryResponse,
+    Result,
+    ServiceModel,
+    ServicesResponse,
+    UptimeSeries,
+)
 from healthd.results import ErrorKind, ProbeResult
 from healthd.store import CheckInfo, ServiceInfo, Store
+from healthd.uptime import DAY, HOUR, MINUTE, Uptime
+from pydantic import BaseModel, ValidationError
 
 UP = CheckInfo("web", "tcp", "tcp", "127.0.0.1:80", rise=1, fall=1, history=10)
 DOWN = CheckInfo("web", "http", "http", "http://127.0.0.1:8080/", rise=1, fall=1, history=10)
 NEVER = CheckInfo("db", "ping", "icmp", "::1", rise=1, fall=1, history=10)
+NOW = 1_700_000_010.0
+OK = ProbeResult(
+    time=1_700_000_000.123456,
+    ok=True,
+    duration=0.00123456789,
+    latency=0.0004,
+    phases={"resolve": 0.0, "connect": 0.0004},
+    details={"address": "127.0.0.1:80", "sizes": [1, 2]},
+)
+FAILED = ProbeResult(
+    time=1_700_000_002.0,  # whole seconds: the format drops the fraction, in both
+    ok=False,
+    duration=2.0,
+    latency=None,
+    error_kind=ErrorKind.TIMEOUT,
+    error_message="no answer within 2s",
+)
 
 
 def store() -> Store:
     store = Store()
     store.apply([ServiceInfo("web", {"team": "core"}, (UP, DOWN)), ServiceInfo("db", {}, (NEVER,))])
-    ok = ProbeResult(
-        time=1_700_000_000.123456,
-        ok=True,
-        duration=0.00123456789,
-        latency=0.0004,
-        phases={"resolve": 0.0, "connect": 0.0004},
-        details={"address": "127.0.0.1:80", "sizes": [1, 2]},
-    )
-    failed = ProbeResult(
-        time=1_700_000_002.0,  # whole seconds: the format drops the fraction, in both
-        ok=False,
-        duration=2.0,
-        latency=None,
-        error_kind=ErrorKind.TIMEOUT,
-        error_message="no answer within 2s",
-    )
-    store.record(UP.key, ok)
-    store.record(DOWN.key, failed)
+    store.record(UP.key, OK)
+    store.record(DOWN.key, FAILED)
     return store
 
 
-NOW = 1_700_000_010.0
+def validated(model: type[BaseModel], body: Any) -> dict[str, Any]:
+    """`body` encoded, parsed, validated by `model` and written back by it: equal to what was sent
+    unless the dicts say something the model does not (a field missing, extra, or of another type)."""
+    sent = orjson.loads(encode(body))
+    assert orjson.loads(model.model_validate(sent).model_dump_json()) == sent, model.__name__
+    parsed: dict[str, Any] = sent
+    return parsed
 
 
-def models_json(store: Store) -> bytes:
-    services = [_service_model(store, s, NOW) for s in store.services]
-    index, count, replicas = store.daemon.shard
-    shard = ShardModel(index=index, count=count, replicas=replicas, checks=3)
-    return ServicesResponse(shard=shard, services=services).model_dump_json().encode()
-
-
-def test_dicts_encode_to_the_models_json() -> None:
+def test_every_answer_validates_against_its_model() -> None:
     filled = store()
-    assert orjson.loads(encode(services_dict(filled, filled.services, NOW))) == orjson.loads(models_json(filled))
+    state = filled.check(DOWN.key)
+    assert state is not None
+    body = validated(ServicesResponse, services_dict(filled, filled.services, NOW))
+    validated(ServiceModel, api_dicts.service_dict(filled, filled.services[0], NOW))
+    validated(CheckSummary, api_dicts.summary_dict(state, api_dicts.counts_of(state, NOW), NOW))
+    detail = validated(CheckDetail, api_dicts.detail_dict(state, NOW))
+    validated(HistoryResponse, api_dicts.history_dict(list(state.history)))
+    validated(Result, api_dicts.result_dict(OK))
+    buckets = state.uptime.series(2 * HOUR, HOUR, NOW)
+    validated(UptimeSeries, api_dicts.series_dict(state, "2h", "1h", buckets))
+    validated(ErrorResponse, api_dicts.error_dict("invalid_config", "rejected", ["a: b"]))
+    web, db = body["services"]
+    assert [c["status"] for c in web["checks"]] == ["up", "down"]
+    assert web["checks"][1]["last"]["error"] == {"kind": "timeout", "message": "no answer within 2s"}
+    assert db["checks"][0]["last"] is None
+    assert web["checks"][0]["last"]["time"] == "2023-11-14T22:13:20.123456Z"
+    assert (
+        web["uptime"]["1h"] == 0.5 and web["checks"][0]["uptime"]["1h"] == 1.0 and db["uptime"]["1h"] is None
+    )
+    assert detail["windows"]["1h"]["probes"] == 1 and set(detail["windows"]["1h"]["latency_ms"]) == {
+        "mean",
+        "p50",
+        "p95",
+        "p99",
+    }
 
 
-def test_dicts_validate_against_the_models() -> None:
-    filled = store()
-    body = orjson.loads(encode(services_dict(filled, filled.services, NOW)))
-    parsed = ServicesResponse.model_validate(body)
-    web, db = parsed.services
-    assert [c.status for c in web.checks] == ["up", "down"]
-    assert web.checks[1].last is not None and web.checks[1].last.error is not None
-    assert web.checks[1].last.error.kind == "timeout"
-    assert db.checks[0].last is None
-    assert body["services"][0]["checks"][0]["last"]["time"] == "2023-11-14T22:13:20.123456Z"
-    assert web.uptime.h1 == 0.5 and web.checks[0].uptime.h1 == 1.0 and db.uptime.h1 is None
+def test_a_field_the_models_do_not_know_fails_the_validation() -> None:
+    body = api_dicts.result_dict(OK)
+    with pytest.raises(AssertionError):
+        validated(Result, {**body, "stale": True})  # a field only the dicts have
+    with pytest.raises(ValidationError):
+        validated(Result, {k: v for k, v in body.items() if k != "details"})  # one they lack
+    with pytest.raises(ValidationError):
+        validated(Result, {**body, "details": None})  # one of another type
+
+
+async def listing(cache: ListingCache, filled: Store, now: float) -> Any:
+    return orjson.loads(await services_json(cache, filled, filled.services, now, pause_after=0))
+
+
+async def assert_cache_agrees(cache: ListingCache, filled: Store, now: float) -> None:
+    fresh = orjson.loads(encode(services_dict(filled, filled.services, now)))
+    assert await listing(cache, filled, now) == fresh
+    for service, built in zip(filled.services, fresh["services"], strict=True):
+        assert orjson.loads(cache.service_json(filled, service, now)) == built
+
+
+async def test_the_cached_listing_follows_results_time_and_reloads() -> None:
+    filled, cache = store(), ListingCache()
+    await assert_cache_agrees(cache, filled, NOW)
+    await assert_cache_agrees(cache, filled, NOW)  # all from the cache
+    filled.record(UP.key, FAILED)  # a new result: state, last and uptime change
+    await assert_cache_agrees(cache, filled, NOW)
+    filled.record(UP.key, FAILED)  # the same result object again: only the uptime counts show it
+    await assert_cache_agrees(cache, filled, NOW)
+    for later in (MINUTE, HOUR, 2 * HOUR, DAY, 25 * HOUR, 31 * DAY):  # results age out of windows
+        await assert_cache_agrees(cache, filled, NOW + later)
+    await assert_cache_agrees(cache, filled, NOW - HOUR)  # a clock stepped back
+    await assert_cache_agrees(cache, filled, NOW)
+    restored = filled.check(UP.key)
+    assert restored is not None
+    fresh = Uptime()  # as a snapshot's restore replaces it, with no result recorded since
+    fresh.observed = restored.uptime.observed  # the same count: only the object tells them apart
+    restored.uptime = fresh
+    await assert_cache_agrees(cache, filled, NOW)
+    renamed = dataclasses.replace(UP, target="127.0.0.1:81", labels={"new": "label"})
+    filled.apply([ServiceInfo("web", {"team": "edge"}, (renamed, DOWN))])  # a reload keeps the state
+    await assert_cache_agrees(cache, filled, NOW)
+    assert await listing(cache, filled, NOW) == orjson.loads(
+        encode(services_dict(filled, filled.services, NOW))
+    )
+    assert len(cache._fragments) == 2 and len(cache._services) == 1  # the removed ones are gone
 
 
 async def test_the_sliced_listing_is_the_same_json() -> None:
-    filled = store()
-    sliced = await services_json(filled, filled.services, NOW, pause_after=0)  # a pause after each service
+    filled, cache = store(), ListingCache()
+    sliced = await services_json(cache, filled, filled.services, NOW, pause_after=0)  # a pause per service
     assert orjson.loads(sliced) == orjson.loads(encode(services_dict(filled, filled.services, NOW)))
     shard = {"index": 0, "count": 1, "replicas": 1, "checks": 3}
-    assert orjson.loads(await services_json(filled, (), NOW)) == {"shard": shard, "services": []}
+    assert orjson.loads(await services_json(cache, filled, (), NOW)) == {"shard": shard, "services": []}
+
+
+async def test_the_cached_listing_follows_a_check_going_stale() -> None:
+    watched = dataclasses.replace(UP, stale_after=5.0)
+    filled, cache = Store(), ListingCache()
+    filled.apply([ServiceInfo("web", {}, (watched,))])
+    at = 1_700_000_040.0  # a minute's start: the checks below stay in one minute bucket
+    filled.record(watched.key, dataclasses.replace(OK, time=at))
+    await assert_cache_agrees(cache, filled, at + 1)
+    await assert_cache_agrees(cache, filled, at + 10)  # no new result: only the clock moved
+    body = await listing(cache, filled, at + 10)
+    assert body["services"][0]["checks"][0]["stale"] is True
+    filled.record(watched.key, dataclasses.replace(OK, time=at + 11))
+    await assert_cache_agrees(cache, filled, at + 12)
+    assert (await listing(cache, filled, at + 12))["services"][0]["checks"][0]["stale"] is False

@@ -126,17 +126,55 @@ async def test_readyz_while_starting_sends_what_the_document_says(
     assert head.status == 503 and await head.read() == b""
 
 
+async def token_client(tmp_path: Path, target: str, closed_port: int, make: MakeClient) -> Client:
+    """A daemon with the token `s3cret` and `protect_reads`, and a client of it."""
+    path = tmp_path / "config.yaml"
+    path.write_text(config_text(target, f"127.0.0.1:{closed_port}", server=token_server(tmp_path, "s3cret")))
+    client: Client = await make(create_app(load_config(path), path))
+    return client
+
+
 async def test_served_document_follows_the_token_mode(
     tmp_path: Path, tcp_server: TcpServer, closed_port: int, aiohttp_client: MakeClient
 ) -> None:
     path = tmp_path / "config.yaml"
-    path.write_text(
-        config_text(tcp_server.target, f"127.0.0.1:{closed_port}", server=token_server(tmp_path, "s3cret"))
-    )
-    client: Client = await aiohttp_client(create_app(load_config(path), path))
+    client = await token_client(tmp_path, tcp_server.target, closed_port, aiohttp_client)
     doc = await (await client.get("/api/v1/openapi.json")).json()
     assert doc == build_openapi(True, True)
     path.write_text(config_text(tcp_server.target, f"127.0.0.1:{closed_port}"))
     reload = await client.post("/api/v1/reload", headers={"Authorization": "Bearer s3cret"})
     assert reload.status == 200
     assert await (await client.get("/api/v1/openapi.json")).json() == build_openapi(False, False)
+
+
+def test_event_stream_and_login_form_are_documented() -> None:
+    doc = build_openapi(True, True)
+    validate(doc)
+    events = doc["paths"]["/api/v1/events"]["get"]["responses"]["200"]["content"]
+    assert set(events) == {"application/json", "text/event-stream"}
+    stream = events["text/event-stream"]
+    assert stream["schema"] == {"type": "string"}
+    assert stream["example"].startswith(": connected\n\n") and "\nevent: check\ndata: {" in stream["example"]
+    body = doc["paths"]["/login"]["post"]["requestBody"]
+    assert body["required"] is False  # without a body: the login form again, with 401
+    form = body["content"]["application/x-www-form-urlencoded"]
+    assert form["schema"]["required"] == ["token"] and set(form["schema"]["properties"]) == {"token", "next"}
+    assert "requestBody" not in doc["paths"]["/logout"]["post"]
+
+
+async def test_the_login_form_the_document_describes_logs_in(
+    tmp_path: Path, tcp_server: TcpServer, closed_port: int, aiohttp_client: MakeClient
+) -> None:
+    client = await token_client(tmp_path, tcp_server.target, closed_port, aiohttp_client)
+    doc = await (await client.get("/api/v1/openapi.json")).json()
+    example = doc["paths"]["/login"]["post"]["requestBody"]["content"]["application/x-www-form-urlencoded"]
+    form = {**example["example"], "token": "s3cret"}
+    answer = await client.post("/login", data=form, allow_redirects=False)
+    assert answer.status == 303 and answer.headers["Location"] == form["next"]
+    assert "healthd_session" in answer.cookies
+    stream = await client.get(
+        "/api/v1/events", headers={"Accept": "text/event-stream"}, cookies=answer.cookies
+    )
+    assert stream.headers["Content-Type"] == "text/event-stream"
+    assert await stream.content.readuntil(b"\n\n") == b": connected\n\n"
+    stream.close()

@@ -26,8 +26,8 @@ from aiohttp.web_protocol import RequestHandler
 from aiohttp.web_request import BaseRequest
 from aiohttp.web_server import Server
 
-from healthd.api import error_response
-from healthd.api_models import ErrorBody, ErrorResponse
+from healthd.api_dicts import encode, error_dict
+from healthd.api_errors import error_response
 
 log = logging.getLogger(__name__)
 
@@ -58,8 +58,7 @@ class _Count:
 
 
 def _overload_reply() -> bytes:
-    error = ErrorBody(code="too_many_connections", message="too many open API connections; retry later")
-    body = ErrorResponse(error=error).model_dump_json().encode()
+    body = encode(error_dict("too_many_connections", "too many open API connections; retry later"))
     head = (
         "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json; charset=utf-8\r\n"
         f"Content-Length: {len(body)}\r\nRetry-After: 1\r\nConnection: close\r\n\r\n"

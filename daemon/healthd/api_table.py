@@ -74,12 +74,13 @@ class Route:
     query: tuple[QueryParam, ...] = ()
     access: Access = Access.OPEN
     content_type: str = "application/json"
-    other_content_types: tuple[str, ...] = ()  # a non-model answer also sent as these, by Accept
+    other_content_types: tuple[str, ...] = ()  # the answer also sent as these (text), by Accept
     operation_id: str = ""  # default: the handler's name
     tag: str = ""  # default: the path's first segment after /api/v1/
-    example: str | dict[str, object] | None = None  # for a non-model answer
+    example: str | dict[str, object] | None = None  # for a non-model answer or other_content_types
     error_models: Mapping[int, type[BaseModel]] = field(default_factory=dict)  # non-ErrorResponse bodies
     links: tuple[Link, ...] = ()
+    request_body: Mapping[str, Any] | None = None  # an OpenAPI Request Body Object, as it stands
 
     @property
     def op_id(self) -> str:

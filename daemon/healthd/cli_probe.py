@@ -14,7 +14,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from healthd.api_models import Result
+from healthd.api_dicts import encode, result_dict
 from healthd.cli_tools import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, write_stdout
 from healthd.config import CHECK_MODELS, CheckBase, parse_duration
 from healthd.probes import PROBES, Probe, ProbeResources
@@ -119,7 +119,7 @@ async def _probe_with_own_resources(probe: Probe, check: CheckBase) -> ProbeResu
 
 def render(kind: str, target: str, result: ProbeResult, as_json: bool) -> str:
     if as_json:
-        return Result.of(result).model_dump_json(indent=2)
+        return encode(result_dict(result), indent=True).decode()
     total = f"{result.duration * 1000:.3f} ms"
     if result.ok:
         latency = result.latency if result.latency is not None else result.duration

@@ -153,8 +153,17 @@ def _content(route: Route, model: type[BaseModel] | None) -> dict[str, Any]:
     return {content_type: media for content_type in (route.content_type, *route.other_content_types)}
 
 
+def _ok_content(route: Route) -> dict[str, Any]:
+    """The 200 answer's media types: a model's JSON and the text forms it may also take."""
+    content = _content(route, route.response)
+    if route.response is not None:
+        for content_type in route.other_content_types:  # e.g. the events' text/event-stream
+            content[content_type] = {"schema": {"type": "string"}, "example": route.example}
+    return content
+
+
 def _responses(route: Route, guarded: bool) -> dict[str, Any]:
-    ok: dict[str, Any] = {"description": "OK", "content": _content(route, route.response)}
+    ok: dict[str, Any] = {"description": "OK", "content": _ok_content(route)}
     if route.links:
         ok["links"] = {
             link.name: {"operationId": link.operation_id, "parameters": dict(link.parameters)}
@@ -237,6 +246,8 @@ def _operation(route: Route, guarded: bool) -> dict[str, Any]:
     }
     if parameters := _parameters(route):
         operation["parameters"] = parameters
+    if route.request_body is not None:
+        operation["requestBody"] = dict(route.request_body)
     return operation
 
 

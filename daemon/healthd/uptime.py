@@ -62,22 +62,25 @@ class SeriesBucket:
 class Uptime:
     """One check's uptime aggregates. Write with `observe`; read with `window` / `series`."""
 
-    __slots__ = ("_day", "_down_since", "_hist_5m", "_hist_hour", "_hour", "_minute")
+    __slots__ = ("_day", "_down_since", "_hist_5m", "_hist_hour", "_hour", "_minute", "observed")
 
     def __init__(self) -> None:
         # uint16 counts suffice for a minute; float32 sums would drift over a day of 100 ms probes
-        self._minute = Ring(MINUTE, 60, "H", "f")
-        self._hour = Ring(HOUR, 168, "I", "f")
-        self._day = Ring(DAY, 90, "I", "d")
+        # spans: the windows' lengths in buckets (see _window_parts), kept as running counts
+        self._minute = Ring(MINUTE, 60, "H", "f", spans=(60,))
+        self._hour = Ring(HOUR, 168, "I", "f", spans=(24, 168))
+        self._day = Ring(DAY, 90, "I", "d", spans=(30,))
         self._hist_5m = HistogramRing(5 * MINUTE, 12)
         self._hist_hour = HistogramRing(HOUR, 24)
         self._down_since: float | None = None  # start of the down stretch not yet counted
+        self.observed = 0  # results observed: readers that cache what they read compare it
 
     def _rings(self) -> tuple[Ring, Ring, Ring]:
         return self._minute, self._hour, self._day
 
     def observe(self, time: float, ok: bool, latency: float | None, down: bool) -> None:
         """One probe result at `time`; `down`: the check's debounced state after it."""
+        self.observed += 1
         if self._down_since is not None and time > self._down_since:
             for ring in self._rings():
                 ring.add_down(self._down_since, time)
@@ -112,10 +115,19 @@ class Uptime:
         return Window(probes, successes, down, mean, percentiles)
 
     def counts(self, name: str, now: float) -> tuple[int, int]:
-        """(probes, successes) in a window: what a ratio needs, cheaper than `window`."""
+        """(probes, successes) in a window: what a ratio needs, from the ring's running totals."""
         ring, count, _ = self._window_parts(name)
-        last = int(now // ring.step)
-        return ring.counts_in(last - count + 1, last)
+        return ring.window_counts(ring.spans.index(count), int(now // ring.step))
+
+    def all_counts(self, now: float) -> tuple[int, ...]:
+        """`counts` of every window in WINDOW_NAMES order, flat: 1h probes, 1h successes, 24h …"""
+        minute, hour, day = int(now // MINUTE), int(now // HOUR), int(now // DAY)
+        return (
+            *self._minute.window_counts(0, minute),
+            *self._hour.window_counts(0, hour),
+            *self._hour.window_counts(1, hour),
+            *self._day.window_counts(0, day),
+        )
 
     def _window_parts(self, name: str) -> tuple[Ring, int, HistogramRing | None]:
         if name == "1h":
@@ -159,6 +171,7 @@ class Uptime:
             ring.head = int(head)
             fill_le(ring.counts, counts)
             fill_le(ring.sums, sums)
+            ring.recount()
         for hist, (head, counts) in zip((uptime._hist_5m, uptime._hist_hour), hists, strict=True):
             hist.head = int(head)
             fill_le(hist.counts, counts)

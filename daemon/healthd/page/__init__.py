@@ -35,6 +35,29 @@ _BADGE_QUERY = (
     QueryParam("window", "uptime window", schema={"enum": ["1h", "24h", "7d", "30d"], "default": "24h"}),
 )
 _HTML = "<!doctype html><html lang=en><title>healthd status</title>...</html>"
+_LOGIN_FIELDS: dict[str, Any] = {
+    "type": "object",
+    "required": ["token"],
+    "properties": {
+        "token": {"type": "string", "description": "the API token (server.token_file)"},
+        "next": {
+            "type": "string",
+            "description": "the page to go to after (a path on this host)",
+            "default": "/",
+        },
+    },
+}
+# the form the login page posts (multipart/form-data with the same fields is read the same way;
+# listing both breaks the client openapi-python-client generates)
+_LOGIN_FORM: dict[str, Any] = {
+    "required": False,  # without one the answer is the form again, with 401
+    "content": {
+        "application/x-www-form-urlencoded": {
+            "schema": _LOGIN_FIELDS,
+            "example": {"token": "s3cret", "next": "/"},
+        },
+    },
+}
 _SVG = '<svg xmlns="http://www.w3.org/2000/svg" width="90" height="20" role="img">...</svg>'
 _REDIRECT = (303,)  # to the form's `next` (login) or to / (logout), with Set-Cookie
 
@@ -95,6 +118,7 @@ ROUTES: tuple[Route, ...] = (
         login,
         "Trade the token (form field `token`) for an HttpOnly, SameSite=Strict session cookie",
         (*_REDIRECT, 401),
+        request_body=_LOGIN_FORM,
     ),
     _html("POST", "/logout", logout, "End the page's session", _REDIRECT),
     Route(

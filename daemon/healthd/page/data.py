@@ -2,7 +2,7 @@
 
 Server-side rendering shows what the API serves: each check row starts as the
 API's check dict, the bar series is the uptime endpoint's series, the service
-uptime the listing's; all built by the API's own models.
+uptime the listing's; all built by the API's own builders (healthd.api_dicts).
 Only the rows of one page are built; the banner counts read statuses only.
 """
 
@@ -15,11 +15,12 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
 
-from healthd.api_models import CheckDetail, CheckSummary, Result, SeriesBucketModel, UptimeRatios
+from healthd import api_dicts
+from healthd.api_dicts import jsonable
 from healthd.config import format_check_id
 from healthd.page import view
 from healthd.store import CheckState, ServiceInfo, Store, service_status
-from healthd.uptime import WINDOW_NAMES, series_shape
+from healthd.uptime import series_shape
 
 HISTORY_SHOWN = 50
 FAILURES_SHOWN = 10
@@ -75,7 +76,7 @@ def series(state: CheckState, mode: str, now: float, full: bool = True) -> list[
     window, step = series_shape(*view.BAR_MODES[mode])
     buckets = state.uptime.series(window, step, now)
     if full:
-        return [SeriesBucketModel.of(b).model_dump(mode="json") for b in buckets]
+        return [jsonable(api_dicts.bucket_dict(b)) for b in buckets]
     return [
         {
             "probes": w.probes,
@@ -89,18 +90,17 @@ def series(state: CheckState, mode: str, now: float, full: bool = True) -> list[
 
 def service_uptime(store: Store, service: ServiceInfo, now: float) -> Mapping[str, float | None]:
     """The service's uptime ratios, as the API lists them."""
-    counts = [[s.uptime.counts(name, now) for name in WINDOW_NAMES] for s in store.states_of(service)]
-    totals = [(sum(c[w][0] for c in counts), sum(c[w][1] for c in counts)) for w in range(len(WINDOW_NAMES))]
-    return UptimeRatios.of(totals).model_dump()
+    counts = (api_dicts.counts_of(s, now) for s in store.states_of(service))
+    return api_dicts.ratios(api_dicts.summed(counts))
 
 
 def check_uptime(state: CheckState, now: float) -> Mapping[str, float | None]:
-    return UptimeRatios.of_state(state, now).model_dump()
+    return api_dicts.ratios(api_dicts.counts_of(state, now))
 
 
 def build_row(state: CheckState, mode: str, now: float, full: bool = False) -> Row:
     """One check as the page shows it; `full` adds a tooltip per bar (the check's own page)."""
-    data = CheckSummary.of(state, now).model_dump(mode="json")
+    data = jsonable(api_dicts.summary_dict(state, api_dicts.counts_of(state, now), now))
     buckets = series(state, mode, now, full)
     window, step = view.BAR_MODES[mode]
     last = data.get("last") or {}
@@ -193,8 +193,8 @@ class CheckModel:
 
 def check_model(store: Store, service: ServiceInfo, state: CheckState, mode: str) -> CheckModel:
     now = time.time()
-    detail = CheckDetail.of(state, now).model_dump(mode="json")
-    history = [Result.of(r).model_dump(mode="json") for r in reversed(state.history)]
+    detail = jsonable(api_dicts.detail_dict(state, now))
+    history = jsonable([api_dicts.result_dict(r) for r in reversed(state.history)])
     return CheckModel(
         row=build_row(state, mode, now, full=True),
         detail=detail,
