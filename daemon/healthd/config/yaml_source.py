@@ -33,6 +33,10 @@ PathKey = tuple[str | int, ...]
 #: libyaml's loader, when this PyYAML was built with it
 LIBYAML: type[yaml.CSafeLoader] | None = yaml.CSafeLoader if yaml.__with_libyaml__ else None
 
+#: a file libyaml refuses is parsed again by PyYAML's parser for the same words, up to this size
+#: (PyYAML takes about 1 s for 100 KiB; a large generated file keeps libyaml's words)
+SAME_WORDS_BYTES = 256 * 1024
+
 _LINE_BREAKS_NOT_NEWLINE = re.compile("\r(?!\n)|[\x85\u2028\u2029]")
 
 
@@ -73,7 +77,22 @@ def _constructor_reason(node: yaml.Node, exc: Exception) -> str:
 def parse(text: str, *, pure: bool = False) -> tuple[Any, yaml.Node, LineCounter]:
     """The document's data, its root node and its line counter (for `line_of`). Raises YamlProblem.
 
-    `pure` uses PyYAML's Python parser even when libyaml is there (for tests)."""
+    `pure` uses PyYAML's Python parser even when libyaml is there (for tests). A file that
+    libyaml finds a syntax error in is parsed again by PyYAML's, up to `SAME_WORDS_BYTES`,
+    so that the error reads the same with or without libyaml."""
+    if LIBYAML is None or pure or len(text) > SAME_WORDS_BYTES:
+        return _parse(text, pure=pure)
+    try:
+        return _parse(text, pure=False)
+    except _SyntaxProblem:
+        return _parse(text, pure=True)
+
+
+class _SyntaxProblem(YamlProblem):
+    """A parser's syntax error (the composer's own problems are the same on both paths)."""
+
+
+def _parse(text: str, *, pure: bool) -> tuple[Any, yaml.Node, LineCounter]:
     lines = LineCounter(text)
     _refuse_characters(text)
     try:
@@ -91,7 +110,9 @@ def parse(text: str, *, pure: bool = False) -> tuple[Any, yaml.Node, LineCounter
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         problem = exc.problem or exc.context or "invalid YAML"
-        raise YamlProblem(lines(mark), f"YAML syntax error: {problem}") from None
+        if problem == "exceeded maximum nesting depth":  # libyaml's scanner, looking ahead past ours
+            raise _SyntaxProblem(lines(mark), f"nested more than {MAX_DEPTH} levels deep") from None
+        raise _SyntaxProblem(lines(mark), f"YAML syntax error: {problem}") from None
     except yaml.YAMLError as exc:
         raise YamlProblem(1, f"YAML error: {str(exc).splitlines()[0][:200]}") from None
     except RecursionError:  # a guard behind MAX_DEPTH, should a PyYAML path recurse otherwise
