@@ -136,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
         figures: dict[str, Any] = {"libyaml": LIBYAML is not None}
         figures["config"] = config_section(workdir, sizes, args.rounds)
         figures["snapshot"] = asyncio.run(
-            snapshot_section(workdir, args.snapshot_checks, args.snapshot_rounds)
+            snapshot_section(workdir, args.snapshot_checks, args.snapshot_history, args.snapshot_rounds)
         )
     finally:
         shutil.rmtree(workdir, ignore_errors=True)

@@ -83,7 +83,7 @@ def _copy(state: CheckState) -> CheckCopy:
     return CheckCopy(record, state.history.copy(), state.failures.copy())
 
 
-async def capture(store: Store, now: float, slice_seconds: float = 0.005) -> Snapshot:
+async def capture(store: Store, now: float, slice_seconds: float = 0.002) -> Snapshot:
     """Copy every check, handing the loop back after each `slice_seconds` of copying
     (each check is copied whole, so it is consistent in itself)."""
     copies: list[CheckCopy] = []

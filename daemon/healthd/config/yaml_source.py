@@ -1,19 +1,21 @@
 """YAML text -> plain data plus the line of every key, with hard bounds on what a file may cost.
 
-libyaml parses (`yaml.CSafeLoader`, about 100x faster than PyYAML's pure-Python
-scanner) when PyYAML has it, else PyYAML's own parser; either way the events go
-through our composer (`yaml_compose`: nesting, expanded size, recursive
-aliases, duplicate keys, without recursion), then PyYAML's safe constructor,
-guarded:
+libyaml parses (`yaml.CSafeLoader`; a whole load is ~10x faster than with
+PyYAML's pure-Python scanner) when PyYAML has it, else PyYAML's own parser;
+either way the events go through our composer (`yaml_compose`: nesting,
+expanded size, recursive aliases, duplicate keys, without recursion), then
+PyYAML's safe constructor, guarded:
 
 - a character YAML does not allow is refused before parsing, by one regex, so
   both parsers give the same error;
 - any exception a scalar's constructor raises (`!!int 1.2.3.4`, `!!bool shop`,
-  `2001-13-45`, a 5,000-digit integer) becomes an error at that scalar's line.
+  `2001-13-45`, a 5,000-digit integer) becomes an error at that scalar's line;
+- a syntax error libyaml finds is reported as PyYAML's parser words it (the
+  file is parsed again, up to `SAME_WORDS_BYTES`), so an error reads the same
+  with or without libyaml. libyaml reads a tab inside a plain scalar and a `?`
+  inside a flow key, which PyYAML's parser refuses (YAML 1.2 allows both).
 
-The two parsers word syntax errors differently (libyaml: "did not find expected
-node content"; PyYAML: "expected the node content, but found ..."); the line is
-the same. Every failure is a `YamlProblem(line, message)`; lines are 1-based.
+Every failure is a `YamlProblem(line, message)`; lines are 1-based.
 """
 
 from __future__ import annotations
@@ -170,7 +172,7 @@ class LineCounter:
     def __init__(self, text: str) -> None:
         # CRLF is one break for YAML and one `\n` for editors: only a lone CR and the rest differ
         unusual = _LINE_BREAKS_NOT_NEWLINE.search(text) is not None
-        self._newlines = [i for i, char in enumerate(text) if char == "\n"] if unusual else None
+        self._newlines = [m.start() for m in re.finditer("\n", text)] if unusual else None
 
     def __call__(self, mark: Any) -> int:
         if mark is None:
