@@ -135,9 +135,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         figures: dict[str, Any] = {"libyaml": LIBYAML is not None}
         figures["config"] = config_section(workdir, sizes, args.rounds)
-        figures["snapshot"] = asyncio.run(
-            snapshot_section(workdir, args.snapshot_checks, args.snapshot_history, args.snapshot_rounds)
-        )
+        if args.snapshot_checks:  # 0 skips the snapshot section
+            figures["snapshot"] = asyncio.run(
+                snapshot_section(workdir, args.snapshot_checks, args.snapshot_history, args.snapshot_rounds)
+            )
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     with open("/proc/loadavg", encoding="ascii") as loadavg:
