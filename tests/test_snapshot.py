@@ -171,3 +171,13 @@ async def test_unwritable_state_dir_warns_once_and_never_raises(
         assert not await state_file.write()
         assert not await state_file.write()
     assert len(caplog.records) == 1 and "cannot write" in caplog.records[0].getMessage()
+
+
+async def test_encode_frees_each_copy_once_packed_and_keeps_the_order() -> None:
+    """The copies go as they are packed (freeing all at the end held the GIL ~40 ms at 10k)."""
+    store = make_store()
+    fill(store)
+    copy = await snapshot.capture(store, T0 + 1000)
+    packed = snapshot.encode(copy)
+    assert copy.checks == []
+    assert list(snapshot.decode(packed)) == ["s/a", "s/b"]

@@ -83,7 +83,7 @@ def _copy(state: CheckState) -> CheckCopy:
     return CheckCopy(record, state.history.copy(), state.failures.copy())
 
 
-async def capture(store: Store, now: float, slice_seconds: float = 0.005) -> Snapshot:
+async def capture(store: Store, now: float, slice_seconds: float = 0.002) -> Snapshot:
     """Copy every check, handing the loop back after each `slice_seconds` of copying
     (each check is copied whole, so it is consistent in itself)."""
     copies: list[CheckCopy] = []
@@ -97,20 +97,29 @@ async def capture(store: Store, now: float, slice_seconds: float = 0.005) -> Sna
 
 
 def encode(snapshot: Snapshot) -> bytes:
-    """The file's bytes. Packed and compressed one check at a time: each C call is short,
-    so the thread running this hands the GIL back to the event loop often."""
+    """The file's bytes; empties `snapshot.checks`. Packed and compressed one check at a time:
+    each C call is short, so the thread running this hands the GIL back to the event loop often."""
     packer = msgpack.Packer(default=str)
     compressor = zlib.compressobj(1)  # level 1: most of the gain at a fraction of the time
     head = packer.pack_map_header(2) + packer.pack("written") + packer.pack(snapshot.written)
     parts = [
         compressor.compress(head + packer.pack("checks") + packer.pack_array_header(len(snapshot.checks)))
     ]
-    for copy in snapshot.checks:
+    checks = snapshot.checks
+    checks.reverse()  # popped from the end, so in order
+    while checks:
+        # each copy is freed as soon as it is packed: freeing all 10,000 at the end is one
+        # uninterruptible cascade of deallocations, ~40 ms with the GIL held (measured)
+        copy = checks.pop()
         record = {**copy.record, "history": copy.history.dump(), "failures": copy.failures.dump()}
+        del copy
         parts.append(compressor.compress(packer.pack(record)))
     parts.append(compressor.flush())
-    body = b"".join(parts)
-    return _HEADER.pack(MAGIC, FORMAT_VERSION, len(body), zlib.crc32(body)) + body
+    crc = 0
+    for part in parts:  # piecewise, so the header goes in front with one join: no second copy
+        crc = zlib.crc32(part, crc)
+    header = _HEADER.pack(MAGIC, FORMAT_VERSION, sum(map(len, parts)), crc)
+    return b"".join([header, *parts])
 
 
 def decode(data: bytes) -> dict[str, dict[str, Any]]:

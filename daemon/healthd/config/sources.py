@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from healthd.config import discovery, env
-from healthd.config.loader import Lines, build_config, read_document
+from healthd.config.loader import Lines, build_config, gc_paused, read_document
 from healthd.config.messages import dotted
 from healthd.config.model import Config
 from healthd.config.yaml_source import PathKey
@@ -117,9 +117,12 @@ def load_config(path: str | Path, environ: Mapping[str, str] | None = None) -> C
 
 def load(path: str | Path, environ: Mapping[str, str] | None = None) -> Loaded:
     """Read, merge, expand, validate. Raises ConfigError listing every problem."""
-    root = Path(path)
+    with gc_paused():
+        return _load(Path(path), os.environ if environ is None else environ)
+
+
+def _load(root: Path, environ: Mapping[str, str]) -> Loaded:
     merge = _Merge(root)
-    environ = os.environ if environ is None else environ
     for file in _files_of(root):
         _add_file(merge, file, environ)
     watched = [root, *_discover(merge)]

@@ -1,15 +1,19 @@
 """YAML text -> plain data plus the line of every key, with hard bounds on what a file may cost.
 
-PyYAML's safe loader is extended, not replaced:
+libyaml parses (`yaml.CSafeLoader`; a whole load is ~10x faster than with
+PyYAML's pure-Python scanner) when PyYAML has it, else PyYAML's own parser;
+either way the events go through our composer (`yaml_compose`: nesting,
+expanded size, recursive aliases, duplicate keys, without recursion), then
+PyYAML's safe constructor, guarded:
 
-- nesting is capped (the composer and constructor recurse once per level);
-- aliases are counted as what they expand to: a document whose expanded size
-  passes `MAX_NODES` is refused as it is composed, so a 500-byte "billion
-  laughs" file costs microseconds, not gigabytes;
-- an alias to a node that is still being composed (`x: &x [*x]`) is refused;
-- a key given twice in one mapping is an error naming both lines;
+- a character YAML does not allow is refused before parsing, by one regex, so
+  both parsers give the same error;
 - any exception a scalar's constructor raises (`!!int 1.2.3.4`, `!!bool shop`,
-  `2001-13-45`, a 5,000-digit integer) becomes an error at that scalar's line.
+  `2001-13-45`, a 5,000-digit integer) becomes an error at that scalar's line;
+- a syntax error libyaml finds is reported as PyYAML's parser words it (the
+  file is parsed again, up to `SAME_WORDS_BYTES`), so an error reads the same
+  with or without libyaml. libyaml reads a tab inside a plain scalar and a `?`
+  inside a flow key, which PyYAML's parser refuses (YAML 1.2 allows both).
 
 Every failure is a `YamlProblem(line, message)`; lines are 1-based.
 """
@@ -17,35 +21,31 @@ Every failure is a `YamlProblem(line, message)`; lines are 1-based.
 from __future__ import annotations
 
 import bisect
-from collections.abc import Hashable
+import re
 from typing import Any
 
 import yaml
 
+from healthd.config.yaml_compose import MAX_DEPTH, MAX_NODES, Composer, YamlProblem, short
+
+__all__ = ["MAX_DEPTH", "MAX_NODES", "LineCounter", "PathKey", "YamlProblem", "line_of", "parse"]
+
 PathKey = tuple[str | int, ...]
 
-#: deepest nesting of mappings and lists (a real config nests about 6 levels)
-MAX_DEPTH = 64
-#: nodes the document may expand to, counting every alias in full
-MAX_NODES = 1_000_000
+#: libyaml's loader, when this PyYAML was built with it
+LIBYAML: type[yaml.CSafeLoader] | None = yaml.CSafeLoader if yaml.__with_libyaml__ else None
+
+#: a file libyaml refuses is parsed again by PyYAML's parser for the same words, up to this size
+#: (PyYAML takes about 1 s for 100 KiB; a large generated file keeps libyaml's words)
+SAME_WORDS_BYTES = 256 * 1024
+
+_LINE_BREAKS_NOT_NEWLINE = re.compile("\r(?!\n)|[\x85\u2028\u2029]")
 
 
-class YamlProblem(Exception):
-    def __init__(self, line: int, message: str) -> None:
-        super().__init__(message)
-        self.line = line
-        self.message = message
-
-
-class _BoundedLoader(yaml.SafeLoader):
-    """SafeLoader that keeps a running expanded size and the anchors being composed."""
-
-    def __init__(self, text: str) -> None:
+class _PureLoader(yaml.SafeLoader):
+    def __init__(self, text: str, lines: LineCounter) -> None:
         super().__init__(text)
-        self.lines = LineCounter(text)
-        self._depth = 0
-        self._open_anchors: list[str] = []
-        self._sizes: dict[int, int] = {}
+        self.lines = lines
 
     def fetch_flow_collection_start(self, token_class: type[yaml.Token]) -> None:
         # the scanner looks ahead through `[[[[...` before the composer sees any depth
@@ -53,86 +53,68 @@ class _BoundedLoader(yaml.SafeLoader):
             raise YamlProblem(self.lines(self.get_mark()), f"nested more than {MAX_DEPTH} levels deep")
         super().fetch_flow_collection_start(token_class)
 
-    def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
-        event = self.peek_event()  # type: ignore[no-untyped-call]
-        if isinstance(event, yaml.AliasEvent):
-            if event.anchor in self._open_anchors:
-                raise YamlProblem(self.lines(event.start_mark), f"alias *{event.anchor} refers to itself")
-            return super().compose_node(parent, index)
-        self._depth += 1
-        if self._depth > MAX_DEPTH:
-            raise YamlProblem(self.lines(event.start_mark), f"nested more than {MAX_DEPTH} levels deep")
-        anchor = getattr(event, "anchor", None)
-        if anchor is not None:
-            self._open_anchors.append(anchor)
-        node = super().compose_node(parent, index)
-        assert node is not None  # only an alias to an unknown anchor gives None, and that raises
-        if anchor is not None:
-            self._open_anchors.pop()
-        self._depth -= 1
-        self._count(node)
-        return node
 
-    def _count(self, node: yaml.Node) -> None:
-        if isinstance(node, yaml.MappingNode):
-            size = 1 + sum(self._sizes[id(k)] + self._sizes[id(v)] for k, v in node.value)
-            _refuse_duplicate_keys(node, self.lines)
-        elif isinstance(node, yaml.SequenceNode):
-            size = 1 + sum(self._sizes[id(item)] for item in node.value)
-        else:
-            size = 1
-        if size > MAX_NODES:
-            raise YamlProblem(
-                self.lines(node.start_mark),
-                f"the document expands to more than {MAX_NODES:,} values (aliases count in full)",
-            )
-        self._sizes[id(node)] = size
+def _construct(loader: yaml.SafeLoader | yaml.CSafeLoader, node: yaml.Node, lines: LineCounter) -> Any:
+    """The document's data; a constructor's exception becomes a YamlProblem at its node's line.
 
-    def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
-        try:
-            return super().construct_object(node, deep)
-        except (yaml.YAMLError, YamlProblem):
-            raise
-        except Exception as exc:  # the constructors raise ValueError, KeyError, OverflowError...
-            raise YamlProblem(self.lines(node.start_mark), _constructor_reason(node, exc)) from None
-
-
-def _refuse_duplicate_keys(node: yaml.MappingNode, lines: LineCounter) -> None:
-    first: dict[Hashable, int] = {}
-    for key_node, _ in node.value:
-        if not isinstance(key_node, yaml.ScalarNode) or key_node.tag == "tag:yaml.org,2002:merge":
-            continue
-        key = (key_node.tag, key_node.value)  # `1:` and `"1":` are different keys
-        line = lines(key_node.start_mark)
-        if key in first:
-            raise YamlProblem(line, f"key {_short(key[1])} is given twice, first on line {first[key]}")
-        first[key] = line
+    The constructor keeps the nodes it is inside of in `recursive_objects` (in order, and
+    left there when an exception passes): the last one is the node that failed. One `try`
+    around the document, not one per node: the per-node wrapper took ~15% of a load."""
+    try:
+        return loader.construct_document(node)
+    except (yaml.YAMLError, YamlProblem, RecursionError):
+        raise
+    except Exception as exc:  # the constructors raise ValueError, KeyError, OverflowError...
+        failed = next(reversed(loader.recursive_objects), node)
+        raise YamlProblem(lines(failed.start_mark), _constructor_reason(failed, exc)) from None
 
 
 def _constructor_reason(node: yaml.Node, exc: Exception) -> str:
     tag = node.tag.rsplit(":", 1)[-1] if node.tag.startswith("tag:yaml.org,2002:") else node.tag
     value = node.value if isinstance(node, yaml.ScalarNode) else ""
     detail = str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__
-    return f"cannot read {_short(value)} as !!{tag}: {detail}"
+    return f"cannot read {short(value)} as !!{tag}: {detail}"
 
 
-def parse(text: str) -> tuple[Any, yaml.Node, LineCounter]:
-    """The document's data, its root node and its line counter (for `line_of`). Raises YamlProblem."""
+def parse(text: str, *, pure: bool = False) -> tuple[Any, yaml.Node, LineCounter]:
+    """The document's data, its root node and its line counter (for `line_of`). Raises YamlProblem.
+
+    `pure` uses PyYAML's Python parser even when libyaml is there (for tests). A file that
+    libyaml finds a syntax error in is parsed again by PyYAML's, up to `SAME_WORDS_BYTES`,
+    so that the error reads the same with or without libyaml."""
+    if LIBYAML is None or pure or len(text) > SAME_WORDS_BYTES:
+        return _parse(text, pure=pure)
     try:
-        loader = _BoundedLoader(text)  # the reader checks characters here already
-    except yaml.reader.ReaderError as exc:
-        raise YamlProblem(_reader_line(text, exc), f"YAML error: {_reader_reason(exc)}") from None
+        return _parse(text, pure=False)
+    except _SyntaxProblem:
+        return _parse(text, pure=True)
+
+
+class _SyntaxProblem(YamlProblem):
+    """A parser's syntax error (the composer's own problems are the same on both paths)."""
+
+
+def _parse(text: str, *, pure: bool) -> tuple[Any, yaml.Node, LineCounter]:
+    lines = LineCounter(text)
+    _refuse_characters(text)
     try:
-        node = loader.get_single_node()
+        fast = LIBYAML is not None and not pure
+        loader: _PureLoader | yaml.CSafeLoader = yaml.CSafeLoader(text) if fast else _PureLoader(text, lines)
+    except yaml.reader.ReaderError as exc:  # behind `_refuse_characters`
+        raise YamlProblem(_reader_line(text, exc), f"YAML error: {exc.reason}") from None
+    try:
+        node = Composer(loader, lines).single_document()
         if node is None:
             raise YamlProblem(1, "the config is empty")
-        return loader.construct_document(node), node, loader.lines
+        return _construct(loader, node, lines), node, lines
     except yaml.reader.ReaderError as exc:
-        raise YamlProblem(_reader_line(text, exc), f"YAML error: {_reader_reason(exc)}") from None
+        raise YamlProblem(_reader_line(text, exc), f"YAML error: {exc.reason}") from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         problem = exc.problem or exc.context or "invalid YAML"
-        raise YamlProblem(loader.lines(mark), f"YAML syntax error: {problem}") from None
+        if problem == "exceeded maximum nesting depth":  # libyaml's scanner, looking ahead past ours
+            raise _SyntaxProblem(lines(mark), f"nested more than {MAX_DEPTH} levels deep") from None
+        raise _SyntaxProblem(lines(mark), f"YAML syntax error: {problem}") from None
     except yaml.YAMLError as exc:
         raise YamlProblem(1, f"YAML error: {str(exc).splitlines()[0][:200]}") from None
     except RecursionError:  # a guard behind MAX_DEPTH, should a PyYAML path recurse otherwise
@@ -143,6 +125,18 @@ def parse(text: str) -> tuple[Any, yaml.Node, LineCounter]:
         raise YamlProblem(1, f"YAML error: {type(exc).__name__}: {str(exc)[:200]}") from None
     finally:
         loader.dispose()
+
+
+def _refuse_characters(text: str) -> None:
+    """The characters YAML does not allow, as PyYAML's reader defines them (libyaml agrees)."""
+    found = yaml.reader.Reader.NON_PRINTABLE.search(text)
+    if found is not None:
+        code = ord(found.group())
+        raise YamlProblem(
+            text.count("\n", 0, found.start()) + 1,
+            f"YAML error: control character U+{code:04X} is not allowed in YAML "
+            "(write it as an escape in double quotes)",
+        )
 
 
 def line_of(root: yaml.Node, path: PathKey, lines: LineCounter) -> int | None:
@@ -176,8 +170,9 @@ class LineCounter:
     """
 
     def __init__(self, text: str) -> None:
-        unusual = any(char in text for char in "\r\x85\u2028\u2029")
-        self._newlines = [i for i, char in enumerate(text) if char == "\n"] if unusual else None
+        # CRLF is one break for YAML and one `\n` for editors: only a lone CR and the rest differ
+        unusual = _LINE_BREAKS_NOT_NEWLINE.search(text) is not None
+        self._newlines = [m.start() for m in re.finditer("\n", text)] if unusual else None
 
     def __call__(self, mark: Any) -> int:
         if mark is None:
@@ -190,14 +185,3 @@ class LineCounter:
 def _reader_line(text: str, exc: yaml.reader.ReaderError) -> int:
     position = exc.position if isinstance(exc.position, int) else 0
     return text.count("\n", 0, position) + 1
-
-
-def _reader_reason(exc: yaml.reader.ReaderError) -> str:
-    char = exc.character
-    code = ord(char) if isinstance(char, str) else int(char)
-    return f"control character U+{code:04X} is not allowed in YAML (write it as an escape in double quotes)"
-
-
-def _short(value: object, limit: int = 60) -> str:
-    text = repr(value)
-    return text if len(text) <= limit else text[:limit] + "..."
