@@ -144,7 +144,10 @@ int main(int argc, char **argv) {
         double t = now();
         if (t >= end && inflight == 0) break;
         if (t >= end + DEADLINE + 0.5) break; /* bounded even if a socket never answers */
-        while (t < end && inflight < inflight_max && (rate <= 0 || t >= next_due)) {
+        /* at most INFLIGHT starts per turn: connects that fail at once (no fds) cannot spin here */
+        for (int burst = 0; burst < inflight_max && t < end && inflight < inflight_max &&
+                            (rate <= 0 || t >= next_due);
+             burst++) {
             inflight += start_one(ep, mode, index++, targets) > 0;
             next_due += rate > 0 ? 1.0 / rate : 0;
         }

@@ -21,7 +21,6 @@ from bench.kinds import Kind
 from bench.polling import Poller, PollStats
 from bench.procs import Processes
 from bench.procstat import CpuWindow, process_rss
-from bench.reference import BlackboxStack, FpingRun, ReferenceWindow, fping
 
 LAG_GOAL = 0.1  # sustained rate: 99% of probe starts lag at most this
 BIG_LAG_GOAL = 0.05
@@ -285,26 +284,6 @@ def big(
         )
     finally:
         daemon.stop()
-
-
-def reference_scheduled(
-    bench: Bench, module: str, targets: list[str], *, repeats: int, seconds: float
-) -> list[ReferenceWindow]:
-    stack = BlackboxStack(bench.procs, bench.workdir, module, targets, interval=1.0)
-    try:
-        stack.wait_all_scraped(timeout=30)
-        time.sleep(bench.warmup)  # every target's scrape offset comes round again
-        return [stack.measure(seconds, {"targets": bench.targets_pid}) for _ in range(repeats)]
-    finally:
-        stack.stop()
-
-
-def fping_runs(
-    bench: Bench, targets: list[str], *, paced_count: int, batches: int
-) -> dict[str, list[FpingRun]]:
-    paced = [fping(targets, bench.workdir, count=paced_count, paced=True, timeout=paced_count + 30)]
-    batch = [fping(targets, bench.workdir, count=1, paced=False, timeout=30) for _ in range(batches)]
-    return {"paced": paced, "batch": batch}
 
 
 def median(values: list[float]) -> float:

@@ -50,7 +50,7 @@ FULL = {
     "truth_window": 30.0,
 }
 QUICK = {
-    "budget": 420,
+    "budget": 450,
     "slack": 30,
     "repeats": 1,
     "window": 3.0,
@@ -166,7 +166,7 @@ def _floor(
     if "icmp" in present:
         _log("fping over the same 1,000 ICMP targets")
         count = 5 if bench.quick else 10
-        results["fping"] = measure.fping_runs(
+        results["fping"] = steps_ref.fping_runs(
             bench, icmp_targets(steps.SCHEDULED_CHECKS), paced_count=count, batches=5
         )
 

@@ -12,7 +12,7 @@ import subprocess
 from dataclasses import replace
 from typing import Any
 
-from bench import measure
+from bench import measure, steps_ref
 from bench.healthd_process import PYTHON, ROOT, workers_supported
 from bench.kinds import KINDS
 from bench.reference import MODULES, available
@@ -44,7 +44,7 @@ def per_type(
         bench.log(f"{name}: blackbox_exporter ({module}) scheduled by Prometheus, {SCHEDULED_CHECKS} targets")
         targets = [kind.reference_target(i) for i in range(SCHEDULED_CHECKS)]
         try:
-            references[module] = measure.reference_scheduled(
+            references[module] = steps_ref.reference_scheduled(
                 bench, module, targets, repeats=repeats, seconds=window
             )
         except (RuntimeError, TimeoutError, OSError) as exc:

@@ -18,7 +18,7 @@ from bench import cloop
 from bench.kinds import TCP_LISTENERS
 from bench.measure import Bench
 from bench.procstat import CpuWindow
-from bench.reference import FPING
+from bench.reference import FPING, BlackboxStack, FpingRun, ReferenceWindow, fping
 
 PACED_RATE = 1000
 
@@ -115,3 +115,23 @@ def fping_steady(bench: Bench, targets: list[str], *, warm: float, seconds: floa
         lost=sent - received,
         sent=sent,
     )
+
+
+def reference_scheduled(
+    bench: Bench, module: str, targets: list[str], *, repeats: int, seconds: float
+) -> list[ReferenceWindow]:
+    stack = BlackboxStack(bench.procs, bench.workdir, module, targets, interval=1.0)
+    try:
+        stack.wait_all_scraped(timeout=30)
+        time.sleep(bench.warmup)  # every target's scrape offset comes round again
+        return [stack.measure(seconds, {"targets": bench.targets_pid}) for _ in range(repeats)]
+    finally:
+        stack.stop()
+
+
+def fping_runs(
+    bench: Bench, targets: list[str], *, paced_count: int, batches: int
+) -> dict[str, list[FpingRun]]:
+    paced = [fping(targets, bench.workdir, count=paced_count, paced=True, timeout=paced_count + 30)]
+    batch = [fping(targets, bench.workdir, count=1, paced=False, timeout=30) for _ in range(batches)]
+    return {"paced": paced, "batch": batch}
