@@ -60,5 +60,8 @@ def projected_rss(big: BigRun, per_result: float | None) -> float | None:
 
 def not_run(results: dict[str, Any], step: str) -> str:
     """Why a figure is absent: left out by --only, or by the time budget."""
+    error = (results.get("errors") or {}).get(step)
+    if error:
+        return f"step failed: {error}"
     only = results.get("only") or []
     return f"not run (`--only {' '.join(only)}`)" if only and step not in only else "not measured"

@@ -26,6 +26,7 @@ from typing import Any
 
 from bench.procs import Processes
 from bench.procstat import CpuWindow
+from bench.targets import SUBNET, TCP_PORT_BASE
 
 SOURCE = Path(__file__).resolve().parent / "connect_loop.c"
 MODES = ("full", "rst", "syn")
@@ -64,6 +65,11 @@ def build(workdir: Path) -> tuple[Path | None, str]:
     if done.returncode != 0:
         return None, f"{compiler} failed: {done.stderr.decode(errors='replace')[-300:]}"
     return binary, f"built with {compiler}"
+
+
+def _layout() -> list[str]:
+    """Where bench/targets.py listens: the loop's PORT_BASE and SUBNET arguments."""
+    return [str(TCP_PORT_BASE), str(SUBNET)]
 
 
 def _counts(line: bytes) -> dict[str, Any]:
@@ -107,9 +113,8 @@ def paced(
     """`repeats` windows of `seconds` after `warm` seconds at `rate` connects/s."""
     total = warm + repeats * (seconds + 0.5) + 2.0
     name = f"connect-loop-{mode}"
-    proc = procs.start(
-        name, [str(binary), mode, str(rate), f"{total:.1f}", str(INFLIGHT), str(targets)], stdout_pipe=True
-    )
+    argv = [str(binary), mode, str(rate), f"{total:.1f}", str(INFLIGHT), str(targets), *_layout()]
+    proc = procs.start(name, argv, stdout_pipe=True)
     try:
         time.sleep(warm)
         out = []
@@ -131,9 +136,8 @@ def unpaced(
 ) -> LoopWindow:
     """As fast as 100 connects in flight go: the floor rate of this machine for `mode`."""
     name = f"connect-loop-{mode}-unpaced"
-    proc = procs.start(
-        name, [str(binary), mode, "0", f"{seconds + 1.5:.1f}", str(INFLIGHT), str(targets)], stdout_pipe=True
-    )
+    argv = [str(binary), mode, "0", f"{seconds + 1.5:.1f}", str(INFLIGHT), str(targets), *_layout()]
+    proc = procs.start(name, argv, stdout_pipe=True)
     try:
         time.sleep(1.0)  # past start-up and the first burst
         first = _snapshot(proc)

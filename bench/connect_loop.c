@@ -1,6 +1,6 @@
 /* The C epoll connect loop: the physical floor the tcp and syn probes are measured against.
  *
- *   connect_loop MODE RATE SECONDS INFLIGHT TARGETS [PORT_BASE]
+ *   connect_loop MODE RATE SECONDS INFLIGHT TARGETS [PORT_BASE [SUBNET]]
  *
  * MODE     full: connect, then close (FIN; what healthd's tcp probe does by default)
  *          rst:  connect, then close with SO_LINGER {1, 0} (RST; `close: reset`)
@@ -9,8 +9,8 @@
  * RATE     connects started per second; 0 = unpaced, as fast as INFLIGHT allows
  * SECONDS  how long to start connects (bounded: at most 600)
  * INFLIGHT connects in flight at most
- * TARGETS  how many of bench/targets.py's listeners: 127.70.0.(1 + i % 50), port PORT_BASE + i / 50
- * PORT_BASE 20000 unless given
+ * TARGETS  how many of bench/targets.py's listeners: 127.70.SUBNET.(1 + i % 50), port PORT_BASE + i / 50
+ * PORT_BASE 20000 and SUBNET 0 unless given
  *
  * Every connect has a 1 s deadline. SIGUSR1 prints the counts so far as one JSON line (the
  * bench reads them at a window's edges); the end prints the totals the same way.
@@ -39,7 +39,7 @@ enum mode { FULL, RST, SYN };
 static volatile sig_atomic_t report_now = 0;
 static double started_at[MAX_FD]; /* 0: no connect in flight on this fd */
 static long ok, failed, timed_out, started;
-static int port_base = 20000;
+static int port_base = 20000, subnet = 0;
 
 static double now(void) {
     struct timespec ts;
@@ -90,7 +90,7 @@ static int start_one(int ep, enum mode mode, long index, int targets) {
     }
     long i = index % targets;
     struct sockaddr_in addr = {.sin_family = AF_INET, .sin_port = htons(port_base + i / 50)};
-    addr.sin_addr.s_addr = htonl((127u << 24) | (70u << 16) | (unsigned)(1 + i % 50));
+    addr.sin_addr.s_addr = htonl((127u << 24) | (70u << 16) | ((unsigned)subnet << 8) | (unsigned)(1 + i % 50));
     started++;
     started_at[fd] = now();
     if (connect(fd, (struct sockaddr *)&addr, sizeof addr) == 0) {
@@ -121,16 +121,17 @@ static int expire(int ep, enum mode mode, double t) {
 }
 
 int main(int argc, char **argv) {
-    if (argc != 6 && argc != 7) {
-        fprintf(stderr, "usage: %s full|rst|syn RATE SECONDS INFLIGHT TARGETS [PORT_BASE]\n", argv[0]);
+    if (argc < 6 || argc > 8) {
+        fprintf(stderr, "usage: %s full|rst|syn RATE SECONDS INFLIGHT TARGETS [PORT_BASE [SUBNET]]\n", argv[0]);
         return 2;
     }
-    if (argc == 7) port_base = atoi(argv[6]);
+    if (argc >= 7) port_base = atoi(argv[6]);
+    if (argc == 8) subnet = atoi(argv[7]);
     enum mode mode = !strcmp(argv[1], "syn") ? SYN : !strcmp(argv[1], "rst") ? RST : FULL;
     double rate = atof(argv[2]), seconds = atof(argv[3]);
     int inflight_max = atoi(argv[4]), targets = atoi(argv[5]);
     if (seconds <= 0 || seconds > 600 || inflight_max < 1 || inflight_max > 10000 || targets < 1 ||
-        port_base < 1 || port_base + (targets - 1) / 50 > 65535) {
+        port_base < 1 || port_base + (targets - 1) / 50 > 65535 || subnet < 0 || subnet > 255) {
         fprintf(stderr, "out of range: SECONDS 0-600, INFLIGHT 1-10000, TARGETS >= 1, ports 1-65535\n");
         return 2;
     }

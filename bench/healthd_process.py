@@ -186,7 +186,7 @@ class Healthd:
         started = time.monotonic()
         self.proc = procs.start(name, argv, cwd=ROOT)
         try:
-            wait_http(f"{self.base}/readyz", timeout=90, proc=self.proc)
+            wait_http(f"{self.base}/readyz", timeout=180, proc=self.proc)  # a loaded machine starts slowly
         except (RuntimeError, TimeoutError) as exc:
             tail = procs.log_tail(name)
             procs.stop(name)

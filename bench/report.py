@@ -283,6 +283,8 @@ def _machine(results: dict[str, Any]) -> list[str]:
         rows.append(f"- steps run: {', '.join(results['only'])} (`--only`)")
     if results.get("missing"):
         rows.append(f"- probe types not available yet: {', '.join(results['missing'])}")
+    for step, error in (results.get("errors") or {}).items():
+        rows.append(f"- step `{step}` failed, its figures are missing: {error}")
     return rows
 
 

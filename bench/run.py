@@ -139,7 +139,13 @@ def run(
         _log(f"{name}: not available yet (not in healthd.probes.PROBES)")
     # cheapest and most wanted first: if the budget runs out, what is left out is marked so
     for step in args.only or STEPS:
-        _STEPS[step](bench, profile, present, results)
+        try:
+            _STEPS[step](bench, profile, present, results)
+        except (RuntimeError, TimeoutError, OSError) as exc:
+            # one step that cannot run (a daemon that does not start on a loaded machine) costs
+            # its own figures only; the report lists it
+            _log(f"{step}: failed: {exc}")
+            results.setdefault("errors", {})[step] = str(exc).splitlines()[0][:300]
     results["machine"]["load_after"] = load_average()
     return results
 
@@ -150,7 +156,11 @@ Step = Callable[[measure.Bench, dict[str, Any], list[str], dict[str, Any]], None
 def _cost(bench: measure.Bench, profile: dict[str, Any], present: list[str], results: dict[str, Any]) -> None:
     references: dict[str, Any] = {}
     for name in present:
-        results["types"][name] = steps.per_type(bench, name, profile, references)
+        try:
+            results["types"][name] = steps.per_type(bench, name, profile, references)
+        except (RuntimeError, TimeoutError, OSError) as exc:
+            _log(f"{name}: failed: {exc}")
+            results.setdefault("errors", {})[f"cost {name}"] = str(exc).splitlines()[0][:300]
     results["cloop_paced"] = steps_ref.connect_loops(bench, profile, paced=True)
     if "icmp" in present:
         _log(f"fping paced over the same 1,000 ICMP targets, {profile['steady']:.0f} s before the window")
