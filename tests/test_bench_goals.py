@@ -125,3 +125,13 @@ def test_rates_show_the_single_process_figure_and_the_floor() -> None:
 def verdict_cell(rows: list[str], starts: str) -> str:
     [row] = [r for r in rows if r.startswith(f"| {starts}")]
     return row.split("|")[2]
+
+
+def test_no_cost_verdict_when_other_work_saturates_the_machine() -> None:
+    busy = LoopWindow("syn", True, 72, 10, 10_000, 0, 25, 20, 0.97)
+    rows = goals.rows(
+        results(cloop_paced={"built": True, "modes": {"full": [loop("full", 50)], "syn": [busy]}})
+    )
+    assert verdict(rows, "syn: machine CPU/probe at 1,000/s, steady") == "-"
+    assert "machine 97% busy: saturated by other work" in "".join(rows)
+    assert verdict(rows, "tcp: machine CPU/probe at 1,000/s, steady") == "**missed**"
