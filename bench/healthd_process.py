@@ -35,8 +35,13 @@ def write_config(
     history: int = 120,
     histogram: bool = True,
     max_in_flight: int = 1024,
+    workers: int | str | None = None,
 ) -> None:
-    """A config of `checks` split into services of 100 checks. JSON is valid YAML."""
+    """A config of `checks` split into services of 100 checks. JSON is valid YAML.
+
+    `workers` (`scheduler.workers`: 1, N or "auto") is written only where the daemon
+    has the key; None leaves the daemon's default.
+    """
     services = [
         {
             "name": f"bench-{n // CHECKS_PER_SERVICE:04d}",
@@ -46,13 +51,23 @@ def write_config(
         for n in range(0, len(checks), CHECKS_PER_SERVICE)
         for chunk in [checks[n : n + CHECKS_PER_SERVICE]]
     ]
+    scheduler: dict[str, Any] = {"max_in_flight": max_in_flight}
+    if workers is not None and workers_supported():
+        scheduler["workers"] = workers
     config = {
         "defaults": {"interval": interval, "timeout": timeout, "history": history},
-        "scheduler": {"max_in_flight": max_in_flight},
+        "scheduler": scheduler,
         "metrics": {"probe_duration_histogram": histogram},
         "services": services,
     }
     path.write_text(json.dumps(config, indent=1))
+
+
+def workers_supported() -> bool:
+    """Whether this daemon has `scheduler.workers` (worker processes probing shards of the checks)."""
+    from healthd.config.model import SchedulerConfig
+
+    return "workers" in SchedulerConfig.model_fields
 
 
 @dataclass
@@ -171,7 +186,7 @@ class Healthd:
         started = time.monotonic()
         self.proc = procs.start(name, argv, cwd=ROOT)
         try:
-            wait_http(f"{self.base}/readyz", timeout=90, proc=self.proc)
+            wait_http(f"{self.base}/readyz", timeout=180, proc=self.proc)  # a loaded machine starts slowly
         except (RuntimeError, TimeoutError) as exc:
             tail = procs.log_tail(name)
             procs.stop(name)

@@ -62,13 +62,23 @@ class Kind:
 
 KINDS: dict[str, Kind] = {
     "tcp": Kind(
-        "tcp", _tcp, lambda i: _hostport(_TCP[i]), 0.25, 5_000, (2_500, 5_000, 7_500, 10_000, 15_000, 20_000)
+        "tcp",
+        _tcp,
+        lambda i: _hostport(_TCP[i]),
+        0.25,
+        12_000,
+        (2_500, 5_000, 10_000, 12_000, 15_000, 20_000),
     ),
     "syn": Kind(
-        "syn", _syn, lambda i: _hostport(_TCP[i]), 0.25, 5_000, (2_500, 5_000, 7_500, 10_000, 15_000, 20_000)
+        "syn",
+        _syn,
+        lambda i: _hostport(_TCP[i]),
+        0.25,
+        15_000,
+        (2_500, 5_000, 10_000, 15_000, 20_000, 30_000),
     ),
     "icmp": Kind(
-        "icmp", _icmp, lambda i: _ICMP[i], 0.25, 10_000, (2_500, 5_000, 10_000, 15_000, 20_000, 30_000)
+        "icmp", _icmp, lambda i: _ICMP[i], 0.25, 20_000, (2_500, 5_000, 10_000, 20_000, 30_000, 40_000)
     ),
     "http": Kind(
         "http",

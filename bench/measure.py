@@ -18,9 +18,9 @@ from typing import Any
 
 from bench.healthd_process import Healthd, between, write_config
 from bench.kinds import Kind
+from bench.polling import Poller, PollStats
 from bench.procs import Processes
 from bench.procstat import CpuWindow, process_rss
-from bench.reference import BlackboxStack, FpingRun, ReferenceWindow, fping
 
 LAG_GOAL = 0.1  # sustained rate: 99% of probe starts lag at most this
 BIG_LAG_GOAL = 0.05
@@ -88,6 +88,7 @@ def start_healthd(
     timeout: float,
     histogram: bool = True,
     uvloop: bool = False,
+    workers: int | str | None = None,
 ) -> Healthd:
     path = bench.config_path()
     write_config(
@@ -96,6 +97,7 @@ def start_healthd(
         interval=interval,
         timeout=timeout,
         histogram=histogram,
+        workers=workers,
     )
     return Healthd(bench.procs, path, uvloop=uvloop)
 
@@ -144,11 +146,16 @@ def scheduled(
     repeats: int,
     seconds: float,
     uvloop: bool = False,
+    warm: float | None = None,
+    workers: int | str | None = None,
 ) -> list[HealthdRun]:
-    """`checks` checks every `interval`: `repeats` windows after one interval of warm-up."""
-    daemon = start_healthd(bench, kind, checks, interval=interval, timeout=min(interval, 1.0), uvloop=uvloop)
+    """`checks` checks every `interval`: `repeats` windows after `warm` seconds (default: one
+    interval and the bench's warm-up)."""
+    daemon = start_healthd(
+        bench, kind, checks, interval=interval, timeout=min(interval, 1.0), uvloop=uvloop, workers=workers
+    )
     try:
-        time.sleep(interval + bench.warmup)
+        time.sleep(interval + bench.warmup if warm is None else warm)
         return [window(daemon, bench, checks, seconds) for _ in range(repeats)]
     finally:
         daemon.stop()
@@ -160,7 +167,7 @@ class RateSearch:
     steps: list[tuple[int, HealthdRun | None, str]] = field(default_factory=list)  # rate, run, verdict
 
 
-def max_rate(bench: Bench, kind: Kind, *, seconds: float) -> RateSearch:
+def max_rate(bench: Bench, kind: Kind, *, seconds: float, workers: int | str | None = None) -> RateSearch:
     """Climb `kind.rate_ladder` (checks every 1 s) until a rate fails, then try halfway once."""
     search = RateSearch()
     failed: int | None = None
@@ -168,13 +175,13 @@ def max_rate(bench: Bench, kind: Kind, *, seconds: float) -> RateSearch:
         if not bench.can(_step_cost(rate, seconds)):
             search.steps.append((rate, None, "not run: time budget"))
             break
-        if not _rate_step(bench, kind, rate, seconds, search):
+        if not _rate_step(bench, kind, rate, seconds, search, workers):
             failed = rate
             break
     if failed is not None and search.best is not None:
         middle = (search.best + failed) // 2 // 500 * 500
         if search.best < middle < failed and bench.can(_step_cost(middle, seconds)):
-            _rate_step(bench, kind, middle, seconds, search)
+            _rate_step(bench, kind, middle, seconds, search, workers)
     return search
 
 
@@ -183,10 +190,14 @@ def _step_cost(rate: int, seconds: float) -> float:
     return seconds + 5.0 + 2.0 * rate / 1000
 
 
-def _rate_step(bench: Bench, kind: Kind, rate: int, seconds: float, search: RateSearch) -> bool:
-    bench.log(f"  {kind.name}: {rate}/s")
+def _rate_step(
+    bench: Bench, kind: Kind, rate: int, seconds: float, search: RateSearch, workers: int | str | None
+) -> bool:
+    bench.log(f"  {kind.name}: {rate}/s" + ("" if workers is None else f", workers: {workers}"))
     try:
-        run = scheduled(bench, kind, checks=rate, interval=1.0, repeats=1, seconds=seconds)[0]
+        run = scheduled(bench, kind, checks=rate, interval=1.0, repeats=1, seconds=seconds, workers=workers)[
+            0
+        ]
     except (RuntimeError, TimeoutError, OSError) as exc:
         search.steps.append((rate, None, f"failed to run: {exc}"))
         return False
@@ -226,6 +237,7 @@ class BigRun:
     services_seconds: list[float]
     services_bytes: int
     label: str = ""
+    polls: dict[str, PollStats] = field(default_factory=dict)  # read every 1 s during the window
 
 
 def big(
@@ -237,7 +249,10 @@ def big(
     histogram: bool = True,
     uvloop: bool = False,
     label: str = "",
+    poll: bool = False,
 ) -> BigRun:
+    """`checks` checks every 10 s; with `poll`, `/metrics` and `/api/v1/services` are read
+    every second, concurrently, through the window."""
     interval = 10.0
     daemon = start_healthd(
         bench, kind, checks, interval=interval, timeout=2.0, histogram=histogram, uvloop=uvloop
@@ -245,7 +260,13 @@ def big(
     try:
         # the first slot of every check falls within one interval
         time.sleep(interval + 0.5)
-        run = window(daemon, bench, checks, seconds)
+        polls: dict[str, PollStats] = {}
+        if poll:
+            with Poller(daemon.base, ["/metrics", "/api/v1/services"]) as poller:
+                run = window(daemon, bench, checks, seconds)
+            polls = poller.stats
+        else:
+            run = window(daemon, bench, checks, seconds)
         timings = 1 if bench.quick else 2
         metrics = [run.metrics_seconds] + [daemon.get("/metrics")[1] for _ in range(timings)]
         services = [daemon.get("/api/v1/services") for _ in range(timings + 1)]
@@ -259,29 +280,10 @@ def big(
             services_seconds=[seconds for _, seconds in services],
             services_bytes=len(services[0][0]),
             label=label,
+            polls=polls,
         )
     finally:
         daemon.stop()
-
-
-def reference_scheduled(
-    bench: Bench, module: str, targets: list[str], *, repeats: int, seconds: float
-) -> list[ReferenceWindow]:
-    stack = BlackboxStack(bench.procs, bench.workdir, module, targets, interval=1.0)
-    try:
-        stack.wait_all_scraped(timeout=30)
-        time.sleep(bench.warmup)  # every target's scrape offset comes round again
-        return [stack.measure(seconds, {"targets": bench.targets_pid}) for _ in range(repeats)]
-    finally:
-        stack.stop()
-
-
-def fping_runs(
-    bench: Bench, targets: list[str], *, paced_count: int, batches: int
-) -> dict[str, list[FpingRun]]:
-    paced = [fping(targets, bench.workdir, count=paced_count, paced=True, timeout=paced_count + 30)]
-    batch = [fping(targets, bench.workdir, count=1, paced=False, timeout=30) for _ in range(batches)]
-    return {"paced": paced, "batch": batch}
 
 
 def median(values: list[float]) -> float:

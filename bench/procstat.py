@@ -40,19 +40,53 @@ def machine_busy_share(before: MachineSample, after: MachineSample) -> float:
     return (after.busy - before.busy) / total if total > 0 else 0.0
 
 
-def process_cpu(pid: int) -> float:
-    """CPU seconds (user + system, all threads) the process has used so far."""
+def _stat_fields(pid: int) -> list[str]:
     with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
         # the command name may hold spaces and parentheses: split after the last ')'
-        fields = stat.read().rsplit(")", 1)[1].split()
-    utime, stime = int(fields[11]), int(fields[12])
-    return (utime + stime) * TICK
+        return stat.read().rsplit(")", 1)[1].split()
+
+
+def process_tree(pid: int) -> list[int]:
+    """`pid` and its descendants (worker processes count as the daemon's own CPU and memory)."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            parent = int(_stat_fields(int(entry))[1])
+        except (OSError, IndexError, ValueError):
+            continue  # exited meanwhile
+        children.setdefault(parent, []).append(int(entry))
+    tree, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        tree.append(current)
+        todo.extend(children.get(current, ()))
+    return tree
+
+
+def process_cpu(pid: int) -> float:
+    """CPU seconds (user + system, all threads) the process and its children so far have used."""
+    total = 0.0
+    for member in process_tree(pid):
+        try:
+            fields = _stat_fields(member)
+        except OSError:
+            continue  # a child that exited meanwhile
+        total += (int(fields[11]) + int(fields[12])) * TICK
+    return total
 
 
 def process_rss(pid: int) -> int:
-    """Resident set size in bytes."""
-    with open(f"/proc/{pid}/statm", encoding="ascii") as statm:
-        return int(statm.read().split()[1]) * PAGE
+    """Resident set size in bytes, of the process and its children."""
+    total = 0
+    for member in process_tree(pid):
+        try:
+            with open(f"/proc/{member}/statm", encoding="ascii") as statm:
+                total += int(statm.read().split()[1]) * PAGE
+        except OSError:
+            continue
+    return total
 
 
 @dataclass

@@ -2,52 +2,21 @@
 
 from __future__ import annotations
 
-import math
-import statistics
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from bench.measure import LAG_GOAL, BigRun, HealthdRun, RateSearch
+from bench import goals, report_refs
+from bench.cells import bytes_per_result, med, ok, pct, projected_rss, ref_machine_us, spread
+from bench.measure import LAG_GOAL, BigRun, HealthdRun
 from bench.reference import FpingRun, ReferenceWindow
 
-HISTORY = 120
 RSS_GOAL = 300 * 2**20
 METRICS_GOAL = 0.25
-
-
-def spread(values: Sequence[float], fmt: str = "{:,.0f}") -> str:
-    """median [min-max], or the single value."""
-    values = [v for v in values if not math.isnan(v)]
-    if not values:
-        return "-"
-    middle = fmt.format(statistics.median(values))
-    if len(values) == 1:
-        return middle
-    return f"{middle} [{fmt.format(min(values))}-{fmt.format(max(values))}]"
-
-
-def _med(values: Sequence[float]) -> float:
-    return statistics.median(values) if values else float("nan")
-
-
-def _ok(met: bool | None) -> str:
-    return "-" if met is None else ("**met**" if met else "**missed**")
-
-
-def ref_machine_us(ref: Sequence[ReferenceWindow]) -> list[float]:
-    return [w.machine_cpu * 1e6 / w.probes for w in ref if w.probes]
+_med, _ok, _pct = med, ok, pct
 
 
 def ref_tool_us(ref: Sequence[ReferenceWindow], name: str) -> list[float]:
     return [w.tool_cpu[name] * 1e6 / w.probes for w in ref if w.probes]
-
-
-def projected_rss(big: BigRun, bytes_per_result: float | None) -> float | None:
-    """RSS once every check holds `history` results: measured RSS plus the results still to come."""
-    if bytes_per_result is None:
-        return None
-    missing = big.run.checks * HISTORY - big.stored_results
-    return big.rss_end + max(missing, 0) * bytes_per_result
 
 
 def render(results: dict[str, Any]) -> str:
@@ -59,85 +28,33 @@ def render(results: dict[str, Any]) -> str:
         "How it measures: [README.md](README.md). Cells are median [min-max] over the windows of the run.",
         "",
     ]
-    for section in (_goals, _scheduled, _rates, _fping, _big, _linear, _uvloop, _machine):
+    if load_note(results):
+        out += [load_note(results), ""]
+    sections = (
+        goals.rows,
+        _scheduled,
+        report_refs.floors,
+        _rates,
+        _fping,
+        _big,
+        report_refs.polled,
+        report_refs.truth,
+        _linear,
+        _uvloop,
+        _machine,
+    )
+    for section in sections:
         out.extend(section(results))
         out.append("")
     return "\n".join(out).rstrip() + "\n"
-
-
-def _bytes_per_result(results: dict[str, Any]) -> float | None:
-    memory = results.get("memory") or {}
-    value = memory.get("bytes_per_result")
-    return float(value) if value is not None else None
-
-
-def _goals(results: dict[str, Any]) -> list[str]:
-    rows = ["## Goals", "", "| goal | measured | verdict |", "|---|---|---|"]
-    for name in ("tcp", "syn", "icmp", "http"):
-        data = results["types"].get(name)
-        share = "½" if name == "http" else "¼"
-        if data is None:
-            rows.append(
-                f"| {name}: machine CPU/probe at 1,000/s ≤ {share} of blackbox+Prometheus | "
-                "not available yet | - |"
-            )
-            continue
-        ours = _med([r.machine_us for r in data["scheduled"]])
-        theirs = _med(ref_machine_us(data["reference"]))
-        ratio = ours / theirs if theirs and not math.isnan(theirs) else float("nan")
-        goal = 0.5 if name == "http" else 0.25
-        met = None if math.isnan(ratio) else ratio <= goal
-        rows.append(
-            f"| {name}: machine CPU/probe at 1,000/s ≤ {share} of blackbox+Prometheus | "
-            f"{ours:,.0f} µs vs {theirs:,.0f} µs = {ratio:.2f}x | {_ok(met)} |"
-        )
-    for name, goal in (("tcp", 5000), ("syn", 5000), ("icmp", 10000)):
-        data = results["types"].get(name)
-        if data is None:
-            rows.append(
-                f"| {name}: sustained ≥ {goal:,}/s with lag p99 < 100 ms, no failure | "
-                "not available yet | - |"
-            )
-            continue
-        search: RateSearch = data["rate"]
-        tried = [rate for rate, run, _ in search.steps if run is not None]
-        if not tried:
-            measured = "not measured (time budget)"
-        elif search.best is None:
-            measured = f"none passed (lowest tried: {min(tried):,}/s)"
-        else:
-            measured = f"{search.best:,}/s (tried up to {max(tried):,}/s)"
-        rows.append(
-            f"| {name}: sustained ≥ {goal:,}/s with lag p99 < 100 ms, no failure | {measured} | "
-            f"{_ok((search.best or 0) >= goal) if tried else '-'} |"
-        )
-    big = (results.get("big") or {}).get("default")
-    if big is not None:
-        run: HealthdRun = big.run
-        rows.append(
-            f"| 10,000 checks: lag p99 < 50 ms | p99 {run.lag_p99 * 1000:.1f} ms "
-            f"({run.lag_within_big_goal:.2%} of starts ≤ 50 ms) | {_ok(run.lag_within_big_goal >= 0.99)} |"
-        )
-        metrics = _med(big.metrics_seconds)
-        rows.append(
-            f"| 10,000 checks: `/metrics` < 250 ms | {metrics * 1000:,.0f} ms | "
-            f"{_ok(metrics < METRICS_GOAL)} |"
-        )
-        full = projected_rss(big, _bytes_per_result(results))
-        if full is not None:
-            rows.append(
-                f"| 10,000 checks: RSS < 300 MB with `history: 120` | {big.rss_end / 2**20:,.0f} MB after "
-                f"{big.stored_results / big.run.checks:.0f} results per check; "
-                f"{full / 2**20:,.0f} MB projected "
-                f"at 120 | {_ok(full < RSS_GOAL)} |"
-            )
-    return rows
 
 
 def _scheduled(results: dict[str, Any]) -> list[str]:
     rows = [
         "## CPU per probe at 1,000 probes/s (1,000 checks every 1 s)",
         "",
+        f"Windows open {_warm(results)} s after the daemon started (tcp, syn and icmp at steady state "
+        "in a full run; http after a short warm-up). "
         "Machine CPU is all cores from `/proc/stat`, softirq included, divided by the probes of the window; "
         "it includes the targets process, the same for both tools. Own CPU is `/proc/PID/stat`. "
         "blackbox_exporter is scheduled by a real Prometheus scraping each target every 1 s; "
@@ -151,8 +68,8 @@ def _scheduled(results: dict[str, Any]) -> list[str]:
     ]
     for name in ("tcp", "syn", "icmp", "http"):
         data = results["types"].get(name)
-        if data is None:
-            rows.append(f"| {name} | not available yet |  |  |  |  |  |  |  |  |  |")
+        if not data or not data["scheduled"]:
+            rows.append(f"| {name} | not measured in this run |  |  |  |  |  |  |  |  |  |")
             continue
         runs: list[HealthdRun] = data["scheduled"]
         ref: list[ReferenceWindow] = data["reference"]
@@ -170,6 +87,11 @@ def _scheduled(results: dict[str, Any]) -> list[str]:
     return rows
 
 
+def _warm(results: dict[str, Any]) -> str:
+    warm = sorted({data["warm"] for data in results["types"].values() if "warm" in data})
+    return " / ".join(f"{w:.0f}" for w in warm) or "-"
+
+
 def _rates(results: dict[str, Any]) -> list[str]:
     rows = [
         "## Highest sustained rate",
@@ -179,18 +101,17 @@ def _rates(results: dict[str, Any]) -> list[str]:
         "no probe fails and ≥ 97% of "
         "the scheduled probes ran. One window per rate; after the first failure, one rate halfway is tried.",
         "",
-        "| type | highest passing rate | "
+        "| type | workers | highest passing rate | "
         "steps: rate → probes/s, lag p99, healthd µs/probe, machine busy, verdict |",
-        "|---|---|---|",
+        "|---|---|---|---|",
     ]
-    for name in ("tcp", "syn", "icmp", "http"):
-        data = results["types"].get(name)
-        if data is None:
-            rows.append(f"| {name} | not available yet | |")
-            continue
-        search: RateSearch = data["rate"]
-        steps = "<br>".join(_step(rate, run, verdict) for rate, run, verdict in search.steps)
-        rows.append(f"| {name} | {f'{search.best:,}/s' if search.best else '-'} | {steps} |")
+    for name, data in (results.get("rates") or {}).items():
+        searches = [("not available: single process", data["default"])]
+        if data["workers"] != "not available":
+            searches = [("default", data["default"]), ("1", data["single"])]
+        for label, search in searches:
+            steps = "<br>".join(_step(rate, run, verdict) for rate, run, verdict in search.steps)
+            rows.append(f"| {name} | {label} | {f'{search.best:,}/s' if search.best else '-'} | {steps} |")
     return rows
 
 
@@ -264,7 +185,7 @@ def _big(results: dict[str, Any]) -> list[str]:
     big = results.get("big") or {}
     if not big:
         return []
-    per_result = _bytes_per_result(results)
+    per_result = bytes_per_result(results)
     rows = [
         "## 10,000 checks every 10 s (`history: 120`)",
         "",
@@ -276,6 +197,9 @@ def _big(results: dict[str, Any]) -> list[str]:
         _BIG_HEAD,
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
+    if "polled" in big:
+        label = "histograms on, `/metrics` + `/api/v1/services` read every 1 s"
+        rows.append("| " + " | ".join(_fmt_big(label, big["polled"], per_result)) + " |")
     if "default" in big:
         rows.append("| " + " | ".join(_fmt_big("histograms on (default)", big["default"], per_result)) + " |")
     if "no_histogram" in big:
@@ -354,17 +278,31 @@ def _machine(results: dict[str, Any]) -> list[str]:
         f"- load average before: {_load(m['load_before'])}; after: {_load(m.get('load_after'))}; "
         f"machine busy before the run (1 s): {_pct(m.get('busy_before', float('nan')))}",
     ]
+    rows.append(f"- `scheduler.workers`: {results.get('workers', 'not available')} in this daemon")
+    if results.get("only"):
+        rows.append(f"- steps run: {', '.join(results['only'])} (`--only`)")
     if results.get("missing"):
         rows.append(f"- probe types not available yet: {', '.join(results['missing'])}")
+    for step, error in (results.get("errors") or {}).items():
+        rows.append(f"- step `{step}` failed, its figures are missing: {error}")
     return rows
+
+
+def load_note(results: dict[str, Any]) -> str:
+    """A warning when others used the machine: the load average before the run, or a busy second."""
+    m = results["machine"]
+    busy = m.get("busy_before", 0.0)
+    if m["load_before"][0] < 0.5 and busy < 0.1:
+        return ""
+    return (
+        f"**Loaded machine**: load average {_load(m['load_before'])} before the run, "
+        f"{busy:.0%} busy in the second before it (other work shared the 2 cores): figures are noisy, "
+        "ratios less so."
+    )
 
 
 def _load(values: Sequence[float] | None) -> str:
     return " ".join(f"{v:.2f}" for v in values) if values else "-"
-
-
-def _pct(share: float) -> str:
-    return "-" if math.isnan(share) else f"{share:.0%}"
 
 
 __all__ = ["FpingRun", "render"]

@@ -1,6 +1,6 @@
 """The benchmark: healthd against blackbox_exporter + Prometheus and fping, in one run.
 
-    .venv/bin/python bench/run.py [--quick] [--types tcp,icmp] [--out bench/RESULTS.md]
+    .venv/bin/python bench/run.py [--quick] [--only STEP] [--types tcp,icmp] [--out bench/RESULTS.md]
 
 Starts a targets process on loopback, runs healthd as a real process with
 generated configs, runs the reference tools over the same targets, and writes
@@ -12,16 +12,15 @@ Traffic goes to 127.0.0.0/8 only.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
+import os
 import platform
 import signal
-import subprocess
 import sys
 import tempfile
 import time
 import traceback
-from dataclasses import replace
+from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -29,35 +28,40 @@ from typing import Any
 if __package__ in (None, ""):  # run as a script: make `bench` and `daemon` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench import measure, report
-from bench.healthd_process import PYTHON, ROOT
+from bench import measure, report, steps, steps_ref, truth
+from bench.healthd_process import PYTHON, ROOT, workers_supported
 from bench.kinds import HTTP_LISTENERS, KINDS, TCP_LISTENERS
 from bench.procs import Processes, wait_line
 from bench.procstat import load_average, machine, machine_busy_share
-from bench.reference import MODULES, available, versions
+from bench.reference import versions
+from bench.targets import icmp_targets
 
-# budget: when the last step may start; the alarm (budget + slack) ends whatever still runs
+# budget: when the last step may start; the alarm (budget + slack) ends whatever still runs.
+# steady: seconds at 1,000 probes/s before a CPU-per-probe window opens (TIME_WAIT, caches, GC)
 FULL = {
-    "budget": 840,
-    "slack": 45,
+    "budget": 1950,
+    "slack": 60,
     "repeats": 3,
     "window": 10.0,
     "rate_window": 8.0,
     "big_window": 20.0,
     "warmup": 3.0,
+    "steady": 72.0,
+    "truth_window": 30.0,
 }
 QUICK = {
-    "budget": 160,
-    "slack": 12,
+    "budget": 450,
+    "slack": 30,
     "repeats": 1,
     "window": 3.0,
     "rate_window": 3.0,
     "big_window": 6.0,
     "warmup": 1.5,
+    "steady": 5.0,
+    "truth_window": 12.0,
 }
-SCHEDULED_CHECKS = 1000  # 1,000 checks every 1 s: the 1,000 probes/s comparison
-BIG_CHECKS = 10_000
-BIG_COST = 35.0  # seconds a 10,000-check run takes besides its window: start-up, warm-up, scrapes
+TRUTH_BACKGROUND = 6000  # background tcp checks every 1 s during the truth step
+STEPS = ("cost", "floor", "memory", "big", "truth", "rate", "growth", "uvloop")
 
 
 class Interrupted(Exception):
@@ -70,7 +74,8 @@ def _interrupt(signum: int, frame: FrameType | None) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="healthd benchmark (see bench/README.md)")
-    parser.add_argument("--quick", action="store_true", help="one short window per figure, under 3 minutes")
+    parser.add_argument("--quick", action="store_true", help="one short window per figure, under 8 minutes")
+    parser.add_argument("--only", choices=STEPS, action="append", help="run this step alone (repeatable)")
     parser.add_argument("--types", default="tcp,syn,icmp,http", help="probe types to measure")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "RESULTS.md")
     parser.add_argument("--json", type=Path, default=None, help="also write the raw figures here")
@@ -110,9 +115,11 @@ def run(
     wanted = [name.strip() for name in args.types.split(",") if name.strip()]
     results: dict[str, Any] = {
         "mode": "quick" if args.quick else "full",
+        "only": args.only or [],
         "machine": machine_facts(),
         "types": {},
         "missing": [name for name in wanted if name not in PROBES],
+        "workers": "available" if workers_supported() else "not available",
     }
     idle = machine()
     time.sleep(1.0)
@@ -131,136 +138,102 @@ def run(
     for name in results["missing"]:
         _log(f"{name}: not available yet (not in healthd.probes.PROBES)")
     # cheapest and most wanted first: if the budget runs out, what is left out is marked so
-    references: dict[str, Any] = {}
-    for name in present:
-        results["types"][name] = per_type(bench, name, profile, references)
-    results["fping"] = fping_section(bench, profile) if "icmp" in wanted else None
-    results["memory"] = memfill()
-    results["big"] = big_section(bench, profile)
-    for name in present:
-        results["types"][name]["rate"] = rate_search(bench, name, profile)
-    results["linear"] = linear_section(bench, profile, results["big"])
-    results["uvloop"] = uvloop_section(bench, profile, results)
+    for step in args.only or STEPS:
+        try:
+            _STEPS[step](bench, profile, present, results)
+        except (RuntimeError, TimeoutError, OSError) as exc:
+            # one step that cannot run (a daemon that does not start on a loaded machine) costs
+            # its own figures only; the report lists it
+            _log(f"{step}: failed: {exc}")
+            results.setdefault("errors", {})[step] = str(exc).splitlines()[0][:300]
     results["machine"]["load_after"] = load_average()
     return results
 
 
-def per_type(
-    bench: measure.Bench, name: str, profile: dict[str, Any], references: dict[str, Any]
-) -> dict[str, Any]:
-    kind = KINDS[name]
-    window, repeats = profile["window"], profile["repeats"]
-    out: dict[str, Any] = {"scheduled": [], "reference": [], "rate": measure.RateSearch()}
-    if not bench.can(window * repeats + 10):
-        _log(f"{name}: skipped, time budget spent")
-        out["skipped"] = True
-        return out
-    _log(f"{name}: healthd, {SCHEDULED_CHECKS} checks every 1 s")
-    out["scheduled"] = measure.scheduled(
-        bench, kind, checks=SCHEDULED_CHECKS, interval=1.0, repeats=repeats, seconds=window
-    )
-    module = MODULES[name]
-    out["reference_module"] = module
-    if module not in references and all(available().values()) and bench.can(window * repeats + 12):
-        _log(
-            f"{name}: blackbox_exporter ({module}) scheduled by Prometheus, "
-            f"{SCHEDULED_CHECKS} targets every 1 s"
-        )
-        targets = [kind.reference_target(i) for i in range(SCHEDULED_CHECKS)]
+Step = Callable[[measure.Bench, dict[str, Any], list[str], dict[str, Any]], None]
+
+
+def _cost(bench: measure.Bench, profile: dict[str, Any], present: list[str], results: dict[str, Any]) -> None:
+    references: dict[str, Any] = {}
+    for name in present:
         try:
-            references[module] = measure.reference_scheduled(
-                bench, module, targets, repeats=repeats, seconds=window
-            )
+            results["types"][name] = steps.per_type(bench, name, profile, references)
         except (RuntimeError, TimeoutError, OSError) as exc:
-            _log(f"  reference failed: {exc}")
-            references[module] = []
-    out["reference"] = references.get(module, [])
-    return out
-
-
-def rate_search(bench: measure.Bench, name: str, profile: dict[str, Any]) -> measure.RateSearch:
-    kind = KINDS[name]
-    _log(f"{name}: highest sustained rate")
-    if bench.quick:
-        # one step at the goal (or the ladder's start) keeps --quick short
-        kind = replace(kind, rate_ladder=(kind.rate_goal or kind.rate_ladder[0],))
-    return measure.max_rate(bench, kind, seconds=profile["rate_window"])
-
-
-def fping_section(bench: measure.Bench, profile: dict[str, Any]) -> dict[str, Any]:
-    from bench.targets import icmp_targets
-
-    _log("fping over the same 1,000 ICMP targets")
-    count = 5 if bench.quick else 10
-    return measure.fping_runs(bench, icmp_targets(SCHEDULED_CHECKS), paced_count=count, batches=5)
-
-
-def big_section(bench: measure.Bench, profile: dict[str, Any]) -> dict[str, Any]:
-    kind = KINDS["tcp"]
-    out: dict[str, Any] = {}
-    cost = BIG_COST + profile["big_window"]
-    if not bench.can(cost):
-        _log(f"tcp: {BIG_CHECKS} checks: skipped, time budget spent")
-        return out
-    _log(f"tcp: {BIG_CHECKS} checks every 10 s (history 120)")
-    out["default"] = measure.big(bench, kind, checks=BIG_CHECKS, seconds=profile["big_window"])
-    if bench.can(cost):
-        _log(f"tcp: {BIG_CHECKS} checks every 10 s, probe_duration_histogram: false")
-        out["no_histogram"] = measure.big(
-            bench, kind, checks=BIG_CHECKS, seconds=profile["big_window"], histogram=False
+            _log(f"{name}: failed: {exc}")
+            results.setdefault("errors", {})[f"cost {name}"] = str(exc).splitlines()[0][:300]
+    results["cloop_paced"] = steps_ref.connect_loops(bench, profile, paced=True)
+    if "icmp" in present:
+        _log(f"fping paced over the same 1,000 ICMP targets, {profile['steady']:.0f} s before the window")
+        results["fping_steady"] = steps_ref.fping_steady(
+            bench, icmp_targets(steps.SCHEDULED_CHECKS), warm=profile["steady"], seconds=profile["window"]
         )
-    return out
 
 
-def linear_section(bench: measure.Bench, profile: dict[str, Any], big: dict[str, Any]) -> list[Any]:
-    if bench.quick or "default" not in big:
-        return []
-    runs = []
-    for checks in (1000, 5000):
-        if not bench.can(BIG_COST + profile["big_window"]):
-            break
-        _log(f"tcp: {checks} checks every 10 s")
-        runs.append(measure.big(bench, KINDS["tcp"], checks=checks, seconds=profile["big_window"]))
-    runs.append(big["default"])
-    return runs
+def _floor(
+    bench: measure.Bench, profile: dict[str, Any], present: list[str], results: dict[str, Any]
+) -> None:
+    results["cloop_unpaced"] = steps_ref.connect_loops(bench, profile, paced=False)
+    if "icmp" in present:
+        _log("fping over the same 1,000 ICMP targets")
+        count = 5 if bench.quick else 10
+        results["fping"] = steps_ref.fping_runs(
+            bench, icmp_targets(steps.SCHEDULED_CHECKS), paced_count=count, batches=5
+        )
 
 
-def uvloop_section(
-    bench: measure.Bench, profile: dict[str, Any], results: dict[str, Any]
-) -> dict[str, Any] | None:
-    if importlib.util.find_spec("uvloop") is None:
-        _log("uvloop: not installed, skipped (pip install uvloop)")
-        return None
-    if bench.quick or not bench.can(BIG_COST + profile["big_window"] + profile["window"] * 3 + 15):
-        return None
-    kind = KINDS["tcp"]
-    _log("tcp with uvloop: 1,000 checks every 1 s, then 10,000 every 10 s")
-    scheduled = measure.scheduled(
-        bench,
-        kind,
-        checks=SCHEDULED_CHECKS,
-        interval=1.0,
-        repeats=profile["repeats"],
-        seconds=profile["window"],
-        uvloop=True,
-    )
-    big = measure.big(bench, kind, checks=BIG_CHECKS, seconds=profile["big_window"], uvloop=True)
-    return {"scheduled": scheduled, "big": big}
+def _memory(
+    bench: measure.Bench, profile: dict[str, Any], present: list[str], results: dict[str, Any]
+) -> None:
+    results["memory"] = steps.memfill(bench)
 
 
-def memfill() -> dict[str, Any]:
-    _log("memory of a full history (store filled in a process of its own)")
-    done = subprocess.run(
-        [str(PYTHON), "-m", "bench.memfill", "--checks", "2000", "--history", "120"],
-        capture_output=True,
-        cwd=ROOT,
-        timeout=120,
-        check=False,
-    )
-    if done.returncode != 0:
-        return {"error": done.stderr.decode(errors="replace")[-500:]}
-    facts: dict[str, Any] = json.loads(done.stdout)
-    return facts
+def _big(bench: measure.Bench, profile: dict[str, Any], present: list[str], results: dict[str, Any]) -> None:
+    results["big"] = steps.big_section(bench, profile)
+
+
+def _truth(
+    bench: measure.Bench, profile: dict[str, Any], present: list[str], results: dict[str, Any]
+) -> None:
+    reason = truth.skip_reason()
+    if not reason and not bench.can(profile["truth_window"] + 2.0 * TRUTH_BACKGROUND / 1000 + 30):
+        reason = "time budget spent"
+    if reason:
+        _log(f"truth under load: skipped, {reason}")
+        results["truth"] = truth.TruthRun(TRUTH_BACKGROUND, {}, 0, 0, 0, 0, 0, 0, skipped=reason)
+        return
+    _log(f"truth under load: {TRUTH_BACKGROUND} background checks/s, 4 checks through a 20 ms delay link")
+    results["truth"] = truth.run(bench, background=TRUTH_BACKGROUND, seconds=profile["truth_window"])
+
+
+def _rate(bench: measure.Bench, profile: dict[str, Any], present: list[str], results: dict[str, Any]) -> None:
+    results["rates"] = {name: steps.rates(bench, name, profile) for name in present}
+
+
+def _growth(
+    bench: measure.Bench, profile: dict[str, Any], present: list[str], results: dict[str, Any]
+) -> None:
+    if bench.quick:
+        _log("growth: full run only (the 50,000-check step alone takes minutes)")
+        return
+    results["linear"] = steps.growth(bench, profile, results.get("big") or {})
+
+
+def _uvloop(
+    bench: measure.Bench, profile: dict[str, Any], present: list[str], results: dict[str, Any]
+) -> None:
+    results["uvloop"] = steps.uvloop_section(bench, profile)
+
+
+_STEPS: dict[str, Step] = {
+    "cost": _cost,
+    "floor": _floor,
+    "memory": _memory,
+    "big": _big,
+    "truth": _truth,
+    "rate": _rate,
+    "growth": _growth,
+    "uvloop": _uvloop,
+}
 
 
 def machine_facts() -> dict[str, Any]:
@@ -270,8 +243,6 @@ def machine_facts() -> dict[str, Any]:
             cpu = line.split(":", 1)[1].strip()
             break
     mem_kb = int(Path("/proc/meminfo").read_text().split()[1])
-    import os
-
     return {
         "date": time.strftime("%Y-%m-%d %H:%M %Z"),
         "cpu": cpu,

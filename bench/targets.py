@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import errno
 import json
+import os
 import resource
 import select
 import signal
@@ -35,16 +36,20 @@ RESPONSE = (
     b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 3\r\nConnection: close\r\n\r\nok\n"
 )
 MAX_REQUEST = 8192
+# third octet of the TCP and HTTP target addresses: two benches on one machine choose different ones
+SUBNET = int(os.environ.get("HEALTHD_BENCH_SUBNET", "0"))
 
 
 def tcp_targets(count: int) -> list[tuple[str, int]]:
-    """(address, port) of TCP target i: 127.70.0.(1 + i % 50), port 20000 + i // 50."""
-    return [(f"127.70.0.{1 + i % ADDRS_PER_PORT}", TCP_PORT_BASE + i // ADDRS_PER_PORT) for i in range(count)]
+    """(address, port) of TCP target i: 127.70.SUBNET.(1 + i % 50), port 20000 + i // 50."""
+    port = TCP_PORT_BASE
+    return [(f"127.70.{SUBNET}.{1 + i % ADDRS_PER_PORT}", port + i // ADDRS_PER_PORT) for i in range(count)]
 
 
 def http_targets(count: int) -> list[tuple[str, int]]:
     return [
-        (f"127.72.0.{1 + i % ADDRS_PER_PORT}", HTTP_PORT_BASE + i // ADDRS_PER_PORT) for i in range(count)
+        (f"127.72.{SUBNET}.{1 + i % ADDRS_PER_PORT}", HTTP_PORT_BASE + i // ADDRS_PER_PORT)
+        for i in range(count)
     ]
 
 
