@@ -38,7 +38,7 @@ if __package__ in (None, ""):  # run as a script: make `bench` importable
 
 from bench.healthd_process import Healthd, Scrape, between
 from bench.procs import Processes
-from bench.procstat import process_cpu, process_rss
+from bench.procstat import process_cpu, process_rss, process_tree
 
 SILENT_HOLD = 5.0  # seconds the silent listener keeps a connection before closing it
 
@@ -127,7 +127,9 @@ def write_config(path: Path, outcomes: list[Outcome], checks: int, interval: flo
 @dataclass
 class Sample:
     at: float  # seconds since start
-    fds: int
+    fds: int  # of the daemon and its worker processes
+    processes: int  # the daemon and its workers: a restarted worker shows as a dip
+    load: float  # the machine's 1-minute load average
     rss_mb: float
     cpu_share: float  # of one core over the window
     lag_p99_ms: float
@@ -151,7 +153,9 @@ def sample(daemon: Healthd, outcomes: list[Outcome], started: float, last: Last)
     window = between(last[0], scrape)
     return Sample(
         at=time.monotonic() - started,
-        fds=len(os.listdir(f"/proc/{daemon.pid}/fd")),
+        fds=sum(len(os.listdir(f"/proc/{pid}/fd")) for pid in process_tree(daemon.pid)),  # workers too
+        processes=len(process_tree(daemon.pid)),
+        load=os.getloadavg()[0],
         rss_mb=process_rss(daemon.pid) / 2**20,
         cpu_share=(cpu - last[1]) / window.seconds if window.seconds > 0 else 0.0,
         lag_p99_ms=window.lag_quantile(0.99) * 1000,
@@ -174,13 +178,14 @@ def slope_per_hour(points: list[tuple[float, float]]) -> float:
 
 def report(samples: list[Sample]) -> str:
     lines = [
-        "| t (s) | fds | RSS (MB) | CPU (core) | lag p99 (ms) | probes/s | wrong verdicts |",
-        "|---:|---:|---:|---:|---:|---:|---:|",
+        "| t (s) | processes | fds | RSS (MB) | CPU (core) | lag p99 (ms) | probes/s | wrong verdicts "
+        "| load |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for s in samples:
         lines.append(
-            f"| {s.at:.0f} | {s.fds} | {s.rss_mb:.1f} | {s.cpu_share:.3f} | {s.lag_p99_ms:.1f} "
-            f"| {s.probes_per_s:.0f} | {s.wrong} |"
+            f"| {s.at:.0f} | {s.processes} | {s.fds} | {s.rss_mb:.1f} | {s.cpu_share:.3f} "
+            f"| {s.lag_p99_ms:.1f} | {s.probes_per_s:.0f} | {s.wrong} | {s.load:.1f} |"
         )
     lines += ["", "| figure | slope per hour |", "|---|---:|"]
     for name, unit in (("fds", ""), ("rss_mb", " MB"), ("cpu_share", " core"), ("lag_p99_ms", " ms")):
