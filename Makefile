@@ -21,7 +21,8 @@ test-tools:
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
-	$(BIN)/mypy daemon
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy daemon bench
 
 # The second run, on uvloop (the daemon's default where installed; the first run uses asyncio's loop):
 # every probe (ICMP in both socket modes, HTTP phase timings, the hostile targets), the scheduler,

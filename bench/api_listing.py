@@ -29,6 +29,7 @@ from typing import Any
 
 from aiohttp import web
 from healthd import api, api_dicts
+from healthd.api_keys import LISTING
 from healthd.api_listing import ListingCache
 from healthd.api_models import ServicesResponse
 from healthd.results import ProbeResult
@@ -128,7 +129,7 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
         check = f"/api/v1/services/{first.service}/checks/{first.check}"
         out["check"] = await timed_reads(port, check, args.requests, ticker)
         out["history"] = await timed_reads(port, check + "/history", args.requests, ticker)
-        out.update(in_process(store, app[api.LISTING]))
+        out.update(in_process(store, app[LISTING]))
     finally:
         tick.cancel()
         await runner.cleanup()

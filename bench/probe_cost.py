@@ -9,7 +9,7 @@ For each type, in one run on the same targets process (loopback only):
   the window opens after `--settle` seconds at the rate (TIME_WAIT and the heap have
   filled by then), for this tree's healthd and for the one whose `daemon/` directory
   `--before` names (e.g. main exported with `git archive`), and for tcp and syn for
-  `bench/c/connect_loop.c` doing the same connects at the same rate;
+  `bench/connect_loop.c` (via `bench.cloop`) doing the same connects at the same rate;
 - the highest of `--rates` probes/s held with lag p99 < 100 ms and no failure, both trees.
 
 Every process is stopped on the way out; each step is bounded by its own duration.
@@ -26,15 +26,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench import measure
+from bench import cloop, measure
 from bench.healthd_process import PYTHON, ROOT, Healthd, write_config
 from bench.kinds import HTTP_LISTENERS, KINDS, TCP_LISTENERS
 from bench.procs import Processes, wait_line
-from bench.procstat import CpuWindow, load_average
-from bench.targets import tcp_targets
+from bench.procstat import load_average
 
 RATE = 1000  # probes/s of the cost comparison (--rate: only to try the script out)
-C_SOURCE = ROOT / "bench" / "c" / "connect_loop.c"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -140,38 +138,35 @@ def _figures(run: measure.HealthdRun) -> dict[str, Any]:
     }
 
 
-def _build_c(workdir: Path) -> Path:
-    binary = workdir / "connect_loop"
-    subprocess.run(["cc", "-O2", "-o", str(binary), str(C_SOURCE)], check=True, timeout=60)
+def _build_c(workdir: Path) -> Path | None:
+    binary, how = cloop.build(workdir)
+    _log(f"C epoll loop: {how}")
     return binary
 
 
 def _c_cost(
-    bench: measure.Bench, binary: Path, name: str, rate: int, settle: float, window: float
+    bench: measure.Bench, binary: Path | None, name: str, rate: int, settle: float, window: float
 ) -> dict[str, Any]:
-    addresses = [f"{host}:{port}" for host, port in tcp_targets(1000)]
-    seconds = settle + window + 2
-    proc = subprocess.Popen([str(binary), str(rate), str(seconds), name, *addresses], stdout=subprocess.PIPE)
-    try:
-        time.sleep(settle)
-        cpu = CpuWindow({"loop": proc.pid, "targets": bench.targets_pid})
-        cpu.begin()
-        time.sleep(window)
-        cpu.finish()
-        output, _ = proc.communicate(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    started, done, failed = (int(v) for v in output.split())
-    probes = rate * cpu.seconds
+    """The C loop (bench/connect_loop.c) doing the probe's connects at the same rate."""
+    if binary is None:
+        raise RuntimeError("no C epoll loop: no compiler")
+    mode = "syn" if name == "syn" else "full"
+    (taken,) = cloop.paced(
+        bench.procs,
+        binary,
+        mode,
+        targets=1000,
+        targets_pid=bench.targets_pid,
+        rate=rate,
+        warm=settle,
+        seconds=window,
+        repeats=1,
+    )
     return {
-        "machine_us": round(cpu.machine_cpu / probes * 1e6, 1),
-        "loop_us": round(cpu.cpu("loop") / probes * 1e6, 1),
-        "targets_us": round(cpu.cpu("targets") / probes * 1e6, 1),
-        "started": started,
-        "done": done,
-        "failed": failed,
+        "machine_us": round(taken.machine_us, 1),
+        "loop_us": round(taken.own_us, 1),
+        "done": taken.connects,
+        "failed": taken.failures,
         "load": load_average(),
     }
 

@@ -96,9 +96,9 @@ def hping3(link: DelayLink, port: int, count: int) -> tuple[list[float], float]:
     syns = sorted((p for p in cap.packets if p.dport == port and p.flags == SYN), key=lambda p: p.time)
     client_ports = [p.sport for p in syns]
     errors = [
-        rtt - gaps[client_ports[seq]]
+        rtt - gaps[sport]
         for seq, rtt in printed.items()
-        if seq < len(client_ports) and client_ports[seq] in gaps
+        if seq < len(client_ports) and (sport := client_ports[seq]) is not None and sport in gaps
     ]
     return errors, statistics.median(gaps.values())
 

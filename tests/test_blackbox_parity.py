@@ -59,7 +59,11 @@ HTTP_SAME = {
     "probe_http_uncompressed_body_length",
     "probe_failed_due_to_regex",
 }
-TLS = {"probe_ssl_earliest_cert_expiry", "probe_tls_version_info", "probe_ssl_last_chain_expiry_timestamp_seconds"}
+TLS = {
+    "probe_ssl_earliest_cert_expiry",
+    "probe_tls_version_info",
+    "probe_ssl_last_chain_expiry_timestamp_seconds",
+}
 PAIRS = [
     Pair("http", "http", frozenset(HTTP), frozenset(HTTP_SAME)),
     Pair("https", "https", frozenset(HTTP | TLS), frozenset(HTTP_SAME | TLS)),
@@ -85,7 +89,13 @@ def healthd_config(targets: Targets) -> dict[str, Any]:
                 "checks": [
                     {"name": "http", "type": "http", "url": web, "body_regex": "ok"},
                     {"name": "http-miss", "type": "http", "url": web, "body_regex": "absent"},
-                    {"name": "https", "type": "http", "url": secure, "body_regex": "ok", "ca_file": str(targets.ca_file)},
+                    {
+                        "name": "https",
+                        "type": "http",
+                        "url": secure,
+                        "body_regex": "ok",
+                        "ca_file": str(targets.ca_file),
+                    },
                     {"name": "tcp", "type": "tcp", "target": f"127.0.0.1:{targets.tcp_port}"},
                     {"name": "icmp", "type": "icmp", "target": "127.0.0.1"},
                 ],
@@ -104,7 +114,11 @@ def blackbox_config(targets: Targets) -> dict[str, Any]:
                 "timeout": "2s",
                 "http": {**body, "tls_config": {"ca_file": str(targets.ca_file)}},
             },
-            "http_miss": {"prober": "http", "timeout": "2s", "http": {"fail_if_body_not_matches_regexp": ["absent"]}},
+            "http_miss": {
+                "prober": "http",
+                "timeout": "2s",
+                "http": {"fail_if_body_not_matches_regexp": ["absent"]},
+            },
             "tcp": {"prober": "tcp", "timeout": "2s"},
             "icmp": {"prober": "icmp", "timeout": "2s", "icmp": {"preferred_ip_protocol": "ip4"}},
         }
@@ -206,7 +220,10 @@ def test_shared_families_have_the_same_type_labels_and_meaning(
     print(f"\n{pair.check}: shared {shared}\n  blackbox only {sorted(set(theirs) - set(ours))}")
     assert pair.expected <= set(shared), f"missing on one side: {pair.expected - set(shared)}"
     for name in shared:
-        (their_type, their_labels, their_samples), (our_type, our_labels, our_samples) = theirs[name], ours[name]
+        (their_type, their_labels, their_samples), (our_type, our_labels, our_samples) = (
+            theirs[name],
+            ours[name],
+        )
         assert our_type == their_type, f"{name}: healthd {our_type}, blackbox {their_type}"
         assert our_labels == their_labels, f"{name}: healthd labels {our_labels}, blackbox {their_labels}"
         if name in pair.same_value:

@@ -41,7 +41,9 @@ class Recorder:
         self.seen: list[dict[str, Any]] = []
 
     async def handle(self, request: web.Request) -> web.Response:
-        self.seen.append({"method": request.method, "headers": dict(request.headers), "body": await request.text()})
+        self.seen.append(
+            {"method": request.method, "headers": dict(request.headers), "body": await request.text()}
+        )
         return web.json_response({"status": "UP"})
 
 
@@ -55,7 +57,10 @@ async def recorder() -> AsyncIterator[tuple[Recorder, int, int]]:
     await runner.setup()
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     trustme.CA().issue_cert("127.0.0.1").configure_cert(context)
-    plain, secure = web.TCPSite(runner, "127.0.0.1", 0), web.TCPSite(runner, "127.0.0.1", 0, ssl_context=context)
+    plain, secure = (
+        web.TCPSite(runner, "127.0.0.1", 0),
+        web.TCPSite(runner, "127.0.0.1", 0, ssl_context=context),
+    )
     await plain.start()
     await secure.start()
     ports = [s._server.sockets[0].getsockname()[1] for s in (plain, secure)]  # type: ignore[union-attr]
@@ -114,7 +119,9 @@ def test_a_closed_pipe_keeps_the_exit_status(closed_port: int) -> None:
         read, write = os.pipe()
         os.close(read)  # the reader is gone before anything is written: every write gets EPIPE
         try:
-            done = subprocess.run([*HEALTHD, *args], stdout=write, stderr=subprocess.PIPE, text=True, timeout=30)
+            done = subprocess.run(
+                [*HEALTHD, *args], stdout=write, stderr=subprocess.PIPE, text=True, timeout=30
+            )
         finally:
             os.close(write)
         assert done.returncode == status, done.stderr
@@ -139,7 +146,10 @@ def test_healthcheck_finds_the_daemon_like_run_does(tmp_path: Path) -> None:
                 break
         assert ok.returncode == 0 and f"127.0.0.1:{port}/healthz" in ok.stdout, ok
         # a wildcard address is reached on loopback; $HEALTHD_LISTEN overrides server.listen
-        assert healthd("healthcheck", "-c", str(config), env={"HEALTHD_LISTEN": f"0.0.0.0:{port}"}).returncode == 0
+        assert (
+            healthd("healthcheck", "-c", str(config), env={"HEALTHD_LISTEN": f"0.0.0.0:{port}"}).returncode
+            == 0
+        )
     finally:
         proc.terminate()
         proc.wait(timeout=10)
@@ -156,7 +166,12 @@ def test_listen_from_the_environment(tmp_path: Path) -> None:
     proc = subprocess.Popen([*HEALTHD, "run", "-c", str(config)], stderr=subprocess.PIPE, text=True, env=env)
     try:
         for _ in range(100):
-            if subprocess.run([*HEALTHD, "healthcheck", "-c", str(config)], env=env, capture_output=True).returncode == 0:
+            if (
+                subprocess.run(
+                    [*HEALTHD, "healthcheck", "-c", str(config)], env=env, capture_output=True
+                ).returncode
+                == 0
+            ):
                 break
         proc.terminate()
         assert proc.wait(timeout=10) == 0
@@ -169,7 +184,11 @@ def test_listen_from_the_environment(tmp_path: Path) -> None:
 def test_completions_and_man_page_come_from_the_parser(tmp_path: Path) -> None:
     env = {**os.environ, "PYTHON": sys.executable}
     done = subprocess.run(
-        ["sh", str(REPO / "deploy/shell/generate.sh"), str(tmp_path)], capture_output=True, text=True, env=env, timeout=120
+        ["sh", str(REPO / "deploy/shell/generate.sh"), str(tmp_path)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
     )
     assert done.returncode == 0, done.stderr
     bash = tmp_path / "bash-completion/completions/healthd"
@@ -179,16 +198,23 @@ COMP_WORDS=(healthd probe ''); COMP_CWORD=2; _shtab_healthd; echo "${{COMPREPLY[
 COMP_WORDS=(healthd probe http x --ins); COMP_CWORD=4; _shtab_healthd; echo "${{COMPREPLY[@]}}"
 """
     completed = subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=30)
-    assert completed.stdout.splitlines() == ["probe print-unit print-config", "http icmp syn tcp", "--insecure"]
+    assert completed.stdout.splitlines() == [
+        "probe print-unit print-config",
+        "http icmp syn tcp",
+        "--insecure",
+    ]
     zsh = (tmp_path / "zsh/vendor-completions/_healthd").read_text()
     assert zsh.startswith("#compdef healthd") and "healthcheck" in zsh
     if shutil.which("zsh"):
-        assert subprocess.run(["zsh", "-n", str(tmp_path / "zsh/vendor-completions/_healthd")]).returncode == 0
+        assert (
+            subprocess.run(["zsh", "-n", str(tmp_path / "zsh/vendor-completions/_healthd")]).returncode == 0
+        )
     man = tmp_path / "man/man1/healthd.1"
     groff = shutil.which("groff")
     if groff is None:
         pytest.skip("needs groff to render the man page")
-    page = subprocess.run([groff, "-man", "-Tascii", "-P", "-cbou", str(man)], capture_output=True, text=True, timeout=30)
+    page = subprocess.run(
+        [groff, "-man", "-Tascii", "-P", "-cbou", str(man)], capture_output=True, text=True, timeout=30
+    )
     text = re.sub(r"\s+", " ", page.stdout)
     assert "healthd probe" in text and "--insecure" in text and "$HEALTHD_CONFIG" in text, text[:2000]
-

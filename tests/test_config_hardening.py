@@ -59,7 +59,12 @@ CASES: list[tuple[str, str, int | None, str]] = [
     ),
     ("unhashable key", "? [a, b]\n: 1\n", 1, "found unhashable key"),
     ("control character", TCP.replace("name: a", "name: a\x07"), 2, "control character U+0007"),
-    ("U+2028 is not a new line", 'x: "a\u2028\u2028b"\n' + TCP + "        colour: red\n", 1, ":7: services[0].checks[0].colour: unknown"),
+    (
+        "U+2028 is not a new line",
+        'x: "a\u2028\u2028b"\n' + TCP + "        colour: red\n",
+        1,
+        ":7: services[0].checks[0].colour: unknown",
+    ),
     ("NUL byte", TCP + "# \x00\n", 6, "control character U+0000"),
     (
         "duplicate key",
@@ -87,7 +92,12 @@ CASES: list[tuple[str, str, int | None, str]] = [
         6,
         "nested too deeply",
     ),
-    ("regex warning", with_option(HTTP, "body_regex: 'a[[b]'"), 6, "ambiguous regex 'a[[b]': Possible nested set"),
+    (
+        "regex warning",
+        with_option(HTTP, "body_regex: 'a[[b]'"),
+        6,
+        "ambiguous regex 'a[[b]': Possible nested set",
+    ),
     (
         "regex huge repeat",
         with_option(HTTP, "body_regex: 'a{99999999999999999999}'"),

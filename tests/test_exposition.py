@@ -64,8 +64,12 @@ def test_families_parse_back_to_the_store(histograms: bool) -> None:
     assert ("healthd_icmp_packet_loss_ratio", "gauge", GAUGE_HELP["healthd_icmp_packet_loss_ratio"]) in meta
     up = frozenset({"service": "web", "check": "tcp", "type": "tcp", "target": "127.0.0.1:80"}.items())
     assert samples[("healthd_probes_total", up | {("result", "timeout")})] == 1.0
-    assert samples.get(("healthd_probe_duration_seconds_bucket", up | {("le", "+Inf")})) == (4.0 if histograms else None)
-    assert samples.get(("healthd_probe_duration_seconds_sum", up)) == (pytest.approx(0.01) if histograms else None)
+    assert samples.get(("healthd_probe_duration_seconds_bucket", up | {("le", "+Inf")})) == (
+        4.0 if histograms else None
+    )
+    assert samples.get(("healthd_probe_duration_seconds_sum", up)) == (
+        pytest.approx(0.01) if histograms else None
+    )
     assert samples[("healthd_service_info", frozenset({"service": "web", "team": 'a"b'}.items()))] == 1.0
 
 
@@ -90,7 +94,10 @@ def test_promtool_accepts_the_exposition() -> None:
     if promtool is None:
         pytest.skip("needs promtool (Debian package prometheus, installed by `make test` as root)")
     done = subprocess.run(
-        [promtool, "check", "metrics"], input=Exposition(filled(True), GAUGE_HELP).render(), capture_output=True, timeout=30
+        [promtool, "check", "metrics"],
+        input=Exposition(filled(True), GAUGE_HELP).render(),
+        capture_output=True,
+        timeout=30,
     )
     assert done.returncode == 0, done.stdout + done.stderr
 

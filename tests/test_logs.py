@@ -49,7 +49,14 @@ def test_journal_is_detected_by_device_and_inode(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("level", "priority"),
-    [(logging.DEBUG, 7), (logging.INFO, 6), (logging.WARNING, 4), (logging.ERROR, 3), (logging.CRITICAL, 2), (25, 4)],
+    [
+        (logging.DEBUG, 7),
+        (logging.INFO, 6),
+        (logging.WARNING, 4),
+        (logging.ERROR, 3),
+        (logging.CRITICAL, 2),
+        (25, 4),
+    ],
 )
 def test_syslog_priorities(level: int, priority: int) -> None:
     assert syslog_priority(level) == priority
@@ -64,7 +71,10 @@ def record(level: int, message: str, **extra: object) -> logging.LogRecord:
 def test_formatters() -> None:
     warning = record(logging.WARNING, "check x is down", service="web", state="down", error_kind="refused")
     assert TextFormatter(journal=True).format(warning) == "<4>WARNING healthd.test: check x is down"
-    assert re.fullmatch(r"\d{4}-\d\d-\d\dT[\d:.]+Z WARNING healthd.test: check x is down", TextFormatter(False).format(warning))
+    assert re.fullmatch(
+        r"\d{4}-\d\d-\d\dT[\d:.]+Z WARNING healthd.test: check x is down",
+        TextFormatter(False).format(warning),
+    )
     line = JsonFormatter(journal=True).format(warning)
     assert line.startswith("<4>{")
     entry = json.loads(line[3:])
@@ -74,7 +84,10 @@ def test_formatters() -> None:
 
 def messages(caplog: pytest.LogCaptureFixture) -> list[tuple[int, str, dict[str, object]]]:
     fields = ("event", "service", "check", "state", "previous", "error_kind", "added")
-    return [(r.levelno, r.getMessage(), {f: r.__dict__[f] for f in fields if f in r.__dict__}) for r in caplog.records]
+    return [
+        (r.levelno, r.getMessage(), {f: r.__dict__[f] for f in fields if f in r.__dict__})
+        for r in caplog.records
+    ]
 
 
 def ok(t: float) -> ProbeResult:
@@ -82,7 +95,9 @@ def ok(t: float) -> ProbeResult:
 
 
 def refused(t: float) -> ProbeResult:
-    return ProbeResult(t, False, 0.001, None, ErrorKind.REFUSED, "connect to 127.0.0.1:80: Connection refused")
+    return ProbeResult(
+        t, False, 0.001, None, ErrorKind.REFUSED, "connect to 127.0.0.1:80: Connection refused"
+    )
 
 
 def test_check_and_service_transitions_read_naturally(caplog: pytest.LogCaptureFixture) -> None:
@@ -96,7 +111,9 @@ def test_check_and_service_transitions_read_naturally(caplog: pytest.LogCaptureF
             log_check_transition(transition)
             statuses = {s.name: store.status_of(s) for s in store.services}
             for fields in services.update(statuses):
-                log_service_transition(store, fields["service"], Status(fields["status"]), Status(fields["previous"]))
+                log_service_transition(
+                    store, fields["service"], Status(fields["status"]), Status(fields["previous"])
+                )
 
     caplog.set_level(logging.INFO)
     record_result(WEB, refused(0))  # first verdict: down
@@ -118,9 +135,17 @@ def test_check_and_service_transitions_read_naturally(caplog: pytest.LogCaptureF
     }
     # one check down and one unknown already make the service degraded (see docs/operations.md)
     assert got[1][:2] == (logging.WARNING, "service web is degraded, was unknown (1 of 2 checks down)")
-    assert got[1][2] == {"event": "service_transition", "service": "web", "state": "degraded", "previous": "unknown"}
+    assert got[1][2] == {
+        "event": "service_transition",
+        "service": "web",
+        "state": "degraded",
+        "previous": "unknown",
+    }
     assert got[2][:2] == (logging.INFO, "check web/http (http http://127.0.0.1/) is up, was unknown")
-    assert got[3][:2] == (logging.INFO, "check web/tcp (tcp 127.0.0.1:80) is up after 2 consecutive successes, was down")
+    assert got[3][:2] == (
+        logging.INFO,
+        "check web/tcp (tcp 127.0.0.1:80) is up after 2 consecutive successes, was down",
+    )
     assert got[4][:2] == (logging.INFO, "service web is up, was degraded (0 of 2 checks down)")
     assert len(got) == 5
     assert store.status_of(store.services[0]) is Status.UP

@@ -121,7 +121,10 @@ async def test_the_endpoint_negotiates_and_answers_head(
     assert om.status == 200 and om.headers["Content-Type"] == OPENMETRICS_CONTENT_TYPE
     body = await om.text()
     assert body.endswith("# EOF\n")
-    assert {f.name for f in parse_openmetrics(body)} >= {"healthd_checks", "healthd_config_last_reload_successful"}
+    assert {f.name for f in parse_openmetrics(body)} >= {
+        "healthd_checks",
+        "healthd_config_last_reload_successful",
+    }
 
     head = await client.head("/metrics", headers={"Accept": PROMETHEUS_ACCEPT})
     assert head.status == 200 and head.headers["Content-Type"] == OPENMETRICS_CONTENT_TYPE

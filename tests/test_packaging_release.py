@@ -44,7 +44,10 @@ def only(dist: Path, pattern: str) -> Path:
 def test_twine_check_passes(dist: Path) -> None:
     files = sorted(str(p) for p in dist.iterdir())
     done = subprocess.run(
-        [sys.executable, "-m", "twine", "check", "--strict", *files], capture_output=True, text=True, timeout=120
+        [sys.executable, "-m", "twine", "check", "--strict", *files],
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert done.stdout.count("PASSED") == 2, done.stdout
@@ -61,7 +64,9 @@ def test_license_file_matches_the_declared_license() -> None:
 def test_wheel_metadata(dist: Path) -> None:
     with zipfile.ZipFile(only(dist, "*.whl")) as wheel:
         names = set(wheel.namelist())
-        meta = email.parser.Parser().parsestr(wheel.read(f"healthd-{__version__}.dist-info/METADATA").decode())
+        meta = email.parser.Parser().parsestr(
+            wheel.read(f"healthd-{__version__}.dist-info/METADATA").decode()
+        )
         unit = wheel.read("healthd/data/healthd.service")
         example = wheel.read("healthd/data/config.example.yaml")
     assert "healthd/py.typed" in names
@@ -119,7 +124,11 @@ def test_installed_wheel_prints_its_unit_and_config(dist: Path, tmp_path: Path) 
     assert config.returncode == 0 and config.stdout == (REPO / "config.example.yaml").read_bytes()
     (tmp_path / "c.yaml").write_bytes(config.stdout)
     checked = subprocess.run(
-        [*run, "check-config", "-c", str(tmp_path / "c.yaml")], capture_output=True, text=True, timeout=60, env=env
+        [*run, "check-config", "-c", str(tmp_path / "c.yaml")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
     )
     assert checked.returncode == 0, checked.stderr
     assert unit.stdout.count(b"[Service]") == 1

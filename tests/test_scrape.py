@@ -23,7 +23,8 @@ MakeClient = Callable[..., Awaitable[Client]]
 def big_store(checks: int) -> Store:
     store = Store(probe_histograms=True)
     infos = tuple(
-        CheckInfo("web", f"c{n}", "tcp", f"127.0.0.1:{1000 + n}", rise=1, fall=1, history=2) for n in range(checks)
+        CheckInfo("web", f"c{n}", "tcp", f"127.0.0.1:{1000 + n}", rise=1, fall=1, history=2)
+        for n in range(checks)
     )
     store.apply([ServiceInfo("web", {}, infos)])
     for n, info in enumerate(infos):

@@ -110,12 +110,25 @@ def test_apply_keeps_unchanged_state_and_restarts_changed() -> None:
 def test_history_gives_back_equal_results_whatever_their_shape() -> None:
     store = store_with(info(history=4))
     sent = [
-        ProbeResult(time=1.0, ok=True, duration=0.01, latency=0.005, phases={"connect": 0.005}, details={"a": 1}),
-        ProbeResult(time=2.0, ok=True, duration=0.02, latency=0.006, phases={"connect": 0.006}, details={"a": 1}),
+        ProbeResult(
+            time=1.0, ok=True, duration=0.01, latency=0.005, phases={"connect": 0.005}, details={"a": 1}
+        ),
+        ProbeResult(
+            time=2.0, ok=True, duration=0.02, latency=0.006, phases={"connect": 0.006}, details={"a": 1}
+        ),
         result(False, 3.0),
-        ProbeResult(time=4.0, ok=True, duration=0.03, latency=None, phases={"resolve": 0.1, "connect": 0.2},
-                    details={"b": [1, 2]}, gauges={"g": 1.5}),  # more phases than the first result
-        ProbeResult(time=5.0, ok=True, duration=0.04, latency=0.007, phases={"connect": 0.007}, details={"a": 2}),
+        ProbeResult(
+            time=4.0,
+            ok=True,
+            duration=0.03,
+            latency=None,
+            phases={"resolve": 0.1, "connect": 0.2},
+            details={"b": [1, 2]},
+            gauges={"g": 1.5},
+        ),  # more phases than the first result
+        ProbeResult(
+            time=5.0, ok=True, duration=0.04, latency=0.007, phases={"connect": 0.007}, details={"a": 2}
+        ),
     ]
     for r in sent:
         store.record(("s", "c"), r)

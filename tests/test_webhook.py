@@ -207,7 +207,10 @@ async def test_a_receiver_that_redirects_is_not_followed(
             "    - {url: 'http://127.0.0.1:1/', retries: -1}",
             "notify.webhooks[0].retries: must be at least 0, not -1",
         ),
-        ("    - {url: 'http://127.0.0.1:1/', secrets: x}", "notify.webhooks[0].secrets: unknown option (did you mean 'secret'?)"),
+        (
+            "    - {url: 'http://127.0.0.1:1/', secrets: x}",
+            "notify.webhooks[0].secrets: unknown option (did you mean 'secret'?)",
+        ),
     ],
 )
 def test_bad_webhook_config_is_a_located_error(tmp_path: Path, hooks: str, error: str) -> None:

@@ -115,7 +115,9 @@ def test_oci_labels_and_the_base_image_knob() -> None:
     assert labels["org.opencontainers.image.licenses"] == project["license"]
     assert labels["org.opencontainers.image.source"] == project["urls"]["Source"]
     assert labels["org.opencontainers.image.version"] == "${HEALTHD_VERSION}"
-    (version_arg,) = [i.args for i in instructions() if i.keyword == "ARG" and i.args.startswith("HEALTHD_VERSION=")]
+    (version_arg,) = [
+        i.args for i in instructions() if i.keyword == "ARG" and i.args.startswith("HEALTHD_VERSION=")
+    ]
     assert version_arg == f"HEALTHD_VERSION={__version__}"
     assert "--build-arg PYTHON_IMAGE=python:3.11-slim-bookworm@sha256:" in DOCKERFILE.read_text()
 
@@ -220,7 +222,9 @@ def test_image_carries_completions_and_a_man_page(image: Install) -> None:
     copies = [i.args for i in instructions() if i.keyword == "COPY" and "--from=build" in i.args]
     assert "--from=build /src/share/ /usr/local/share/" in copies
     # the generators were build-only: the image's venv does not keep them
-    assert not list(image.site_packages.glob("shtab*")) and not list(image.site_packages.glob("argparse_manpage*"))
+    assert not list(image.site_packages.glob("shtab*")) and not list(
+        image.site_packages.glob("argparse_manpage*")
+    )
 
 
 def test_entrypoint_gives_a_non_root_user_raw_icmp_with_net_raw_and_falls_back_without(

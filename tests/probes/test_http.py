@@ -548,7 +548,10 @@ async def test_private_ca_fails_verification_unless_given_as_ca_file(
     leaf_expiry = not_after(pki.good)  # trustme's CA outlives its leaves: the leaf is the earliest
     assert trusted.gauges["probe_ssl_earliest_cert_expiry"] == leaf_expiry
     assert unverified.gauges["probe_ssl_earliest_cert_expiry"] == leaf_expiry  # read unverified too
-    assert trusted.gauges['probe_tls_version_info{version="TLS 1.3"}'] == 1.0 and trusted.gauges["probe_http_ssl"] == 1.0
+    assert (
+        trusted.gauges['probe_tls_version_info{version="TLS 1.3"}'] == 1.0
+        and trusted.gauges["probe_http_ssl"] == 1.0
+    )
     assert trusted.gauges["probe_ssl_last_chain_expiry_timestamp_seconds"] == leaf_expiry
     assert "probe_ssl_last_chain_expiry_timestamp_seconds" not in unverified.gauges  # no verified chain
     assert trusted.details["cert_expiry"] == time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(leaf_expiry))

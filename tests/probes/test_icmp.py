@@ -144,7 +144,11 @@ async def test_loopback_answers_with_statistics(target: str, icmp: None, resourc
     assert 0 < result.latency < result.duration
     # blackbox_exporter's gauges too: the family probed and the TTL / hop limit the reply came with
     protocol = 6.0 if ":" in target else 4.0
-    assert result.gauges == {LOSS_GAUGE: 0.0, "probe_ip_protocol": protocol, "probe_icmp_reply_hop_limit": 64.0}
+    assert result.gauges == {
+        LOSS_GAUGE: 0.0,
+        "probe_ip_protocol": protocol,
+        "probe_icmp_reply_hop_limit": 64.0,
+    }
 
 
 async def test_count_sends_spaced_requests(icmp: None, resources: ProbeResources) -> None:
@@ -284,7 +288,10 @@ async def test_filtered_target_times_out_before_timeout_with_loss(
     assert result.error_kind is ErrorKind.TIMEOUT
     assert result.error_message == f"no echo reply from {netns.ns_ip} to 3 requests within 500ms"
     assert (result.details["sent"], result.details["received"], result.details["loss_ratio"]) == (3, 0, 1.0)
-    assert result.gauges == {LOSS_GAUGE: 1.0, "probe_ip_protocol": 4.0}  # the probe reports the loss: not cut off
+    assert result.gauges == {
+        LOSS_GAUGE: 1.0,
+        "probe_ip_protocol": 4.0,
+    }  # the probe reports the loss: not cut off
     assert result.latency is None and "rtt" not in result.phases
     assert elapsed < 0.5 + 0.1
     assert new_fds(before) == set()
