@@ -16,16 +16,73 @@ from typing import Any
 from healthd.results import ErrorKind, ProbeResult
 
 
+class _Number:
+    """Stands in a shape for a float detail or gauge: its value is in the numbers array."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "NUMBER"
+
+
+NUMBER = _Number()  # an immutable marker, the one instance
+
+#: a mapping's keys in order, each with its value or NUMBER (the value is a float in the slot)
+Template = tuple[tuple[str, Any], ...]
+
+
+def _template(values: Mapping[str, Any]) -> Template:
+    return tuple((key, NUMBER if type(value) is float else value) for key, value in values.items())
+
+
+def _floats(values: Mapping[str, Any]) -> list[float]:
+    return [value for value in values.values() if type(value) is float]
+
+
+def _filled(template: Template, numbers: Iterator[float]) -> dict[str, Any]:
+    return {key: next(numbers) if value is NUMBER else value for key, value in template}
+
+
 @dataclass(frozen=True, slots=True)
 class _Shape:
-    """What a result shares with its neighbours: verdict, error, phase names, details, gauges."""
+    """What a result shares with its neighbours: verdict, error, phase names, and its details
+    and gauges with every float left out (an RTT differs each run; it goes in the numbers)."""
 
     ok: bool
     error_kind: ErrorKind | None
     error_message: str | None
     phase_names: tuple[str, ...]
-    details: Mapping[str, Any]
-    gauges: Mapping[str, float]
+    details: Template
+    gauges: Template
+
+    @classmethod
+    def of(cls, result: ProbeResult) -> _Shape:
+        return cls(
+            result.ok,
+            result.error_kind,
+            result.error_message,
+            tuple(result.phases),
+            _template(result.details),
+            _template(result.gauges),
+        )
+
+    @classmethod
+    def of_whole(
+        cls,
+        ok: bool,
+        kind: ErrorKind | None,
+        message: str | None,
+        phases: tuple[str, ...],
+        details: Mapping[str, Any],
+        gauges: Mapping[str, Any],
+    ) -> _Shape:
+        """A shape whose details and gauges are all kept in it (snapshots written before 2026-12)."""
+        return cls(ok, kind, message, phases, tuple(details.items()), tuple(gauges.items()))
+
+    @property
+    def numbers(self) -> int:
+        """Doubles after time, duration and latency: phases, float details, float gauges."""
+        return len(self.phase_names) + sum(value is NUMBER for _, value in (*self.details, *self.gauges))
 
     def fits(self, result: ProbeResult) -> bool:
         return (
@@ -34,8 +91,8 @@ class _Shape:
             and self.error_message == result.error_message
             and len(self.phase_names) == len(result.phases)
             and all(a == b for a, b in zip(self.phase_names, result.phases, strict=False))
-            and self.details == result.details
-            and self.gauges == result.gauges
+            and self.details == _template(result.details)
+            and self.gauges == _template(result.gauges)
         )
 
 
@@ -65,7 +122,7 @@ class History:
 
     def append(self, result: ProbeResult) -> None:
         if self._width < 0:
-            self._width = 3 + len(result.phases)
+            self._width = 3 + _Shape.of(result).numbers
         slot = len(self._shapes) if len(self._shapes) < self.maxlen else self._start
         shape = self._shape_for(result)
         numbers = self._numbers_of(result) if isinstance(shape, _Shape) else (0.0,) * self._width
@@ -79,24 +136,17 @@ class History:
             self._start = (slot + 1) % self.maxlen
 
     def _shape_for(self, result: ProbeResult) -> _Shape | ProbeResult:
-        if len(result.phases) > self._width - 3:
-            return result
         newest = self._shapes[self._start - 1] if self._shapes else None
         if isinstance(newest, _Shape) and newest.fits(result):
             return newest
-        return _Shape(
-            result.ok,
-            result.error_kind,
-            result.error_message,
-            tuple(result.phases),
-            result.details,
-            result.gauges,
-        )
+        shape = _Shape.of(result)
+        return shape if shape.numbers <= self._width - 3 else result  # too many numbers: kept whole
 
     def _numbers_of(self, result: ProbeResult) -> tuple[float, ...]:
         latency = math.nan if result.latency is None else result.latency
-        padding = (0.0,) * (self._width - 3 - len(result.phases))
-        return (result.time, result.duration, latency, *result.phases.values(), *padding)
+        values = [*result.phases.values(), *_floats(result.details), *_floats(result.gauges)]
+        padding = (0.0,) * (self._width - 3 - len(values))
+        return (result.time, result.duration, latency, *values, *padding)
 
     def _result(self, slot: int) -> ProbeResult:
         shape = self._shapes[slot]
@@ -104,7 +154,7 @@ class History:
             return shape
         offset = slot * self._width
         time, duration, latency = self._numbers[offset : offset + 3]
-        values = self._numbers[offset + 3 : offset + 3 + len(shape.phase_names)]
+        values = iter(self._numbers[offset + 3 : offset + 3 + shape.numbers])
         return ProbeResult(
             time=time,
             ok=shape.ok,
@@ -112,9 +162,9 @@ class History:
             latency=None if math.isnan(latency) else latency,
             error_kind=shape.error_kind,
             error_message=shape.error_message,
-            phases=dict(zip(shape.phase_names, values, strict=True)),
-            details=shape.details,
-            gauges=shape.gauges,
+            phases={name: next(values) for name in shape.phase_names},
+            details=_filled(shape.details, values),
+            gauges=_filled(shape.gauges, values),
         )
 
     def _slots(self) -> range:
@@ -211,8 +261,16 @@ class HistoryCopy:
 
 def _dump_shape(shape: _Shape | ProbeResult) -> list[Any]:
     kind = shape.error_kind.value if shape.error_kind is not None else None
-    if isinstance(shape, _Shape):
-        return [0, shape.ok, kind, shape.error_message, list(shape.phase_names), shape.details, shape.gauges]
+    if isinstance(shape, _Shape):  # tag 2: details and gauges as [key, value, is_number] triples
+        return [
+            2,
+            shape.ok,
+            kind,
+            shape.error_message,
+            list(shape.phase_names),
+            _dump_template(shape.details),
+            _dump_template(shape.gauges),
+        ]
     return [
         1,
         shape.ok,
@@ -230,8 +288,12 @@ def _dump_shape(shape: _Shape | ProbeResult) -> list[Any]:
 def _load_shape(data: list[Any]) -> _Shape | ProbeResult:
     tag, ok, kind, message, phases, details, gauges = data[:7]
     error_kind = ErrorKind(kind) if kind is not None else None
-    if tag == 0:
-        return _Shape(bool(ok), error_kind, message, tuple(phases), dict(details), dict(gauges))
+    if tag == 0:  # written before float details moved into the numbers
+        return _Shape.of_whole(bool(ok), error_kind, message, tuple(phases), dict(details), dict(gauges))
+    if tag == 2:
+        return _Shape(
+            bool(ok), error_kind, message, tuple(phases), _load_template(details), _load_template(gauges)
+        )
     time, duration, latency = data[7:10]
     return ProbeResult(
         time=float(time),
@@ -244,3 +306,12 @@ def _load_shape(data: list[Any]) -> _Shape | ProbeResult:
         details=dict(details),
         gauges=dict(gauges),
     )
+
+
+def _dump_template(template: Template) -> list[list[Any]]:
+    """[key, value, is_number] triples (a marker object has no msgpack form)."""
+    return [[key, None if value is NUMBER else value, value is NUMBER] for key, value in template]
+
+
+def _load_template(data: list[list[Any]]) -> Template:
+    return tuple((str(key), NUMBER if is_number else value) for key, value, is_number in data)

@@ -1,0 +1,81 @@
+"""A check's history gives back exactly the results it kept, and shares what repeats."""
+
+from __future__ import annotations
+
+import struct
+
+import msgpack
+from healthd.history import History, HistoryCopy
+from healthd.results import ErrorKind, ProbeResult
+
+
+def tcp_result(at: float, rtt_ms: float, ok: bool = True) -> ProbeResult:
+    return ProbeResult(
+        time=at,
+        ok=ok,
+        duration=0.002,
+        latency=rtt_ms / 1000 if ok else None,
+        error_kind=None if ok else ErrorKind.REFUSED,
+        error_message=None if ok else "connect to 127.0.0.1:1: Connection refused",
+        phases={"connect": 0.001},
+        details={"address": "127.0.0.1:80", "rtt_ms": rtt_ms, "rtt_source": "tcp_info", "attempts": 1},
+        gauges={"rtt_seconds": rtt_ms / 1000},
+    )
+
+
+def test_results_with_a_different_rtt_each_run_come_back_equal_and_share_one_shape() -> None:
+    history = History(50)
+    results = [tcp_result(1000.0 + i, 0.1 + i / 7) for i in range(120)]  # wraps the ring
+    for result in results:
+        history.append(result)
+    assert list(history) == results[-50:]
+    assert list(reversed(history)) == results[-50:][::-1]
+    assert history[0] == results[-50] and history[-1] == results[-1]
+    assert list(history[-1].details) == ["address", "rtt_ms", "rtt_source", "attempts"]  # order kept
+    shapes = {id(shape) for shape in history.copy().shapes}
+    assert len(shapes) == 1  # the RTT is in the numbers, not in a shape of its own per result
+
+
+def test_a_verdict_change_starts_a_new_shape_and_both_read_back() -> None:
+    history = History(10)
+    results = [tcp_result(1.0, 0.5), tcp_result(2.0, 0.0, ok=False), tcp_result(3.0, 0.7)]
+    for result in results:
+        history.append(result)
+    assert list(history) == results
+
+
+def test_a_result_with_more_numbers_than_the_first_is_kept_whole() -> None:
+    history = History(10)
+    plain = ProbeResult(time=1.0, ok=True, duration=0.1, latency=0.1, details={"status": 200})
+    richer = tcp_result(2.0, 0.4)  # one phase, one float detail, one gauge more
+    history.append(plain)
+    history.append(richer)
+    assert list(history) == [plain, richer]
+    assert history.copy().shapes[1] is richer
+
+
+def test_a_dumped_history_loads_back_through_msgpack() -> None:
+    history = History(20)
+    results = [tcp_result(10.0 + i, i * 0.3, ok=i % 5 != 0) for i in range(30)]
+    for result in results:
+        history.append(result)
+    data = msgpack.unpackb(msgpack.packb(history.copy().dump()), raw=False)
+    assert list(History.from_copy(HistoryCopy.load(data))) == results[-20:]
+
+
+def test_a_snapshot_written_before_floats_moved_into_the_numbers_still_loads() -> None:
+    # tag 0: the shape kept every detail and gauge itself; width = 3 + phases
+    old = {
+        "maxlen": 5,
+        "width": 4,
+        "start": 0,
+        "numbers": struct.pack("<8d", 1.0, 0.01, 0.005, 0.004, 2.0, 0.01, 0.006, 0.005),
+        "shapes": [[0, True, None, None, ["connect"], {"rtt_ms": 5.0}, {"rtt_seconds": 0.005}]],
+        "index": struct.pack("<2I", 0, 0),
+    }
+    loaded = list(History.from_copy(HistoryCopy.load(old)))
+    assert [r.time for r in loaded] == [1.0, 2.0]
+    assert loaded[1].details == {"rtt_ms": 5.0} and loaded[1].phases == {"connect": 0.005}
+    appended = History.from_copy(HistoryCopy.load(old))
+    appended.append(tcp_result(3.0, 0.2))  # a new result after the old ones
+    assert list(appended)[-1] == tcp_result(3.0, 0.2)
