@@ -14,7 +14,7 @@ from aiohttp import web
 
 from healthd import __version__, api, cluster, files, page, watch
 from healthd.alerting import Notifications
-from healthd.config import Config, ConfigDiff, diff_configs, format_check_id, load
+from healthd.config import Config, ConfigDiff, Loaded, diff_configs, format_check_id, load
 from healthd.errors import ConfigError
 from healthd.event_fields import ServiceStatuses, check_fields, down_check_fields
 from healthd.eventlog import log_check_transition, log_reload, log_service_transition
@@ -131,19 +131,24 @@ class Daemon:
 
     async def reload(self) -> api.ReloadOutcome:
         async with self._reload_lock:  # two reloads at once would diff against a stale config
-            outcome = self._reload()
+            outcome = await self._reload()
         if self._on_reload is not None:
             self._on_reload(outcome.ok)
         return outcome
 
-    def _reload(self) -> api.ReloadOutcome:
+    def _read_config(self, path: str | Path) -> tuple[Loaded, Config, cluster.Shard, str]:
+        """The new config, this instance's share of it and the token: file reads and parsing,
+        run in a thread so a 10,000-check file does not hold the loop for its load time."""
+        loaded = load(path)
+        new, shard = self._own_share(loaded.config)
+        return loaded, new, shard, read_token(new)
+
+    async def _reload(self) -> api.ReloadOutcome:
         daemon = self.store.daemon
         if self.config_path is None:
             return api.ReloadOutcome(ok=False, errors=["no config file to reload from"])
         try:
-            loaded = load(self.config_path)
-            new, shard = self._own_share(loaded.config)
-            token = read_token(new)
+            loaded, new, shard, token = await asyncio.to_thread(self._read_config, self.config_path)
         except ConfigError as exc:
             daemon.last_reload_ok = False
             log.error("reload rejected, the old config keeps running:\n  %s", "\n  ".join(exc.errors))
