@@ -73,16 +73,31 @@ class Outcome:
     check: dict[str, Any]
 
 
+BACKLOG = 4096  # socketserver's default of 5 overflows at a few hundred connects/s: SYNs dropped
+
+
+class _AcceptServer(socketserver.TCPServer):
+    request_queue_size = BACKLOG  # accept and close needs no thread per connection
+
+
+class _SilentServer(socketserver.ThreadingTCPServer):
+    request_queue_size = BACKLOG
+    daemon_threads = True
+
+
+class _HttpServer(ThreadingHTTPServer):
+    request_queue_size = BACKLOG
+
+
 @contextmanager
 def targets() -> Iterator[list[Outcome]]:
     """Start the loopback targets; yield one Outcome per kind x outcome."""
     servers: list[socketserver.TCPServer] = [
-        socketserver.ThreadingTCPServer(("127.0.0.1", 0), _Accept),
-        socketserver.ThreadingTCPServer(("127.0.0.1", 0), _Silent),
-        ThreadingHTTPServer(("127.0.0.1", 0), _Http),
+        _AcceptServer(("127.0.0.1", 0), _Accept),
+        _SilentServer(("127.0.0.1", 0), _Silent),
+        _HttpServer(("127.0.0.1", 0), _Http),
     ]
     for server in servers:
-        server.daemon_threads = True  # type: ignore[attr-defined]  # both mixins have it
         threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.2}, daemon=True).start()
     closed = socket.socket()
     closed.bind(("127.0.0.1", 0))  # bound, not listening: answers SYN with RST
