@@ -38,6 +38,7 @@ DESCRIPTIONS: dict[str, str] = {
     "token_file": "File holding the API token: mutating endpoints then need 'Authorization: Bearer <token>'.",
     "protect_reads": "true: GET /api/... needs the token too (/metrics, /healthz, /readyz stay open).",
     "max_in_flight": "Probes running at once across all checks (bounds sockets and bursts).",
+    "workers": "Processes that probe: `auto` (one per usable CPU) or 1-64; 1 probes in the main process.",
     "probe_duration_histogram": "Expose the per-check healthd_probe_duration_seconds histogram.",
     "uptime_ratio": 'Expose healthd_check_uptime_ratio{window="24h"|"30d"}.',
     "state_dir": "Directory where state, history and uptime are kept across restarts.",
