@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import statistics
 import sys
 import time
@@ -36,6 +35,7 @@ from healthd.results import ProbeResult
 from healthd.store import CheckInfo, ServiceInfo, Store
 
 from bench.loop_hold import Ticker, read
+from bench.procstat import print_figures
 
 
 def filled_store(checks: int, rounds: int, history: int, now: float) -> Store:
@@ -171,9 +171,7 @@ def main(argv: list[str] | None = None) -> int:
     if not 100 <= args.checks <= 100_000 or not 1 <= args.requests <= 200 or not 0 <= args.fresh <= 1:
         parser.error("--checks 100..100000, --requests 1..200, --fresh 0..1")
     out = asyncio.run(measure(args))
-    with open("/proc/loadavg", encoding="ascii") as loadavg:
-        out["load_average_1m"] = float(loadavg.read().split()[0])
-    print(json.dumps(out, indent=1))
+    print_figures(out)
     return 0
 
 

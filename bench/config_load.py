@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
-import json
 import shutil
 import statistics
 import sys
@@ -40,6 +39,7 @@ from healthd.statefile import StateFile
 from bench.healthd_process import write_config
 from bench.loop_hold import Ticker, filled_store
 from bench.memfill import fill_uptime
+from bench.procstat import print_figures
 
 SIZES = (1_000, 10_000, 50_000)
 UPTIME_DAYS = 30  # every bucket of every uptime ring holds data, as in bench/memfill.py
@@ -141,9 +141,7 @@ def main(argv: list[str] | None = None) -> int:
             )
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-    with open("/proc/loadavg", encoding="ascii") as loadavg:
-        figures["load_average_1m"] = float(loadavg.read().split()[0])
-    print(json.dumps(figures, indent=1))
+    print_figures(figures)
     return 0
 
 

@@ -18,10 +18,10 @@ import argparse
 import asyncio
 import gc
 import http.client
-import json
 import statistics
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
@@ -31,6 +31,11 @@ from healthd.metrics import Exposition
 from healthd.results import ProbeResult
 from healthd.scrape import MetricsRenderer
 from healthd.store import CheckInfo, ServiceInfo, Store
+
+if __package__ in (None, ""):  # run as a script: make `bench` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.procstat import print_figures
 
 READS = {  # name -> (path, request headers)
     "idle": ("/healthz", {}),  # the reference: what this machine's load alone delays the ticker by
@@ -184,9 +189,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         figures = asyncio.run(measure(args.checks, args.rounds, args.freeze))
     figures["loop"], figures["gc_frozen"] = args.loop, args.freeze
-    with open("/proc/loadavg", encoding="ascii") as loadavg:
-        figures["load_average_1m"] = float(loadavg.read().split()[0])
-    print(json.dumps(figures, indent=1))
+    print_figures(figures)
     return 0
 
 

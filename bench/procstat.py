@@ -9,6 +9,7 @@ Process CPU is utime + stime of /proc/PID/stat (all threads), in clock ticks.
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from dataclasses import dataclass
@@ -130,3 +131,9 @@ class CpuWindow:
 def load_average() -> tuple[float, float, float]:
     one, five, fifteen = os.getloadavg()
     return one, five, fifteen
+
+
+def print_figures(figures: dict[str, object]) -> None:
+    """A script's figures as JSON on stdout, with the machine's 1-minute load average beside them."""
+    figures["load_average_1m"] = load_average()[0]
+    print(json.dumps(figures, indent=1))
