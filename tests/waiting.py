@@ -15,3 +15,8 @@ async def eventually(condition: Callable[[], bool], seconds: float = 5.0, every:
             return False
         await asyncio.sleep(every)
     return True
+
+
+# How early a deadline may end, measured on time.monotonic: uvloop's loop clock has millisecond
+# resolution and its timers fire up to 0.5 ms early, so "at the timeout" can read 299.99 ms.
+LOOP_CLOCK_SLACK = 0.002
