@@ -26,15 +26,14 @@ import sys
 import time
 from typing import Any
 
-from aiohttp import web
-from healthd import api, api_dicts
+from healthd import api_dicts
 from healthd.api_keys import LISTING
 from healthd.api_listing import ListingCache
 from healthd.api_models import ServicesResponse
 from healthd.results import ProbeResult
 from healthd.store import CheckInfo, ServiceInfo, Store
 
-from bench.loop_hold import Ticker, read
+from bench.loop_hold import Ticker, read, serve
 from bench.procstat import print_figures
 
 
@@ -99,14 +98,7 @@ def in_process_ms(fn: Any, repeat: int = 3) -> float:
 async def measure(args: argparse.Namespace) -> dict[str, Any]:
     now = time.time()
     store = filled_store(args.checks, args.rounds, args.history, now)
-    app = web.Application(middlewares=[api.error_middleware])
-    app[api.STORE], app[api.AUTH] = store, api.Auth()
-    api.add_routes(app)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
+    runner, port = await serve(store, metrics=False)
     keys = [info.key for svc in store.services for info in svc.checks]
     fresh = max(1, int(len(keys) * args.fresh))
     turn = iter(range(10**9))
@@ -129,7 +121,7 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
         check = f"/api/v1/services/{first.service}/checks/{first.check}"
         out["check"] = await timed_reads(port, check, args.requests, ticker)
         out["history"] = await timed_reads(port, check + "/history", args.requests, ticker)
-        out.update(in_process(store, app[LISTING]))
+        out.update(in_process(store, runner.app[LISTING]))
     finally:
         tick.cancel()
         await runner.cleanup()

@@ -21,16 +21,14 @@ import tempfile
 import time
 from dataclasses import asdict
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 if __package__ in (None, ""):  # run as a script: make `bench` and `daemon` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import measure
-from bench.healthd_process import PYTHON, ROOT
-from bench.kinds import HTTP_LISTENERS, KINDS, TCP_LISTENERS
-from bench.procs import Processes, wait_line
+from bench.kinds import KINDS
+from bench.procs import Processes, interrupt_on_signals
 
 LOOPS = ("asyncio", "uvloop")
 FIGURES = (  # (label, scenario, field of HealthdRun, scale)
@@ -41,14 +39,6 @@ FIGURES = (  # (label, scenario, field of HealthdRun, scale)
     ("10,000 checks: lag p99 ms", "big", "lag_p99", 1000.0),
     ("10,000 checks: failed probes", "big", "failures", 1.0),
 )
-
-
-class Interrupted(Exception):
-    pass
-
-
-def _interrupt(signum: int, frame: FrameType | None) -> None:
-    raise Interrupted(signal.Signals(signum).name)
 
 
 def measure_once(bench: measure.Bench, kind: str, loop: str, window: float) -> dict[str, Any]:
@@ -76,9 +66,7 @@ def run_all(
     procs: Processes, workdir: Path, kinds: list[str], rounds: int, window: float, budget: float
 ) -> dict[str, dict[str, list[dict[str, Any]]]]:
     """Every (type, loop) `rounds` times, the loops' order swapped every round."""
-    argv = [str(PYTHON), "-m", "bench.targets", "--tcp", str(TCP_LISTENERS)]
-    targets = procs.start("targets", [*argv, "--http", str(HTTP_LISTENERS)], stdout_pipe=True, cwd=ROOT)
-    wait_line(targets, b"ready", timeout=60)
+    targets = measure.start_targets(procs)
     bench = measure.Bench(procs, workdir, targets.pid, False, time.monotonic() + budget, 2.0)
     runs: dict[str, dict[str, list[dict[str, Any]]]] = {k: {loop: [] for loop in LOOPS} for k in kinds}
     for round_ in range(rounds):
@@ -99,9 +87,7 @@ def main() -> int:
     kinds = [name.strip() for name in args.types.split(",") if name.strip()]
     step = 15 + args.window + 45 + args.window * 2  # start-up, warm-up and scrapes included
     budget = step * len(kinds) * len(LOOPS) * args.rounds + 120
-    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGALRM):
-        signal.signal(sig, _interrupt)
-    signal.alarm(int(budget))  # the hard bound; the finally stops every process
+    interrupt_on_signals(budget)  # the hard bound; the finally stops every process
     with tempfile.TemporaryDirectory(prefix="healthd-loops-") as tmp:
         procs = Processes(Path(tmp))
         try:

@@ -123,6 +123,19 @@ def pydantic_listing(store: Store) -> str:
     return ServicesResponse.model_validate(body).model_dump_json()
 
 
+async def serve(store: Store, *, metrics: bool) -> tuple[web.AppRunner, int]:
+    """The daemon's own routes over `store` on 127.0.0.1 (port 0): the runner and its port."""
+    app = web.Application(middlewares=[api.error_middleware])
+    app[api.STORE], app[api.AUTH] = store, api.Auth()
+    if metrics:
+        app[api.RENDER_METRICS] = MetricsRenderer(store).render
+    api.add_routes(app)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    return runner, runner.addresses[0][1]
+
+
 def timed(fn: Any) -> float:
     started = time.perf_counter()
     fn()
@@ -131,15 +144,7 @@ def timed(fn: Any) -> float:
 
 async def measure(checks: int, rounds: int, freeze: bool) -> dict[str, Any]:
     store = filled_store(checks)
-    app = web.Application(middlewares=[api.error_middleware])
-    app[api.STORE], app[api.AUTH] = store, api.Auth()
-    app[api.RENDER_METRICS] = MetricsRenderer(store).render
-    api.add_routes(app)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
+    runner, port = await serve(store, metrics=True)
     ticker, pauses = Ticker(), GcPauses()
     if freeze:
         gc.freeze()  # as `healthd run` does after start-up; the results written since stay unfrozen

@@ -10,20 +10,29 @@ per window would cause.
 from __future__ import annotations
 
 import statistics
+import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.healthd_process import Healthd, between, write_config
-from bench.kinds import Kind
+from bench.healthd_process import PYTHON, ROOT, Healthd, between, write_config
+from bench.kinds import HTTP_LISTENERS, TCP_LISTENERS, Kind
 from bench.polling import Poller, PollStats
-from bench.procs import Processes
+from bench.procs import Processes, wait_line
 from bench.procstat import CpuWindow, process_rss
 
 LAG_GOAL = 0.1  # sustained rate: 99% of probe starts lag at most this
 BIG_LAG_GOAL = 0.05
+
+
+def start_targets(procs: Processes) -> subprocess.Popen[bytes]:
+    """The loopback targets process every scenario probes, once it listens on all its ports."""
+    argv = [str(PYTHON), "-m", "bench.targets", "--tcp", str(TCP_LISTENERS), "--http", str(HTTP_LISTENERS)]
+    targets = procs.start("targets", argv, stdout_pipe=True, cwd=ROOT)
+    wait_line(targets, b"ready", timeout=60)
+    return targets
 
 
 @dataclass

@@ -27,9 +27,9 @@ from pathlib import Path
 from typing import Any
 
 from bench import cloop, measure
-from bench.healthd_process import PYTHON, ROOT, Healthd, write_config
-from bench.kinds import HTTP_LISTENERS, KINDS, TCP_LISTENERS
-from bench.procs import Processes, wait_line
+from bench.healthd_process import Healthd, write_config
+from bench.kinds import KINDS
+from bench.procs import Processes
 from bench.procstat import load_average
 
 RATE = 1000  # probes/s of the cost comparison (--rate: only to try the script out)
@@ -62,13 +62,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run(procs: Processes, workdir: Path, args: argparse.Namespace) -> dict[str, Any]:
-    targets = procs.start(
-        "targets",
-        [str(PYTHON), "-m", "bench.targets", "--tcp", str(TCP_LISTENERS), "--http", str(HTTP_LISTENERS)],
-        stdout_pipe=True,
-        cwd=ROOT,
-    )
-    wait_line(targets, b"ready", timeout=60)
+    targets = measure.start_targets(procs)
     bench = measure.Bench(procs, workdir, targets.pid, False, time.monotonic() + 3600, 3.0, log=_log)
     trees = {"after": "", "before": f"sys.path.insert(0, {str(args.before)!r})\n"}
     loop = _build_c(workdir)

@@ -17,6 +17,23 @@ import urllib.error
 import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
+from types import FrameType
+
+
+class Interrupted(Exception):
+    """A signal, or the run's own alarm, ended the run: the `finally` that stops every child runs."""
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise Interrupted(signal.Signals(signum).name)
+
+
+def interrupt_on_signals(alarm_after: float) -> None:
+    """SIGTERM, SIGINT and an alarm `alarm_after` seconds from now raise Interrupted: whatever
+    hangs or stops the run, its `finally` stops the children (none outlives the bench)."""
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGALRM):
+        signal.signal(sig, _interrupt)
+    signal.alarm(max(1, int(alarm_after)))
 
 
 class Processes:

@@ -22,16 +22,15 @@ import time
 import traceback
 from collections.abc import Callable
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 if __package__ in (None, ""):  # run as a script: make `bench` and `daemon` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import measure, report, steps, steps_ref, truth
-from bench.healthd_process import PYTHON, ROOT, workers_supported
-from bench.kinds import HTTP_LISTENERS, KINDS, TCP_LISTENERS
-from bench.procs import Processes, wait_line
+from bench.healthd_process import ROOT, workers_supported
+from bench.kinds import KINDS
+from bench.procs import Interrupted, Processes, interrupt_on_signals
 from bench.procstat import load_average, machine, machine_busy_share
 from bench.reference import versions
 from bench.targets import icmp_targets
@@ -64,14 +63,6 @@ TRUTH_BACKGROUND = 6000  # background tcp checks every 1 s during the truth step
 STEPS = ("cost", "floor", "memory", "big", "truth", "rate", "growth", "uvloop")
 
 
-class Interrupted(Exception):
-    pass
-
-
-def _interrupt(signum: int, frame: FrameType | None) -> None:
-    raise Interrupted(signal.Signals(signum).name)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="healthd benchmark (see bench/README.md)")
     parser.add_argument("--quick", action="store_true", help="one short window per figure, under 8 minutes")
@@ -81,10 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, default=None, help="also write the raw figures here")
     args = parser.parse_args(argv)
     profile = QUICK if args.quick else FULL
-    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGALRM):
-        signal.signal(sig, _interrupt)
-    # the hard bound: whatever hangs, the alarm ends the run and the finally cleans up
-    signal.alarm(int(profile["budget"] + profile["slack"]))
+    interrupt_on_signals(profile["budget"] + profile["slack"])  # the hard bound on the whole run
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="healthd-bench-") as tmp:
         procs = Processes(Path(tmp))
@@ -124,13 +112,7 @@ def run(
     idle = machine()
     time.sleep(1.0)
     results["machine"]["busy_before"] = machine_busy_share(idle, machine())
-    targets = procs.start(
-        "targets",
-        [str(PYTHON), "-m", "bench.targets", "--tcp", str(TCP_LISTENERS), "--http", str(HTTP_LISTENERS)],
-        stdout_pipe=True,
-        cwd=ROOT,
-    )
-    wait_line(targets, b"ready", timeout=60)
+    targets = measure.start_targets(procs)
     bench = measure.Bench(
         procs, workdir, targets.pid, args.quick, started + profile["budget"], profile["warmup"], log=_log
     )

@@ -37,7 +37,7 @@ if __package__ in (None, ""):  # run as a script: make `bench` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.healthd_process import Healthd, Scrape, between
-from bench.procs import Processes
+from bench.procs import Interrupted, Processes, interrupt_on_signals
 from bench.procstat import process_cpu, process_rss, process_tree
 
 SILENT_HOLD = 5.0  # seconds the silent listener keeps a connection before closing it
@@ -249,7 +249,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=1.0, help="check timeout, seconds (default 1)")
     parser.add_argument("--warmup", type=float, default=0.0, help="seconds before the first sample")
     args = parser.parse_args(argv)
-    samples = soak(args.checks, args.duration, args.every, args.interval, args.timeout, args.warmup)
+    # a kill or Ctrl-C (and a run far past its length) still stops the daemon: soak's finally
+    interrupt_on_signals(args.warmup + args.interval + args.duration + args.every + 600)
+    try:
+        samples = soak(args.checks, args.duration, args.every, args.interval, args.timeout, args.warmup)
+    except Interrupted as exc:
+        print(f"soak: stopped by {exc}; the daemon and targets are stopped", file=sys.stderr)
+        return 1
     setting = f"interval {args.interval:g}s, {args.duration:g}s, a sample every {args.every:g}s"
     print(f"soak: {args.checks} checks, {setting}")
     print(report(samples))
