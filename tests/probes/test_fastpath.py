@@ -176,6 +176,26 @@ def runs(store: Store, name: str) -> int:
     return sum(state.counts.values())
 
 
+async def most_tasks_over_three_good_runs(checks: list[dict[str, Any]], resources: ProbeResources) -> int:
+    """Schedule `checks` until each ran 3 times (all ok); the most tasks alive beyond those before."""
+    config = config_of(checks)
+    store = Store()
+    store.apply(service_infos(config))
+    scheduler = Scheduler(store, resources=resources)
+    tasks_before = len(asyncio.all_tasks())
+    scheduler.start(config)
+    most = 0
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and min(runs(store, c["name"]) for c in checks) < 3:
+        most = max(most, len(asyncio.all_tasks()) - tasks_before)
+        await asyncio.sleep(0.005)
+    await scheduler.stop()
+    for c in checks:
+        state = store.check(("s", c["name"]))
+        assert runs(store, c["name"]) >= 3 and state is not None and state.last is not None and state.last.ok
+    return most
+
+
 async def test_the_scheduler_runs_tcp_and_syn_checks_without_a_task_per_run(
     resources: ProbeResources,
 ) -> None:
@@ -192,21 +212,7 @@ async def test_the_scheduler_runs_tcp_and_syn_checks_without_a_task_per_run(
             for kind in TYPES
             for i in range(5)
         ]
-        config = config_of(checks)
-        store = Store()
-        store.apply(service_infos(config))
-        scheduler = Scheduler(store, resources=resources)
-        tasks_before = len(asyncio.all_tasks())
-        scheduler.start(config)
-        most = 0
-        deadline = time.monotonic() + 5
-        while time.monotonic() < deadline and min(runs(store, c["name"]) for c in checks) < 3:
-            most = max(most, len(asyncio.all_tasks()) - tasks_before)
-            await asyncio.sleep(0.005)
-        await scheduler.stop()
-    for c in checks:
-        state = store.check(("s", c["name"]))
-        assert runs(store, c["name"]) >= 3 and state is not None and state.last is not None and state.last.ok
+        most = await most_tasks_over_three_good_runs(checks, resources)
     assert most == 0  # every run was a callback: no task was ever made for one
 
 
@@ -302,20 +308,5 @@ async def test_icmp_rejection_ends_at_once(netns: Namespace, resources: ProbeRes
 async def test_the_scheduler_runs_icmp_echoes_without_a_task_per_run(resources: ProbeResources) -> None:
     checks = [{"name": f"i{i}", "type": "icmp", "target": "127.0.0.1", "interval": "100ms"} for i in range(5)]
     checks = [{**c, "timeout": "100ms"} for c in checks]
-    config = config_of(checks)
-    store = Store()
-    store.apply(service_infos(config))
     echo_socket(resources, socket.AF_INET)  # opened before counting tasks
-    scheduler = Scheduler(store, resources=resources)
-    tasks_before = len(asyncio.all_tasks())
-    scheduler.start(config)
-    most = 0
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline and min(runs(store, c["name"]) for c in checks) < 3:
-        most = max(most, len(asyncio.all_tasks()) - tasks_before)
-        await asyncio.sleep(0.005)
-    await scheduler.stop()
-    for c in checks:
-        state = store.check(("s", c["name"]))
-        assert runs(store, c["name"]) >= 3 and state is not None and state.last is not None and state.last.ok
-    assert most == 0
+    assert await most_tasks_over_three_good_runs(checks, resources) == 0
