@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import struct
+from dataclasses import replace
+from typing import Any
 
 import msgpack
+import pytest
 from healthd.history import History, HistoryCopy
 from healthd.results import ErrorKind, ProbeResult
 
@@ -42,6 +45,29 @@ def test_a_verdict_change_starts_a_new_shape_and_both_read_back() -> None:
     for result in results:
         history.append(result)
     assert list(history) == results
+
+
+@pytest.mark.parametrize(
+    "details",
+    [
+        {"address": "127.0.0.1:80", "rtt_ms": 0.3, "rtt_source": "tcp_info", "attempts": 2},  # a value
+        {"address": "127.0.0.1:80", "rtt_ms": 0.3, "rtt_source": "tcp_info", "tries": 1},  # a key
+        {"address": "127.0.0.1:80", "rtt_ms": 0.3, "attempts": 1, "rtt_source": "tcp_info"},  # the order
+        {"address": "127.0.0.1:80", "rtt_ms": "0.3", "rtt_source": "tcp_info", "attempts": 1},  # not a float
+        {"address": "127.0.0.1:80", "rtt_ms": 0.3, "rtt_source": "tcp_info", "attempts": 1.0},  # now a float
+        {"address": "127.0.0.1:80", "rtt_ms": 0.3, "rtt_source": "tcp_info"},  # one fewer
+    ],
+)
+def test_a_result_whose_details_differ_from_the_newest_shape_gets_its_own(details: dict[str, Any]) -> None:
+    history = History(10)
+    first = tcp_result(1.0, 0.2)
+    second = replace(tcp_result(2.0, 0.3), details=details)
+    history.append(first)
+    history.append(second)
+    assert list(history) == [first, second]
+    assert list(history[1].details) == list(details)  # keys and their order come back too
+    first_shape, second_shape = history.copy().shapes
+    assert second_shape is not first_shape
 
 
 def test_a_result_with_more_numbers_than_the_first_is_kept_whole() -> None:
