@@ -11,9 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Iterator
-
-from pydantic import BaseModel, SecretStr
+from collections.abc import Callable
 
 from healthd.config import CheckBase, CheckKey, format_duration
 from healthd.cpubudget import cpu_bounded
@@ -148,23 +146,6 @@ def _with_local_reason(outcome: ProbeOutcome, exc: BaseException) -> ProbeOutcom
     return ProbeOutcome(outcome.phases, details, outcome.gauges, outcome.latency)
 
 
-def secret_values(value: object, depth: int = 0) -> Iterator[str]:
-    """Every secret (`SecretStr`) in a check's config, to redact from its messages."""
-    if depth > 8:  # configs are shallow; the bound only guards the recursion
-        return
-    if isinstance(value, SecretStr):
-        yield value.get_secret_value()
-    elif isinstance(value, BaseModel):
-        for item in vars(value).values():
-            yield from secret_values(item, depth + 1)
-    elif isinstance(value, dict):
-        for item in value.values():
-            yield from secret_values(item, depth + 1)
-    elif isinstance(value, list | tuple):
-        for item in value:
-            yield from secret_values(item, depth + 1)
-
-
 def _failure(
     started_wall: float,
     duration: float,
@@ -180,7 +161,7 @@ def _failure(
         duration=duration,
         latency=measured.latency,
         error_kind=kind,
-        error_message=clean_message(message, secret_values(check)),
+        error_message=clean_message(message, check.secrets if check is not None else ()),
         phases=measured.phases,
         details=measured.details,
         gauges=measured.gauges,

@@ -21,9 +21,10 @@ from collections.abc import Awaitable, Callable, Mapping
 
 from healthd.check_run import RESTART_BACKOFF, RESTART_BACKOFF_MAX, CheckRun, InFlight, RunEnv, TransitionHook
 from healthd.config import CheckBase, CheckKey, Config, ConfigDiff
+from healthd.config.checks.base import secret_values
 from healthd.deadlines import Deadlines
 from healthd.eventlog import log_check_transition
-from healthd.probe_run import CPU_SHARE, cpu_budget, run_probe, secret_values
+from healthd.probe_run import CPU_SHARE, cpu_budget, run_probe
 from healthd.probes import PROBES, REGISTRY, Probe, ProbeResources, Starter
 from healthd.slots import (
     FD_RESERVE,

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from functools import cached_property
 from ipaddress import IPv4Address, IPv6Address
 from typing import ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from healthd.config.types import (
     Duration,
@@ -73,6 +74,11 @@ class CheckBase(BaseModel):
         """What the API and the metrics' `target` label show for this check."""
         raise NotImplementedError
 
+    @cached_property  # found once per check, not walked again for every failed run
+    def secrets(self) -> tuple[str, ...]:
+        """Every secret in this check's config, to redact from its messages."""
+        return tuple(secret_values(self))
+
 
 class HostPortCheck(CheckBase):
     """A check aimed at `HOST:PORT`."""
@@ -92,3 +98,20 @@ class HostPortCheck(CheckBase):
     @property
     def display_target(self) -> str:
         return self.target
+
+
+def secret_values(value: object, depth: int = 0) -> Iterator[str]:
+    """Every secret (`SecretStr`) in a check's config, to redact from its messages."""
+    if depth > 8:  # configs are shallow; the bound only guards the recursion
+        return
+    if isinstance(value, SecretStr):
+        yield value.get_secret_value()
+    elif isinstance(value, BaseModel):
+        for item in vars(value).values():
+            yield from secret_values(item, depth + 1)
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from secret_values(item, depth + 1)
+    elif isinstance(value, list | tuple):
+        for item in value:
+            yield from secret_values(item, depth + 1)
