@@ -21,6 +21,7 @@ from healthd.api_models import (
     ServicesResponse,
     UptimeSeries,
 )
+from healthd.loop_slices import LoopSlices
 from healthd.results import ErrorKind, ProbeResult
 from healthd.store import CheckInfo, ServiceInfo, Store
 from healthd.uptime import DAY, HOUR, MINUTE, Uptime
@@ -105,7 +106,7 @@ def test_a_field_the_models_do_not_know_fails_the_validation() -> None:
 
 
 async def listing(cache: ListingCache, filled: Store, now: float) -> Any:
-    return orjson.loads(await services_json(cache, filled, filled.services, now, pause_after=0))
+    return orjson.loads(await services_json(cache, filled, filled.services, now, LoopSlices(0, 0)))
 
 
 async def assert_cache_agrees(cache: ListingCache, filled: Store, now: float) -> None:
@@ -144,7 +145,7 @@ async def test_the_cached_listing_follows_results_time_and_reloads() -> None:
 
 async def test_the_sliced_listing_is_the_same_json() -> None:
     filled, cache = store(), ListingCache()
-    sliced = await services_json(cache, filled, filled.services, NOW, pause_after=0)  # a pause per service
+    sliced = await services_json(cache, filled, filled.services, NOW, LoopSlices(0, 0))  # a pause per service
     assert orjson.loads(sliced) == orjson.loads(encode(services_dict(filled, filled.services, NOW)))
     shard = {"index": 0, "count": 1, "replicas": 1, "checks": 3}
     assert orjson.loads(await services_json(cache, filled, (), NOW)) == {"shard": shard, "services": []}

@@ -6,6 +6,7 @@ import shutil
 import subprocess
 
 import pytest
+from healthd.loop_slices import LoopSlices
 from healthd.metrics import Exposition
 from healthd.probes import GAUGE_HELP
 from healthd.results import ErrorKind, ProbeResult
@@ -105,4 +106,4 @@ def test_promtool_accepts_the_exposition() -> None:
 async def test_the_async_writer_gives_the_same_text() -> None:
     store = filled(True)
     exposition = Exposition(store, GAUGE_HELP)
-    assert b"".join(await exposition.render_chunks(pause_after=0)) == exposition.render()
+    assert b"".join(await exposition.render_chunks(slices=LoopSlices(0, 0))) == exposition.render()

@@ -11,6 +11,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 from healthd import api
+from healthd.loop_slices import LoopSlices
 from healthd.metrics import Exposition
 from healthd.results import ProbeResult
 from healthd.scrape import MetricsRenderer, gzip_join, wants_gzip
@@ -98,7 +99,7 @@ async def test_rendering_hands_the_loop_back_in_slices() -> None:
     task = asyncio.create_task(ticker())
     await asyncio.sleep(0)
     before = ticks
-    chunks = await exposition.render_chunks(pause_after=0)  # pause at every chance: every 16 checks
+    chunks = await exposition.render_chunks(slices=LoopSlices(0, 0))  # pause at every chance: every 16 checks
     stop.set()
     await task
     assert ticks - before >= 500 // 16

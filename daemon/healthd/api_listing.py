@@ -16,14 +16,13 @@ must join both.
 
 from __future__ import annotations
 
-import asyncio
-import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 
 from healthd import api_dicts
 from healthd.api_dicts import Counts, encode
 from healthd.config import CheckKey
+from healthd.loop_slices import LoopSlices
 from healthd.store import CheckState, ServiceInfo, Store, is_stale, service_status
 from healthd.uptime import DAY, HOUR, MINUTE, Uptime
 
@@ -155,20 +154,18 @@ async def services_json(
     store: Store,
     services: Iterable[ServiceInfo],
     now: float,
-    pause_after: float = 0.002,
+    slices: LoopSlices | None = None,
 ) -> bytes:
-    """`api_dicts.services_dict()` encoded, handing the event loop back every `pause_after` s.
+    """`api_dicts.services_dict()` encoded, handing the event loop back between slices.
 
     Each service is built in one piece, so its status agrees with its checks'; the listing
     as a whole may span a few probe results.
     """
+    slices = slices or LoopSlices()
     parts = [b""]  # the head's place; services and commas follow, all joined in one copy
-    slice_end = time.perf_counter() + pause_after
     for service in list(services):
         parts += (cache.service_json(store, service, now), b",")
-        if time.perf_counter() > slice_end:
-            await asyncio.sleep(0)
-            slice_end = time.perf_counter() + pause_after
+        await slices.pause_if_due()
     cache.forget_removed(store)
     if len(parts) > 1:
         parts.pop()  # no comma after the last service

@@ -34,6 +34,7 @@ from prometheus_client.samples import Sample
 
 from healthd import __version__
 from healthd.histogram import Histogram
+from healthd.loop_slices import LoopSlices
 from healthd.metrics_text import CheckLabels, CheckText, bound_text
 from healthd.store import CheckInfo, Status, Store
 
@@ -201,22 +202,20 @@ class Exposition:
             text.add(state, self._labels_of(state.info))
         return b"".join(self._finish(text, openmetrics))
 
-    async def render_chunks(self, openmetrics: bool = False, pause_after: float = 0.002) -> list[bytes]:
-        """`render()` as pieces to join, handing the event loop back every `pause_after` seconds.
+    async def render_chunks(self, openmetrics: bool = False, slices: LoopSlices | None = None) -> list[bytes]:
+        """`render()` as pieces to join, handing the event loop back between slices.
 
         The loop is held for one slice at a time (a few milliseconds at any size);
         each slice's text is encoded at its end, so no single step handles the
         whole document. Each check's lines are written in one piece, so its
         samples agree with one another.
         """
+        slices = slices or LoopSlices()
         text = self._text()
-        slice_end = time.perf_counter() + pause_after
         for count, state in enumerate(list(self._store.all_states())):
             text.add(state, self._labels_of(state.info))
-            if count % 16 == 0 and time.perf_counter() > slice_end:
+            if count % 16 == 0 and await slices.pause_if_due():
                 text.flush()
-                await asyncio.sleep(0)
-                slice_end = time.perf_counter() + pause_after
         return self._finish(text, openmetrics)
 
     def _labels_of(self, info: CheckInfo) -> CheckLabels:

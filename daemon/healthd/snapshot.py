@@ -24,9 +24,7 @@ most uptime buckets of a young check are zero, so the file shrinks ~10x.
 
 from __future__ import annotations
 
-import asyncio
 import struct
-import time
 import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -36,6 +34,7 @@ import msgpack
 
 from healthd.config import format_check_id
 from healthd.history import History, HistoryCopy
+from healthd.loop_slices import LoopSlices
 from healthd.store import CheckState, Status, Store
 from healthd.uptime import Uptime
 
@@ -83,16 +82,14 @@ def _copy(state: CheckState) -> CheckCopy:
     return CheckCopy(record, state.history.copy(), state.failures.copy())
 
 
-async def capture(store: Store, now: float, slice_seconds: float = 0.002) -> Snapshot:
-    """Copy every check, handing the loop back after each `slice_seconds` of copying
+async def capture(store: Store, now: float) -> Snapshot:
+    """Copy every check, handing the loop back between slices of copying
     (each check is copied whole, so it is consistent in itself)."""
+    slices = LoopSlices()
     copies: list[CheckCopy] = []
-    slice_end = time.perf_counter() + slice_seconds
     for state in list(store.all_states()):
         copies.append(_copy(state))
-        if time.perf_counter() > slice_end:
-            await asyncio.sleep(0)
-            slice_end = time.perf_counter() + slice_seconds
+        await slices.pause_if_due()
     return Snapshot(now, copies)
 
 
