@@ -7,6 +7,7 @@ check is seen from outside: SIGSTOP one worker and exactly its checks go stale.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -23,6 +24,7 @@ from typing import Any
 import pytest
 import yaml
 from healthd import cluster
+from healthd.workers import HUNG_AFTER
 
 from tests.deploy.live import http_get, wait_for
 from tests.test_cli import HEALTHD
@@ -180,7 +182,8 @@ def stale_while_stopped(running: Running, index: int, until: Callable[[set[str]]
             wait_for(f"worker {index}'s checks to go stale", lambda: until(s := running.stale()) and s, 20)
         )
     finally:
-        os.kill(pid, signal.SIGCONT)
+        with contextlib.suppress(ProcessLookupError):  # stopped past HUNG_AFTER: main killed it
+            os.kill(pid, signal.SIGCONT)
 
 
 def test_two_workers_share_the_checks_and_main_sums_their_counters(tmp_path: Path, targets: Any) -> None:
@@ -210,14 +213,28 @@ def test_two_workers_share_the_checks_and_main_sums_their_counters(tmp_path: Pat
     wait_for("the workers to be gone", lambda: not any(alive(pid) for pid in workers), 15)
 
 
-def test_a_killed_worker_is_restarted_counted_and_its_checks_resume(tmp_path: Path, targets: Any) -> None:
+@pytest.mark.parametrize(
+    ("sent", "logged"),
+    [
+        (signal.SIGKILL, "worker 0 exited (killed by signal 9)"),
+        # stopped, not dead: main hears nothing for HUNG_AFTER, kills it and starts another
+        (signal.SIGSTOP, f"worker 0 sent nothing for {HUNG_AFTER:.0f}s: hung: killed"),
+    ],
+    ids=["killed", "hung"],
+)
+def test_a_dead_or_hung_worker_is_restarted_counted_and_its_checks_resume(
+    tmp_path: Path, targets: Any, sent: signal.Signals, logged: str
+) -> None:
     with daemon(write_config(tmp_path / "c.yaml", 2, targets), tmp_path) as running:
         wait_for("every check's first result", running.all_probed, 30, running.log)
         before = running.children()
         counts = {key: check["last"]["time"] for key, check in running.checks().items()}
-        os.kill(before[0], signal.SIGKILL)
+        os.kill(before[0], sent)
         wait_for(
-            "a new worker 0", lambda: running.children().get(0) not in (None, before[0]), 20, running.log
+            "a new worker 0",
+            lambda: running.children().get(0) not in (None, before[0]),
+            HUNG_AFTER + 20,
+            running.log,
         )
         assert running.children()[1] == before[1]
         assert running.metric("healthd_worker_restarts_total") == 1
@@ -230,6 +247,7 @@ def test_a_killed_worker_is_restarted_counted_and_its_checks_resume(tmp_path: Pa
         wait_for("worker 0's checks to resume", resumed, 20, running.log)
         checks = running.checks()
         assert {checks[k]["status"] for k in KEYS[0::2]} == {"up"}  # state kept in main's store
+        assert logged in running.log.read_text()
         assert "worker 0 exited (killed by signal 9)" in running.log.read_text()
 
 

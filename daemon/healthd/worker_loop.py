@@ -23,6 +23,7 @@ from healthd.store import CheckInfo, ServiceInfo, Status, Store, Transition
 from healthd.workers_wire import HEADER, Batch, Seed, read_control, result_row
 
 FLUSH_EVERY = 0.005  # seconds: results leave in batches, never one by one
+HEARTBEAT = 1.0  # seconds: a batch leaves at least this often, empty if need be (workers.HUNG_AFTER)
 
 
 class StreamingStore(Store):
@@ -51,6 +52,13 @@ class StreamingStore(Store):
     def _soon(self) -> None:
         if self._flush is None:
             self._flush = asyncio.get_running_loop().call_later(FLUSH_EVERY, self.flush)
+
+    async def heartbeat(self) -> None:
+        """Send a batch every HEARTBEAT at least: main takes a long silence for a hung worker."""
+        while True:
+            await asyncio.sleep(HEARTBEAT)
+            if self._flush is None:  # else a batch is about to leave anyway
+                self.flush()
 
     def flush(self) -> None:
         self._flush = None
@@ -119,6 +127,7 @@ async def work(results_fd: int) -> None:
         scheduler = Scheduler(store, PROBES, resources=resources, on_transition=lambda t: None)
         scheduler.start(config)
         store.flush()  # the first batch, empty: tells main this worker probes
+        beating = asyncio.create_task(store.heartbeat())
         gc.freeze()  # as the main process does: keep the long-lived config out of full collections
         while (payload := await read_frame(reader)) is not None:
             new, seeds = read_control(payload)
@@ -127,6 +136,7 @@ async def work(results_fd: int) -> None:
             seed(store, seeds)
             scheduler.apply(new, diff)
             config = new
+        beating.cancel()
         await scheduler.stop()
     store.flush()
     send.close()  # after what is buffered is written

@@ -10,7 +10,9 @@ and a fresh interpreter that inherits nothing but the environment.
 
 Same interface as the Scheduler (`start`, `apply`, `stop`). A worker that dies
 is logged, counted (`restarts`) and started again after a backoff with its
-checks' state seeded from the store; while it is down its checks go stale.
+checks' state seeded from the store; while it is down its checks go stale. A
+worker that sends nothing for HUNG_AFTER once it probes (it sends a batch every
+second at least) is hung, not slow: it is killed and restarted the same way.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ log = logging.getLogger(__name__)
 
 RESTART_BACKOFF, RESTART_BACKOFF_MAX = 1.0, 30.0  # seconds; a worker up for a minute starts over
 STEADY_AFTER = 60.0
+HUNG_AFTER = 10.0  # seconds without a batch from a probing worker (worker_loop.HEARTBEAT is 1 s)
 
 
 class WorkerPool:
@@ -164,6 +167,11 @@ class _Slot:
             self.task.cancel()
         await asyncio.gather(self.task, return_exceptions=True)
 
+    def _silence_limit(self) -> float | None:
+        """How long this worker may send nothing: for ever while it starts (a big config
+        takes a while), HUNG_AFTER once it probes."""
+        return HUNG_AFTER if self.started.is_set() else None
+
     def _take(self, batch: Batch) -> None:
         self.started.set()
         self.pool.take(batch)
@@ -194,7 +202,10 @@ class _Slot:
             if self.stopping:  # stop() came while the process was starting
                 self.stop()
             assert process.stdout is not None
-            await pump(process.stdout, self._take)
+            trouble = await pump(process.stdout, self._take, self._silence_limit)
+            if trouble is not None:  # it is still running: it must not go on probing unheard
+                log.error("worker %d %s: killed", self.index, trouble)
+                process.kill()
         finally:
             try:
                 code = await process.wait()
@@ -205,17 +216,25 @@ class _Slot:
         return f"exit status {code}" if code >= 0 else f"killed by signal {-code}"
 
 
-async def pump(stream: asyncio.StreamReader, take: Callable[[Batch], None]) -> None:
-    """Read batches until the worker closes its end."""
+async def pump(
+    stream: asyncio.StreamReader, take: Callable[[Batch], None], silence: Callable[[], float | None]
+) -> str | None:
+    """Read batches until the worker closes its end (None), or until main stops reading:
+    what went wrong then. A worker that sends nothing for `silence()` seconds is hung
+    (None: wait for ever, as while it starts)."""
     while True:
+        limit = silence()
         try:
-            size = HEADER.unpack(await stream.readexactly(HEADER.size))[0]
+            async with asyncio.timeout(limit):
+                head = await stream.readexactly(HEADER.size)
+            size = HEADER.unpack(head)[0]
             if size > MAX_FRAME:
-                log.error("a worker sent a frame of %d bytes: closing it", size)
-                return
+                return f"sent a frame of {size} bytes"
             payload = await stream.readexactly(size)
         except asyncio.IncompleteReadError:
-            return
+            return None
+        except TimeoutError:
+            return f"sent nothing for {limit:.0f}s: hung"
         take(Batch.decode(payload))
 
 

@@ -24,7 +24,9 @@ class WorkerCollector(Collector):
             "healthd_workers", "Processes that probe (0: the main process probes)", value=count
         )
         yield CounterMetricFamily(
-            "healthd_worker_restarts", "Worker processes that died and were started again", value=restarts
+            "healthd_worker_restarts",
+            "Worker processes that died or hung and were started again",
+            value=restarts,
         )
         now = time.time()
         stale = sum(1 for state in self._store.all_states() if is_stale(state, now))
