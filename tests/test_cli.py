@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from healthd import loops
 from healthd.app import worker_count
 from healthd.config import load
 
@@ -98,9 +99,19 @@ def test_probe_one_shot(tcp_server_process: TcpServer, closed_port: int) -> None
     assert body["ok"] is False and body["error"]["kind"] == "refused"
 
 
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+def test_probe_runs_on_the_loop_asked_for(tcp_server_process: TcpServer, loop: str) -> None:
+    if loop == "uvloop" and not loops.uvloop_available():
+        pytest.skip("uvloop is not installed")
+    result = healthd("probe", "tcp", tcp_server_process.target, "--loop", loop, "-v")
+    assert result.returncode == 0, result.stderr
+    assert f"probing on the {loop} event loop" in result.stderr
+
+
 @pytest.mark.parametrize(
     "args",
     [
+        ["probe", "tcp", "127.0.0.1:1", "--loop", "trio"],
         ["probe", "tcp", "nonsense"],
         ["probe", "tcp", "127.0.0.1:1", "--count", "3"],
         ["probe", "tcp", "127.0.0.1:1", "--timeout", "soon"],

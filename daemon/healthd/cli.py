@@ -51,13 +51,7 @@ class Command:
 def _run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     parser.add_argument("--log-format", default="text", choices=["text", "json"])
-    parser.add_argument(
-        "--loop",
-        default=os.environ.get("HEALTHD_LOOP") or loops.DEFAULT,
-        choices=loops.CHOICES,
-        help="event loop: asyncio's own, uvloop, or auto (uvloop where installed) "
-        "(default: $HEALTHD_LOOP, else auto)",
-    )
+    loops.add_argument(parser)
     parser.add_argument(
         "--shard-index", type=int, help=f"this instance's shard (default: ${cluster.ENV_INDEX})"
     )

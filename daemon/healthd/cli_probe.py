@@ -7,19 +7,22 @@ command line that reproduces a problem carries over.
 from __future__ import annotations
 
 import argparse
-import asyncio
+import logging
 import sys
 from collections.abc import Mapping
 from typing import Any
 
 from pydantic import ValidationError
 
+from healthd import loops
 from healthd.api_dicts import encode, result_dict
 from healthd.cli_tools import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, write_stdout
 from healthd.config import CHECK_MODELS, CheckBase, parse_duration
 from healthd.probes import PROBES, Probe, ProbeResources
 from healthd.results import ProbeResult
 from healthd.scheduler import run_probe
+
+log = logging.getLogger(__name__)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -30,6 +33,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--source-ip", help="bind the probe to this source address")
     parser.add_argument("--interface", help="bind the probe to this interface")
     parser.add_argument("--json", action="store_true", help="print the API's result object as JSON")
+    loops.add_argument(parser)
     parser.add_argument(
         "-v", "--verbose", action="count", default=0, help="log INFO lines to stderr (-vv: DEBUG)"
     )
@@ -107,7 +111,12 @@ def probe_once(args: argparse.Namespace) -> int:
             reason = "does not apply to this probe type" if err["type"] == "extra_forbidden" else err["msg"]
             print(f"healthd probe: {where}: {reason}", file=sys.stderr)
         return EXIT_USAGE
-    result = asyncio.run(_probe_with_own_resources(PROBES[args.type], check))
+    try:
+        loop_name = loops.resolve(args.loop)
+    except loops.LoopUnavailable as exc:
+        return _usage(f"--loop: {exc}")
+    log.info("probing on the %s event loop", loop_name)
+    result = loops.run(_probe_with_own_resources(PROBES[args.type], check), loop_name)
     write_stdout(render(args.type, args.target, result, as_json=args.json) + "\n")
     return EXIT_OK if result.ok else EXIT_FAILURE
 

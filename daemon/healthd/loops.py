@@ -16,8 +16,10 @@ run on uvloop (HEALTHD_TEST_LOOP, see the Makefile) keeps it so.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import importlib.util
+import os
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
@@ -55,6 +57,17 @@ def factory(name: str) -> LoopFactory:
         return uvloop.new_event_loop
     # the standard loop itself, whatever event loop policy is installed
     return asyncio.DefaultEventLoopPolicy().new_event_loop
+
+
+def add_argument(parser: argparse.ArgumentParser) -> None:
+    """`--loop CHOICE` (default: $HEALTHD_LOOP, else auto), for each command that runs a loop."""
+    parser.add_argument(
+        "--loop",
+        default=os.environ.get("HEALTHD_LOOP") or DEFAULT,
+        choices=CHOICES,
+        help="event loop: asyncio's own, uvloop, or auto (uvloop where installed) "
+        "(default: $HEALTHD_LOOP, else auto)",
+    )
 
 
 def run(main: Coroutine[Any, Any, T], name: str) -> T:
