@@ -114,7 +114,10 @@ class CheckState:
             self.history.append(result)
             self.counts[result.result_label] = self.counts.get(result.result_label, 0) + 1
             return None
-        transition = self._apply(result)
+        self._keep(result)
+        transition = self._debounce(result)
+        if transition is not None and transition.old is not Status.UNKNOWN:  # not the first verdict
+            self.transitions[transition.new.value] += 1
         self.uptime.observe(result.time, result.ok, result.latency, self.status is Status.DOWN)
         return transition
 
@@ -122,7 +125,8 @@ class CheckState:
         """Take over the debounce state kept elsewhere (a worker process seeded by the main one)."""
         self.status, self.streak_ok, self.streak_fail = status, streak_ok, streak_fail
 
-    def _apply(self, result: ProbeResult) -> Transition | None:
+    def _keep(self, result: ProbeResult) -> None:
+        """What the check keeps of a result: newest, history, failures, counters."""
         self.last = result
         self.history.append(result)
         if result.ok:
@@ -134,6 +138,9 @@ class CheckState:
         self.counts[label] = self.counts.get(label, 0) + 1
         if self.duration_histogram is not None:
             self.duration_histogram.observe(result.duration)
+
+    def _debounce(self, result: ProbeResult) -> Transition | None:
+        """The streaks and the rise/fall state machine: the state change a result makes."""
         if result.ok:
             self.streak_ok, self.streak_fail = self.streak_ok + 1, 0
         else:
@@ -142,8 +149,6 @@ class CheckState:
         if new is self.status:
             return None
         old, self.status, self.since = self.status, new, result.time
-        if old is not Status.UNKNOWN:  # the first verdict is not a change of state
-            self.transitions[new.value] += 1
         streak = self.streak_ok if result.ok else self.streak_fail
         return Transition(self.info, old, new, result, streak)
 
@@ -188,8 +193,9 @@ class DaemonState:
 
 
 class Store:
-    def __init__(self, probe_histograms: bool = True) -> None:
+    def __init__(self, probe_histograms: bool = True, state_type: type[CheckState] = CheckState) -> None:
         self.probe_histograms = probe_histograms
+        self._state_type = state_type
         self.services: tuple[ServiceInfo, ...] = ()
         self._services_by_name: dict[str, ServiceInfo] = {}
         self._states: dict[CheckKey, CheckState] = {}
@@ -212,7 +218,7 @@ class Store:
                     old.info = info
                     states[info.key] = old
                 else:
-                    states[info.key] = CheckState(info, self.probe_histograms, now)
+                    states[info.key] = self._state_type(info, self.probe_histograms, now)
         self.services = tuple(services)
         self._services_by_name = {service.name: service for service in services}
         self._states = states
