@@ -7,8 +7,9 @@ in order (starts that fall due together start in the same loop turn, up to `BATC
 of them: more wait for the next turn, so a backlog never holds the loop). Cancelling
 marks the entry; the heap drops it when it reaches the top.
 
-The timer is the loop's own `call_later` by default (one `TimerHandle` per
-wake-up, not one per start and one per timeout). Scheduler tests pass their own
+The timer is the loop's own `call_at` by default (one `TimerHandle` per
+wake-up, not one per start and one per timeout), on a 2 ms grid so that entries
+due close together share a wake-up. Scheduler tests pass their own
 `sleep` on a virtual clock; then a small task sleeps until the earliest entry.
 """
 
@@ -18,6 +19,7 @@ import asyncio
 import heapq
 import itertools
 import logging
+import math
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -26,6 +28,9 @@ log = logging.getLogger(__name__)
 # due entries run per wake-up; the rest run at the next loop turn, after the loop has polled
 # its sockets: an overloaded loop still serves answers, API requests and timers in between
 BATCH = 256
+# the timer fires on this grid of the loop's clock: entries due within one step share a
+# wake-up (at 1,000+ starts/s a wake-up each cost ~15% of a probe's CPU), at most 2 ms late
+WAKE_GRID = 0.002
 
 Clock = Callable[[], float]
 Sleep = Callable[[float], Awaitable[None]]
@@ -97,7 +102,8 @@ class Deadlines:
         self._armed = when
         delay = max(when - self._clock(), 0.0)
         if self._sleep is asyncio.sleep:
-            self._handle = asyncio.get_running_loop().call_later(delay, self._fire)
+            loop = asyncio.get_running_loop()
+            self._handle = loop.call_at(math.ceil((loop.time() + delay) / WAKE_GRID) * WAKE_GRID, self._fire)
         else:
             self._sleeper = asyncio.get_running_loop().create_task(self._sleep_then_fire(delay))
 
