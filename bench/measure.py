@@ -259,10 +259,10 @@ def big(
     uvloop: bool = False,
     label: str = "",
     poll: bool = False,
+    interval: float = 10.0,
 ) -> BigRun:
-    """`checks` checks every 10 s; with `poll`, `/metrics` and `/api/v1/services` are read
-    every second, concurrently, through the window."""
-    interval = 10.0
+    """`checks` checks every `interval`; with `poll`, `/metrics` and `/api/v1/services` are
+    read every second, concurrently, through the window."""
     daemon = start_healthd(
         bench, kind, checks, interval=interval, timeout=2.0, histogram=histogram, uvloop=uvloop
     )

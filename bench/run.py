@@ -38,7 +38,7 @@ from bench.targets import icmp_targets
 # budget: when the last step may start; the alarm (budget + slack) ends whatever still runs.
 # steady: seconds at 1,000 probes/s before a CPU-per-probe window opens (TIME_WAIT, caches, GC)
 FULL = {
-    "budget": 1950,
+    "budget": 2100,
     "slack": 60,
     "repeats": 3,
     "window": 10.0,
