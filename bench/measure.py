@@ -264,7 +264,7 @@ def big(
     """`checks` checks every `interval`; with `poll`, `/metrics` and `/api/v1/services` are
     read every second, concurrently, through the window."""
     daemon = start_healthd(
-        bench, kind, checks, interval=interval, timeout=2.0, histogram=histogram, uvloop=uvloop
+        bench, kind, checks, interval=interval, timeout=min(2.0, interval), histogram=histogram, uvloop=uvloop
     )
     try:
         # the first slot of every check falls within one interval
