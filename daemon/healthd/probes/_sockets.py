@@ -53,7 +53,7 @@ def open_socket(
         raise from_os_error(exc, "cannot open socket") from exc
     try:
         sock.setblocking(False)
-        report_icmp_errors(sock)
+        report_icmp_errors(sock, family)
         bind_source(sock, source_ip, interface)
     except BaseException:
         sock.close()
@@ -74,16 +74,17 @@ async def open_stream_for(check: HostPortCheck, resolver: Resolver) -> tuple[soc
     return sock, addr, resolving
 
 
-def report_icmp_errors(sock: socket.socket) -> None:
+def report_icmp_errors(sock: socket.socket, family: socket.AddressFamily) -> None:
     """Let an ICMP error about our SYN fail connect() at once (`unreachable`, not a timeout).
 
     Without IPV6_RECVERR, Linux 6.x takes the first ICMPv6 Destination Unreachable in
     SYN_SENT as a soft error and retries the SYN a second later: a probe's timeout
     usually ends first. (IPv4 fails at once already; the option costs nothing there.)
     """
-    if sock.family == socket.AF_INET6:
+    # `family` is passed in: `sock.family` builds an IntEnum in Python on every read
+    if family == socket.AF_INET6:
         sock.setsockopt(socket.IPPROTO_IPV6, IPV6_RECVERR, 1)
-    elif sock.family == socket.AF_INET:
+    elif family == socket.AF_INET:
         sock.setsockopt(socket.IPPROTO_IP, IP_RECVERR, 1)
 
 
