@@ -15,6 +15,7 @@ import signal
 import socket
 import subprocess
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -249,6 +250,27 @@ def test_a_dead_or_hung_worker_is_restarted_counted_and_its_checks_resume(
         assert {checks[k]["status"] for k in KEYS[0::2]} == {"up"}  # state kept in main's store
         assert logged in running.log.read_text()
         assert "worker 0 exited (killed by signal 9)" in running.log.read_text()
+
+
+def test_a_worker_applying_a_reload_is_not_taken_for_hung(tmp_path: Path, targets: Any) -> None:
+    """Silence after a reload was sent is the worker applying it (a big config takes a while),
+    not a hang: stopped past HUNG_AFTER with the reload pending, it is left alone."""
+    config = write_config(tmp_path / "c.yaml", 2, targets)
+    with daemon(config, tmp_path) as running:
+        wait_for("every check's first result", running.all_probed, 30, running.log)
+        pid = running.children()[0]
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            config.write_text(config.read_text().replace("history: 10", "history: 11"))
+            running.process.send_signal(signal.SIGHUP)
+            wait_for("the reload", lambda: "config reloaded" in running.log.read_text(), 20, running.log)
+            time.sleep(HUNG_AFTER + 2)  # past the limit: what is asserted is that nothing happened
+        finally:
+            os.kill(pid, signal.SIGCONT)
+        wait_for("worker 0's checks to be fresh again", lambda: not running.stale(), 20, running.log)
+        assert running.children()[0] == pid
+        assert running.metric("healthd_worker_restarts_total") == 0
+        assert "hung" not in running.log.read_text()
 
 
 def test_a_reload_that_changes_workers_moves_the_checks(tmp_path: Path, targets: Any) -> None:

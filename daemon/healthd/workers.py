@@ -142,11 +142,13 @@ class _Slot:
         self.task: asyncio.Task[None] | None = None
         self.stopping = False
         self.started = asyncio.Event()  # its first batch came (the worker sends one at once)
+        self.applying = False  # a config was sent and no batch came since: it may take a while
 
     def send(self, frame: bytes) -> None:
         process = self.process
         if process is not None and process.stdin is not None and not process.stdin.is_closing():
             process.stdin.write(frame)
+            self.applying = True
 
     def stop(self) -> None:
         self.stopping = True
@@ -168,11 +170,12 @@ class _Slot:
         await asyncio.gather(self.task, return_exceptions=True)
 
     def _silence_limit(self) -> float | None:
-        """How long this worker may send nothing: for ever while it starts (a big config
-        takes a while), HUNG_AFTER once it probes."""
-        return HUNG_AFTER if self.started.is_set() else None
+        """How long this worker may send nothing: HUNG_AFTER while it probes; for ever while it
+        starts or applies a reload (a big config takes its loop a while; batches follow)."""
+        return HUNG_AFTER if self.started.is_set() and not self.applying else None
 
     def _take(self, batch: Batch) -> None:
+        self.applying = False
         self.started.set()
         self.pool.take(batch)
 
@@ -221,20 +224,25 @@ async def pump(
 ) -> str | None:
     """Read batches until the worker closes its end (None), or until main stops reading:
     what went wrong then. A worker that sends nothing for `silence()` seconds is hung
-    (None: wait for ever, as while it starts)."""
+    (None: wait for ever, as while it starts or applies a reload)."""
     while True:
         limit = silence()
         try:
-            async with asyncio.timeout(limit):
+            async with asyncio.timeout(limit):  # a cancelled readexactly consumes nothing
                 head = await stream.readexactly(HEADER.size)
+        except asyncio.IncompleteReadError:
+            return None
+        except TimeoutError:
+            if silence() is None:  # a reload was sent meanwhile: wait for its first batch
+                continue
+            return f"sent nothing for {limit:.0f}s: hung"
+        try:
             size = HEADER.unpack(head)[0]
             if size > MAX_FRAME:
                 return f"sent a frame of {size} bytes"
             payload = await stream.readexactly(size)
         except asyncio.IncompleteReadError:
             return None
-        except TimeoutError:
-            return f"sent nothing for {limit:.0f}s: hung"
         take(Batch.decode(payload))
 
 
