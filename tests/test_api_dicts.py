@@ -110,10 +110,13 @@ async def listing(cache: ListingCache, filled: Store, now: float) -> Any:
 
 
 async def assert_cache_agrees(cache: ListingCache, filled: Store, now: float) -> None:
-    fresh = orjson.loads(encode(services_dict(filled, filled.services, now)))
-    assert await listing(cache, filled, now) == fresh
-    for service, built in zip(filled.services, fresh["services"], strict=True):
-        assert orjson.loads(cache.service_json(filled, service, now)) == built
+    """The cache's bytes are exactly those of every dict built afresh, for the listing and each service."""
+    fresh = encode(services_dict(filled, filled.services, now))
+    assert await services_json(cache, filled, filled.services, now, LoopSlices(0, 0)) == fresh
+    for service in filled.services:
+        assert cache.service_json(filled, service, now) == encode(
+            api_dicts.service_dict(filled, service, now)
+        )
 
 
 async def test_the_cached_listing_follows_results_time_and_reloads() -> None:
@@ -164,3 +167,46 @@ async def test_the_cached_listing_follows_a_check_going_stale() -> None:
     filled.record(watched.key, dataclasses.replace(OK, time=at + 11))
     await assert_cache_agrees(cache, filled, at + 12)
     assert (await listing(cache, filled, at + 12))["services"][0]["checks"][0]["stale"] is False
+
+
+async def test_the_cached_listing_follows_the_hour_window_within_one_hour() -> None:
+    filled, cache = store(), ListingCache()
+    hour = 1_700_006_400.0  # an hour's start, far from a day's
+    filled.record(UP.key, dataclasses.replace(OK, time=hour - 30 * MINUTE))  # in the previous hour
+    await assert_cache_agrees(cache, filled, hour + 29 * MINUTE)
+    # the same hour and day: the result leaves the 1 h window, the 24 h one keeps it
+    await assert_cache_agrees(cache, filled, hour + 31 * MINUTE)
+    body = await listing(cache, filled, hour + 31 * MINUTE)
+    assert body["services"][0]["checks"][0]["uptime"]["1h"] is None
+    assert body["services"][0]["checks"][0]["uptime"]["24h"] == 1.0
+    await assert_cache_agrees(cache, filled, hour + 29 * MINUTE)  # and the clock stepped back
+    await assert_cache_agrees(cache, filled, hour + 90 * MINUTE)
+
+
+async def test_the_cached_listing_follows_a_local_error_and_a_restart_in_place() -> None:
+    watched = dataclasses.replace(UP, stale_after=5.0)
+    filled, cache = Store(), ListingCache()
+    filled.apply([ServiceInfo("web", {}, (watched, DOWN))])
+    at = 1_700_000_040.0
+    filled.record(watched.key, dataclasses.replace(OK, time=at))
+    await assert_cache_agrees(cache, filled, at + 10)  # stale
+    local = dataclasses.replace(FAILED, time=at + 11, error_kind=ErrorKind.LOCAL)
+    filled.record(watched.key, local)  # moves only `last_seen`: no longer stale, nothing else
+    await assert_cache_agrees(cache, filled, at + 12)
+    assert (await listing(cache, filled, at + 12))["services"][0]["checks"][0]["stale"] is False
+    filled.apply(filled.services, restart={watched.key}, now=at + 12)  # same services, a new state
+    await assert_cache_agrees(cache, filled, at + 13)
+    assert (await listing(cache, filled, at + 13))["services"][0]["checks"][0]["last"] is None
+
+
+async def test_the_cut_between_checks_survives_any_text() -> None:
+    odd = '\x00,"uptime":{},\x00,{"name":'
+    checks = tuple(
+        dataclasses.replace(UP, name=f"c{n}{odd}", target=odd, labels={odd: odd}) for n in range(3)
+    )
+    filled, cache = Store(), ListingCache()
+    filled.apply([ServiceInfo(odd, {odd: odd}, checks)])
+    for n, info in enumerate(checks):
+        filled.record(info.key, dataclasses.replace(OK, time=NOW - n, details={odd: [odd, {odd: odd}]}))
+    await assert_cache_agrees(cache, filled, NOW)
+    await assert_cache_agrees(cache, filled, NOW + MINUTE)

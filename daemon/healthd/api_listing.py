@@ -4,27 +4,33 @@ A check's part of the listing depends on its state (changed by a new result, a r
 restore) and on its uptime counts, which also change as time moves a window on by a bucket.
 So each check keeps its encoded JSON and where in it the ratios are. A request re-encodes
 only the checks with a result since the last request (about 1,000 of 10,000 checks at a 10 s
-interval and a 1 s poll) and the ratios of those whose counts moved; a service none of whose
-checks had a result is answered from its kept bytes. The bytes are `api_dicts`' own JSON, so
-the answer is exactly what building every dict afresh gives (a test compares the two).
+interval and a 1 s poll), all of a service's in one orjson call, and the ratios of those whose
+counts moved; when only the minute moved on, only the 1 h counts are taken again. A service is
+re-joined only if one of its bytes moved. The bytes are `api_dicts`' own JSON, so the answer is
+exactly what building every dict afresh gives (a test compares the bytes).
 
-What a check's JSON is made of is listed in `_state_key` (and `stale`, which the clock alone
-can change); a service's fast path looks only at `Uptime.observed`, which every result that
-changes a check's state moves on, and at `stale`. A field that can change without a new result
-must join both.
+Which checks to look at is told by their marks, read without a call per check: the uptime
+object (a restore replaces it), `Uptime.observed` (every result that changes what a check
+shows moves it on), `last_seen` and `stale` (a local error moves only those). What a check's
+JSON is made of is listed in `_state_key`. A field that can change without moving a mark must
+join both. The states themselves are looked up again only after a reload (`Store.applied`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from operator import attrgetter
+from typing import Any
+
+import orjson
 
 from healthd import api_dicts
 from healthd.api_dicts import Counts, encode
 from healthd.config import CheckKey
 from healthd.loop_slices import LoopSlices
 from healthd.store import CheckState, ServiceInfo, Store, is_stale, service_status
-from healthd.uptime import DAY, HOUR, MINUTE, Uptime
+from healthd.uptime import DAY, HOUR, MINUTE, WINDOW_NAMES
 
 
 def _state_key(state: CheckState) -> tuple[object, ...]:
@@ -42,6 +48,12 @@ def _state_key(state: CheckState) -> tuple[object, ...]:
     )
 
 
+_CUT = orjson.Fragment(b"\x00")  # see _encoded
+_UPTIME_FIELD = b',"uptime":{'  # its first place in a check's JSON: no string can hold it unescaped
+_UPTIME, _OBSERVED, _LAST_SEEN, _JSON = map(attrgetter, ("uptime", "observed", "last_seen", "json"))
+Buckets = tuple[int, int, int]  # the minute, hour and day `now` is in
+
+
 @dataclass(slots=True)
 class _Fragment:
     """One check's JSON; `json[start:end]` is its uptime ratios, replaced when the counts move."""
@@ -50,13 +62,36 @@ class _Fragment:
     json: bytes  # '{"name":…,"uptime":{…},"last":…}'
     start: int
     end: int
-    buckets: tuple[int, int, int] = (-1, -1, -1)  # the minute, hour and day the counts are of
-    counts: Counts = ()
+    buckets: Buckets  # the counts are of
+    counts: Counts
 
     def set_counts(self, counts: Counts) -> None:
         ratios = encode(api_dicts.ratios(counts))
         self.json = self.json[: self.start] + ratios + self.json[self.end :]
         self.end, self.counts = self.start + len(ratios), counts
+
+
+def _encoded(bodies: list[dict[str, Any]]) -> list[bytes]:
+    """Each body's `encode()`, from one encoding of them all: orjson's output for a value that
+    has to be kept costs several times its encoding, so the bytes are cut from one output.
+    A raw NUL byte between them is the cut mark: JSON text never holds one (strings escape it)."""
+    marked: list[object] = []
+    for body in bodies:
+        marked += (body, _CUT)
+    return encode(marked)[1:-3].split(b",\x00,")  # '[' body ',\x00,' body … ',\x00]'
+
+
+def _fragment(key: tuple[object, ...], json: bytes, buckets: Buckets, counts: Counts) -> _Fragment:
+    start = json.index(_UPTIME_FIELD) + len(_UPTIME_FIELD) - 1  # at the ratios' "{"
+    return _Fragment(key, json, start, json.index(b"}", start) + 1, buckets, counts)
+
+
+def _moved_counts(fragment: _Fragment, state: CheckState, now: float, buckets: Buckets) -> Counts:
+    """The counts at `now` of a check with no result since `fragment.counts`: when only the minute
+    moved on, the 24 h, 7 d and 30 d windows (hour and day buckets) are as they were."""
+    if fragment.buckets[1:] == buckets[1:]:
+        return (*state.uptime.counts(WINDOW_NAMES[0], now), *fragment.counts[2:])
+    return api_dicts.counts_of(state, now)
 
 
 class ListingCache:
@@ -67,52 +102,65 @@ class ListingCache:
         self._fragments: dict[tuple[str, str], _Fragment] = {}
         self._services: dict[str, _Service] = {}
 
-    def check(self, state: CheckState, now: float, buckets: tuple[int, int, int]) -> _Fragment:
-        """The check's fragment, up to date for `now` (whose buckets the caller worked out)."""
-        stale = is_stale(state, now)  # the one field that changes with the clock, without a result
-        key, name = (*_state_key(state), stale), (state.info.service, state.info.name)
-        fragment = self._fragments.get(name)
-        if fragment is None or fragment.key != key:
-            head = encode(api_dicts.summary_head(state))[:-1] + b',"uptime":'
-            tail = (
-                b',"last":'
-                + encode(api_dicts.last_dict(state))
-                + (b',"stale":true}' if stale else b',"stale":false}')
-            )
-            fragment = self._fragments[name] = _Fragment(key, head + tail, len(head), len(head))
-        if fragment.buckets != buckets:
-            counts = api_dicts.counts_of(state, now)
-            if counts != fragment.counts:
-                fragment.set_counts(counts)
-            fragment.buckets = buckets
-        return fragment
+    def refresh(self, states: list[CheckState], now: float, buckets: Buckets) -> list[_Fragment]:
+        """The checks' fragments, up to date for `now` (whose buckets the caller worked out)."""
+        fragments: list[_Fragment | None] = []
+        changed: list[tuple[int, tuple[object, ...], CheckState]] = []
+        for state in states:
+            stale = is_stale(state, now)  # the one field that changes with the clock, without a result
+            key, name = (*_state_key(state), stale), (state.info.service, state.info.name)
+            fragment = self._fragments.get(name)
+            if fragment is None or fragment.key != key:
+                changed.append((len(fragments), key, state))
+            elif fragment.buckets != buckets:  # the same key: no result since the counts were taken
+                counts = _moved_counts(fragment, state, now, buckets)
+                if counts != fragment.counts:
+                    fragment.set_counts(counts)
+                fragment.buckets = buckets
+            fragments.append(fragment)  # a changed check's place, filled below
+        if changed:
+            taken = [api_dicts.counts_of(state, now) for _, _, state in changed]
+            pairs = zip(changed, taken, strict=True)
+            bodies = [api_dicts.summary_dict(state, c, now) for (_, _, state), c in pairs]
+            for (at, key, state), c, json in zip(changed, taken, _encoded(bodies), strict=True):
+                name = (state.info.service, state.info.name)
+                fragments[at] = self._fragments[name] = _fragment(key, json, buckets, c)
+        return [fragment for fragment in fragments if fragment is not None]  # all of them by now
 
     def service_json(self, store: Store, service: ServiceInfo, now: float) -> bytes:
         """`api_dicts.service_dict()` encoded, from the checks' fragments.
 
-        A service whose checks are the same objects as last time needs no look at each check's
-        state: those without a new result (`Uptime.observed`) keep their fragment as it is.
+        Only a reload replaces the store's states (`Store.applied`); until then a look at
+        each check's marks (its uptime object, `Uptime.observed`, `last_seen` and `stale`) tells
+        which checks need a look at their state. The service is re-joined only if a byte moved.
         """
         buckets = (int(now // MINUTE), int(now // HOUR), int(now // DAY))
-        states = store.states_of(service)
-        uptimes = [state.uptime for state in states]  # a restore replaces a check's uptime
-        observed = [uptime.observed for uptime in uptimes]
-        stale = [is_stale(state, now) for state in states]
         entry = self._services.get(service.name)
-        same = entry is not None and entry.service is service and entry.states == states
-        if entry is None or not same or entry.uptimes != uptimes or entry.buckets != buckets:
-            fragments = [self.check(state, now, buckets) for state in states]
-            entry = self._services[service.name] = _Service(
-                service, states, uptimes, observed, stale, buckets, fragments
-            )
-        elif entry.observed != observed or entry.stale != stale:
-            marks = zip(observed, entry.observed, stale, entry.stale, strict=True)
-            for at, (new, old, new_stale, old_stale) in enumerate(marks):
-                if new != old or new_stale != old_stale:
-                    entry.fragments[at] = self.check(states[at], now, buckets)
-            entry.observed, entry.stale, entry.json = observed, stale, b""
-        if not entry.json:
-            entry.json = _service_bytes(service, states, entry.fragments)
+        if entry is None or entry.service is not service or entry.applied != store.applied:
+            entry = _Service(service, store.applied, store.states_of(service))
+            self._services[service.name] = entry
+        states = entry.states
+        uptimes = list(map(_UPTIME, states))  # a restore replaces a check's uptime
+        stale = [is_stale(state, now) for state in states]
+        marks: list[tuple[object, ...]] = list(
+            zip(uptimes, map(_OBSERVED, uptimes), map(_LAST_SEEN, states), stale, strict=True)
+        )
+        if entry.buckets != buckets or not entry.fragments:  # every check's counts may have moved
+            entry.fragments = self.refresh(states, now, buckets)
+        elif marks != entry.marks:
+            pairs = enumerate(zip(marks, entry.marks, strict=True))
+            moved = [at for at, (new, old) in pairs if new != old]
+            fresh = self.refresh([states[at] for at in moved], now, buckets)
+            for at, fragment in zip(moved, fresh, strict=True):
+                entry.fragments[at] = fragment
+        else:
+            return entry.json
+        entry.marks, entry.buckets = marks, buckets
+        parts = list(map(_JSON, entry.fragments))
+        head = _service_head(service, states, entry.fragments)
+        if head != entry.head or parts != entry.parts:
+            entry.head, entry.parts = head, parts
+            entry.json = head + b',"checks":[' + b",".join(parts) + b"]}"
         return entry.json
 
     def forget_removed(self, store: Store) -> None:
@@ -126,27 +174,29 @@ class ListingCache:
 
 @dataclass(slots=True)
 class _Service:
-    """A service's answer as last built, and the objects and counters it was built from."""
+    """A service's answer as last built, and what it was built from: the checks' states and
+    their marks when last looked at."""
 
     service: ServiceInfo
+    applied: int  # `Store.applied` when the states were looked up
     states: list[CheckState]
-    uptimes: list[Uptime]
-    observed: list[int]
-    stale: list[bool]
-    buckets: tuple[int, int, int]
-    fragments: list[_Fragment]
+    marks: list[tuple[object, ...]] = field(default_factory=list)
+    buckets: Buckets = (-1, -1, -1)
+    fragments: list[_Fragment] = field(default_factory=list)
+    head: bytes = b""
+    parts: list[bytes] = field(default_factory=list)
     json: bytes = b""
 
 
-def _service_bytes(service: ServiceInfo, states: list[CheckState], fragments: list[_Fragment]) -> bytes:
+def _service_head(service: ServiceInfo, states: list[CheckState], fragments: list[_Fragment]) -> bytes:
+    """The service's fields before `checks`, as '{"name":…,"uptime":{…}'."""
     head = {
         "name": service.name,
         "status": service_status(states).value,
         "labels": dict(service.labels),
         "uptime": api_dicts.ratios(api_dicts.summed(f.counts for f in fragments)),
     }
-    checks = b",".join(f.json for f in fragments)
-    return encode(head)[:-1] + b',"checks":[' + checks + b"]}"
+    return encode(head)[:-1]
 
 
 async def services_json(

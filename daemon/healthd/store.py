@@ -199,6 +199,7 @@ class Store:
         self.services: tuple[ServiceInfo, ...] = ()
         self._services_by_name: dict[str, ServiceInfo] = {}
         self._states: dict[CheckKey, CheckState] = {}
+        self.applied = 0  # `apply` calls: readers that keep states compare it (a state may be new)
         self.lag = Histogram(LAG_BUCKETS)
         self.daemon = DaemonState()
 
@@ -222,6 +223,7 @@ class Store:
         self.services = tuple(services)
         self._services_by_name = {service.name: service for service in services}
         self._states = states
+        self.applied += 1
 
     def record(self, key: CheckKey, result: ProbeResult) -> Transition | None:
         """Add a result; returns the state change it caused, if any. Unknown keys are ignored
