@@ -24,7 +24,7 @@ from healthd.api_models import (
 from healthd.loop_slices import LoopSlices
 from healthd.results import ErrorKind, ProbeResult
 from healthd.store import CheckInfo, ServiceInfo, Store
-from healthd.uptime import DAY, HOUR, MINUTE, Uptime
+from healthd.uptime import DAY, HOUR, MINUTE, WINDOW_NAMES, Uptime
 from pydantic import BaseModel, ValidationError
 
 UP = CheckInfo("web", "tcp", "tcp", "127.0.0.1:80", rise=1, fall=1, history=10)
@@ -93,6 +93,13 @@ def test_every_answer_validates_against_its_model() -> None:
         "p95",
         "p99",
     }
+
+
+def test_the_ratios_are_of_every_window_in_order() -> None:
+    assert api_dicts.ratios((2, 1, 0, 0, 4, 4, 8, 2)) == dict(
+        zip(WINDOW_NAMES, (0.5, None, 1.0, 0.25), strict=True)
+    )
+    assert list(api_dicts.ratios(api_dicts.summed([]))) == list(WINDOW_NAMES)
 
 
 def test_a_field_the_models_do_not_know_fails_the_validation() -> None:
