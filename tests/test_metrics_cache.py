@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import gzip
 import shutil
 import subprocess
+import zlib
 
 import pytest
 from healthd.loop_slices import LoopSlices
 from healthd.metrics import Exposition
+from healthd.metrics_cache import DeflatedLines, deflated
 from healthd.probes import GAUGE_HELP
 from healthd.results import ErrorKind, ProbeResult
+from healthd.scrape import MetricsRenderer, gzip_join, plain_join
 from healthd.store import CheckInfo, ServiceInfo, Store
 from healthd.uptime import HOUR
 
@@ -113,3 +117,36 @@ async def test_kept_lines_pass_promtool() -> None:
     text = b"".join(await exposition.render_chunks())
     done = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True, timeout=30)
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+async def test_gzip_takes_the_kept_histograms_as_they_are() -> None:
+    """One gzip member (its CRC and size checked by zlib) holding what the plain answer holds."""
+    store = Store()
+    store.apply(services(*TCP))
+    renderer = MetricsRenderer(store, GAUGE_HELP)
+    for t in range(3):
+        for info in TCP[: 2 + t]:
+            store.record(info.key, result(T0 + t, ok=t != 1, phases={"connect": 0.0004}))
+        for openmetrics in (False, True):
+            zipped = await renderer.render(openmetrics, gzip=True)
+            plain = await renderer.render(openmetrics)
+            unzip = zlib.decompressobj(16 + zlib.MAX_WBITS)
+            text = unzip.decompress(zipped)
+            assert unzip.eof and not unzip.unused_data
+            assert b"healthd_probe_duration_seconds_bucket" in text
+            assert per_check(text) == per_check(plain)
+
+
+def test_gzip_of_text_and_deflated_lines_in_any_order() -> None:
+    texts = [b"a" * 300, b"", b"b\n" * 5000]
+    parts = DeflatedLines(
+        [deflated(t) for t in texts], [zlib.crc32(t) for t in texts], [len(t) for t in texts]
+    )
+    for chunks in ([parts], [b"head\n", parts, b"tail\n"], [parts, b"x" * 70000, parts]):
+        text = b"".join(part if isinstance(part, bytes) else b"".join(texts) for part in chunks)
+        assert gzip.decompress(gzip_join(chunks)) == text == plain_join(chunks)
+
+
+def per_check(text: bytes) -> list[bytes]:
+    """The lines of the checks: the process collector's figures move between two renders."""
+    return [line for line in text.splitlines() if b'service="' in line]

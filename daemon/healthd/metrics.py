@@ -35,7 +35,7 @@ from prometheus_client.samples import Sample
 from healthd import __version__
 from healthd.histogram import Histogram
 from healthd.loop_slices import LoopSlices
-from healthd.metrics_cache import KeptLines
+from healthd.metrics_cache import DeflatedLines, KeptLines
 from healthd.metrics_text import CheckLabels, CheckText, bound_text
 from healthd.store import CheckInfo, Status, Store
 from healthd.uptime import HOUR
@@ -213,10 +213,17 @@ class Exposition:
         for state in self._store.all_states():
             text.add(state, self._labels_of(state.info))
         self._forget_removed(text.checks)
-        return b"".join(self._daemon_families(text.render(self._gauge_help, openmetrics), openmetrics))
+        return b"".join([*text.render(self._gauge_help, openmetrics), self._daemon_families(openmetrics)])
 
     async def render_chunks(self, openmetrics: bool = False, slices: LoopSlices | None = None) -> list[bytes]:
-        """`render()` as pieces to join, handing the event loop back between slices.
+        """`render()` as pieces to join, handing the event loop back between slices."""
+        parts = await self.render_parts(openmetrics, slices)
+        return [part if isinstance(part, bytes) else part.text() for part in parts]
+
+    async def render_parts(
+        self, openmetrics: bool = False, slices: LoopSlices | None = None
+    ) -> list[bytes | DeflatedLines]:
+        """`render_chunks()`, but the histograms left compressed (`metrics_cache.DeflatedLines`).
 
         Each check's lines are kept between scrapes and written again only when they
         changed (`metrics_cache`); the loop is held for one slice at a time. Each check's
@@ -227,11 +234,12 @@ class Exposition:
         hour = int(self._clock() // HOUR) if self._uptime_ratio else None
         async with self._rendering:  # one at a time: a check's lines change only between scrapes
             await self._kept.collect(states, self._labels_of, hour, slices)
-            chunks = await self._kept.join(
+            parts = await self._kept.join(
                 self._store.probe_histograms, self._uptime_ratio, self._gauge_help, openmetrics, slices
             )
         self._forget_removed(len(states))
-        return self._daemon_families(chunks, openmetrics)
+        parts.append(self._daemon_families(openmetrics))
+        return parts
 
     def _labels_of(self, info: CheckInfo) -> CheckLabels:
         cached = self._labels.get(id(info))
@@ -244,10 +252,8 @@ class Exposition:
             live = {id(state.info) for state in self._store.all_states()}
             self._labels = {key: value for key, value in self._labels.items() if key in live}
 
-    def _daemon_families(self, chunks: list[bytes], openmetrics: bool) -> list[bytes]:
+    def _daemon_families(self, openmetrics: bool) -> bytes:
         daemon = DaemonCollector(self._store)
         if openmetrics:  # generate_openmetrics() closes its document: the caller closes ours
-            chunks.append(generate_openmetrics(daemon).removesuffix(_EOF))
-        else:
-            chunks.append(generate_latest(daemon))
-        return chunks
+            return generate_openmetrics(daemon).removesuffix(_EOF)
+        return generate_latest(daemon)

@@ -14,11 +14,14 @@ them (`metrics_text.family_order`), so it is byte for byte what `CheckText` writ
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 
 from healthd.loop_slices import LoopSlices
 from healthd.metrics_text import (
     GAUGE,
+    HISTOGRAM,
     PHASE,
     UPTIME,
     CheckLabels,
@@ -63,11 +66,32 @@ def _uptime(state: CheckState, labels: CheckLabels, hour: int | None) -> bytes:
     return pieces.encoded().get(UPTIME, b"")
 
 
+def deflated(text: bytes) -> bytes:
+    """`text` as raw deflate blocks that end on a byte and refer to nothing before them."""
+    compressor = zlib.compressobj(1, zlib.DEFLATED, -zlib.MAX_WBITS)
+    return compressor.compress(text) + compressor.flush(zlib.Z_SYNC_FLUSH)
+
+
+@dataclass(frozen=True, slots=True)
+class DeflatedLines:
+    """A family's lines of every check, each check's compressed on its own (`deflated`):
+    joined, they are one deflate stream but its end, whose CRC-32 combines `crcs`."""
+
+    fragments: list[bytes]
+    crcs: list[int]
+    sizes: list[int]  # of each fragment's text
+
+    def text(self) -> bytes:
+        return zlib.decompressobj(-zlib.MAX_WBITS).decompress(b"".join(self.fragments))
+
+
 class KeptLines:
     """Every check's lines, kept as columns: a list per family, a check's lines at its position.
 
     Joining a family is then one `bytes.join` of its column. Positions follow the store's
     order; they are laid out again only when the set of checks (or their order) changed.
+    The histograms, two thirds of the text, are kept compressed (a tenth of their size):
+    a gzip answer takes them as they are (`DeflatedLines`).
     """
 
     def __init__(self) -> None:
@@ -75,7 +99,11 @@ class KeptLines:
         self._keys: list[tuple[object, ...] | None] = []
         self._hours: list[int | None] = []
         self._written: list[tuple[str, ...]] = []  # the families each check's lines are in
-        self._columns: dict[str, list[bytes]] = {UPTIME: []}
+        self._dynamic: list[tuple[str, ...]] = []  # of which phases and gauges, for their order
+        self._order: dict[str, None] | None = {}  # those in the order they first appear; None: stale
+        self._columns: dict[str, list[bytes]] = {UPTIME: [], HISTOGRAM: []}
+        self._crcs: list[int] = []  # of each check's histogram text, and its size
+        self._sizes: list[int] = []
 
     def _lay_out(self, states: list[CheckState]) -> None:
         """New positions for `states`, moving over what was kept of the checks still there."""
@@ -84,7 +112,11 @@ class KeptLines:
         self._keys = [None if at is None else self._keys[at] for at in moved]
         self._hours = [None if at is None else self._hours[at] for at in moved]
         self._written = [() if at is None else self._written[at] for at in moved]
-        families = {UPTIME, *(family for written in self._written for family in written)}
+        self._dynamic = [() if at is None else self._dynamic[at] for at in moved]
+        self._order = None
+        self._crcs = [0 if at is None else self._crcs[at] for at in moved]
+        self._sizes = [0 if at is None else self._sizes[at] for at in moved]
+        families = {UPTIME, HISTOGRAM, *(family for written in self._written for family in written)}
         self._columns = {
             family: [b"" if at is None else self._columns[family][at] for at in moved] for family in families
         }
@@ -119,12 +151,18 @@ class KeptLines:
         for family in self._written[index]:
             if family not in lines:
                 self._columns[family][index] = b""
+        histogram = lines.pop(HISTOGRAM, b"")
+        self._crcs[index], self._sizes[index] = zlib.crc32(histogram), len(histogram)
+        self._columns[HISTOGRAM][index] = deflated(histogram) if histogram else b""
         for family, text in lines.items():
             column = self._columns.get(family)
             if column is None:
                 column = self._columns[family] = [b""] * len(self._states)
             column[index] = text
         self._written[index], self._keys[index] = tuple(lines), key
+        dynamic = tuple(family for family in lines if family.startswith((PHASE, GAUGE)))
+        if dynamic != self._dynamic[index]:
+            self._dynamic[index], self._order = dynamic, None
 
     async def join(
         self,
@@ -133,13 +171,16 @@ class KeptLines:
         gauge_help: Mapping[str, str],
         openmetrics: bool,
         slices: LoopSlices,
-    ) -> list[bytes]:
+    ) -> list[bytes | DeflatedLines]:
         """The per-check families: each one's head, then its lines of every check in order."""
-        dynamic = dict.fromkeys(
-            family for written in self._written for family in written if family.startswith((PHASE, GAUGE))
-        )
-        parts: list[bytes] = []
-        for family in family_order(dynamic, histograms, uptime):
-            parts += (family_head(family, gauge_help, openmetrics), b"".join(self._columns.get(family, ())))
+        if self._order is None:
+            self._order = dict.fromkeys(family for dynamic in self._dynamic for family in dynamic)
+        parts: list[bytes | DeflatedLines] = []
+        for family in family_order(self._order, histograms, uptime):
+            parts.append(family_head(family, gauge_help, openmetrics))
+            if family == HISTOGRAM:  # copies: the next scrape may change the columns meanwhile
+                parts.append(DeflatedLines(list(self._columns[family]), list(self._crcs), list(self._sizes)))
+            else:
+                parts.append(b"".join(self._columns.get(family, ())))
             await slices.pause_if_due()
         return parts
