@@ -4,9 +4,9 @@ One process, no HTTP: the daemon's own `Store` filled like 10,000 TCP checks (`l
 rendered by the daemon's own `MetricsRenderer` on a running loop, as a scrape would.
 Before each scrape 10 % of the checks (a different tenth each time) get a result, as at
 10,000 checks every 10 s scraped every second. Reported: the median and largest render
-time, gzip and plain (wall, and CPU of all threads), and the process's RSS before the first scrape and after the last
-(what the kept lines cost). The first scrape (nothing kept yet) is reported on its own.
-Prints JSON.
+time, gzip and plain (wall, and CPU of all threads), and the process's RSS before the
+first scrape and after the last (what the kept lines cost). The first scrape (nothing
+kept yet) is reported on its own. Prints JSON.
 """
 
 from __future__ import annotations
