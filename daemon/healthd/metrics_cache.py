@@ -68,7 +68,9 @@ def _uptime(state: CheckState, labels: CheckLabels, hour: int | None) -> bytes:
 
 def deflated(text: bytes) -> bytes:
     """`text` as raw deflate blocks that end on a byte and refer to nothing before them."""
-    compressor = zlib.compressobj(1, zlib.DEFLATED, -zlib.MAX_WBITS)
+    # a 4 KB window finds the label set repeated on every line; the small state (~80 KB)
+    # stays under malloc's mmap threshold, which a default compressor's 256 KB would not
+    compressor = zlib.compressobj(1, zlib.DEFLATED, -12, 7)
     return compressor.compress(text) + compressor.flush(zlib.Z_SYNC_FLUSH)
 
 
@@ -135,19 +137,23 @@ class KeptLines:
         keys, hours = self._keys, self._hours
         for index, state in enumerate(states):
             key = _state_key(state)
-            changed = key != keys[index]
-            if changed:
-                self._write(index, state, labels_of(state.info), key)
-            if hour is not None and (changed or hour != hours[index]):
+            if key != keys[index]:
+                self._write(index, state, labels_of(state.info), key, hour)
+            elif hour != hours[index]:
                 hours[index] = hour
                 self._columns[UPTIME][index] = _uptime(state, labels_of(state.info), hour)
             if index % 16 == 0:
                 await slices.pause_if_due()
 
-    def _write(self, index: int, state: CheckState, labels: CheckLabels, key: tuple[object, ...]) -> None:
+    def _write(
+        self, index: int, state: CheckState, labels: CheckLabels, key: tuple[object, ...], hour: int | None
+    ) -> None:
         pieces = _Pieces()
         write_check(state, labels.labels, pieces)
+        if hour is not None:
+            write_uptime(state, labels.labels, hour * HOUR, pieces)
         lines = pieces.encoded()
+        self._columns[UPTIME][index], self._hours[index] = lines.pop(UPTIME, b""), hour
         for family in self._written[index]:
             if family not in lines:
                 self._columns[family][index] = b""

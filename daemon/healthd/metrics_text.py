@@ -132,10 +132,10 @@ def write_check(state: CheckState, labels: str, out: LineSink) -> None:
         )
     histogram = state.duration_histogram
     if histogram is not None:
-        values: list[object] = []
-        for count in accumulate(histogram.counts):
-            values += (labels, count)
-        values += (labels, values[-1], labels, histogram.sum)
+        counts = list(accumulate(histogram.counts))
+        values: list[object] = [labels, 0] * len(counts)
+        values[1::2] = counts  # labels, count, labels, count, ...
+        values += (labels, counts[-1], labels, histogram.sum)
         out.write(HISTOGRAM, _HISTOGRAM % tuple(values))
     last = state.last
     if last is None:
