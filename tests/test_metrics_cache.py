@@ -8,6 +8,7 @@ import subprocess
 import zlib
 
 import pytest
+from healthd import scrape
 from healthd.loop_slices import LoopSlices
 from healthd.metrics import Exposition
 from healthd.metrics_cache import DeflatedLines, deflated
@@ -137,7 +138,12 @@ async def test_gzip_takes_the_kept_histograms_as_they_are() -> None:
             assert per_check(text) == per_check(plain)
 
 
-def test_gzip_of_text_and_deflated_lines_in_any_order() -> None:
+@pytest.mark.parametrize("combine", [True, False], ids=["crc32_combine", "without"])
+def test_gzip_of_text_and_deflated_lines_in_any_order(combine: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    if not combine:  # where libz's crc32_combine cannot be loaded the fragments are inflated
+        monkeypatch.setattr(scrape, "_CRC32_COMBINE", None)
+    elif scrape._CRC32_COMBINE is None:
+        pytest.skip("libz's crc32_combine could not be loaded here")
     texts = [b"a" * 300, b"", b"b\n" * 5000]
     parts = DeflatedLines(
         [deflated(t) for t in texts], [zlib.crc32(t) for t in texts], [len(t) for t in texts]
