@@ -35,8 +35,10 @@ from prometheus_client.samples import Sample
 from healthd import __version__
 from healthd.histogram import Histogram
 from healthd.loop_slices import LoopSlices
+from healthd.metrics_cache import DeflatedLines, KeptLines
 from healthd.metrics_text import CheckLabels, CheckText, bound_text
 from healthd.store import CheckInfo, Status, Store
+from healthd.uptime import HOUR
 
 _EOF = b"# EOF\n"
 
@@ -182,41 +184,62 @@ def _buckets(histogram: Histogram) -> tuple[list[tuple[str, float]], float]:
 
 
 class Exposition:
-    """Renders the store; keeps each check's label strings between scrapes."""
+    """Renders the store; keeps each check's label strings and lines between scrapes."""
 
     def __init__(
-        self, store: Store, gauge_help: Mapping[str, str] | None = None, *, uptime_ratio: bool = True
+        self,
+        store: Store,
+        gauge_help: Mapping[str, str] | None = None,
+        *,
+        uptime_ratio: bool = True,
+        clock: Callable[[], float] = time.time,  # wall clock: the uptime windows are UTC hours and days
     ) -> None:
         self._store = store
+        self._clock = clock
         self._gauge_help = gauge_help or {}  # HELP of the gauges probes report (healthd.probes.GAUGE_HELP)
         self._uptime_ratio = uptime_ratio
         self._labels: dict[int, CheckLabels] = {}  # by id() of the CheckInfo
+        self._kept = KeptLines()
+        self._rendering = asyncio.Lock()
 
     def _text(self) -> CheckText:
-        return CheckText(self._store.probe_histograms, time.time() if self._uptime_ratio else None)
+        return CheckText(self._store.probe_histograms, self._clock() if self._uptime_ratio else None)
 
     def render(self, openmetrics: bool = False) -> bytes:
-        """The per-check families, then the daemon's; OpenMetrics without its closing # EOF."""
+        """The per-check families, then the daemon's; OpenMetrics without its closing # EOF.
+
+        Written afresh, in one piece: the reference `render_chunks` is held to."""
         text = self._text()
         for state in self._store.all_states():
             text.add(state, self._labels_of(state.info))
-        return b"".join(self._finish(text, openmetrics))
+        self._forget_removed(text.checks)
+        return b"".join([*text.render(self._gauge_help, openmetrics), self._daemon_families(openmetrics)])
 
     async def render_chunks(self, openmetrics: bool = False, slices: LoopSlices | None = None) -> list[bytes]:
-        """`render()` as pieces to join, handing the event loop back between slices.
+        """`render()` as pieces to join, handing the event loop back between slices."""
+        parts = await self.render_parts(openmetrics, slices)
+        return [part if isinstance(part, bytes) else part.text() for part in parts]
 
-        The loop is held for one slice at a time (a few milliseconds at any size);
-        each slice's text is encoded at its end, so no single step handles the
-        whole document. Each check's lines are written in one piece, so its
-        samples agree with one another.
+    async def render_parts(
+        self, openmetrics: bool = False, slices: LoopSlices | None = None
+    ) -> list[bytes | DeflatedLines]:
+        """`render_chunks()`, but the histograms left compressed (`metrics_cache.DeflatedLines`).
+
+        Each check's lines are kept between scrapes and written again only when they
+        changed (`metrics_cache`); the loop is held for one slice at a time. Each check's
+        lines are written in one piece, so its samples agree with one another.
         """
         slices = slices or LoopSlices()
-        text = self._text()
-        for count, state in enumerate(list(self._store.all_states())):
-            text.add(state, self._labels_of(state.info))
-            if count % 16 == 0 and await slices.pause_if_due():
-                text.flush()
-        return self._finish(text, openmetrics)
+        states = list(self._store.all_states())
+        hour = int(self._clock() // HOUR) if self._uptime_ratio else None
+        async with self._rendering:  # one at a time: a check's lines change only between scrapes
+            await self._kept.collect(states, self._labels_of, hour, slices)
+            parts = await self._kept.join(
+                self._store.probe_histograms, self._uptime_ratio, self._gauge_help, openmetrics, slices
+            )
+        self._forget_removed(len(states))
+        parts.append(self._daemon_families(openmetrics))
+        return parts
 
     def _labels_of(self, info: CheckInfo) -> CheckLabels:
         cached = self._labels.get(id(info))
@@ -224,14 +247,13 @@ class Exposition:
             cached = self._labels[id(info)] = CheckLabels(info)
         return cached
 
-    def _finish(self, text: CheckText, openmetrics: bool) -> list[bytes]:
-        if len(self._labels) > 2 * text.checks:  # forget checks that reloads removed
+    def _forget_removed(self, checks: int) -> None:
+        if len(self._labels) > 2 * checks:  # forget checks that reloads removed
             live = {id(state.info) for state in self._store.all_states()}
             self._labels = {key: value for key, value in self._labels.items() if key in live}
-        chunks = text.render(self._gauge_help, openmetrics)
+
+    def _daemon_families(self, openmetrics: bool) -> bytes:
         daemon = DaemonCollector(self._store)
         if openmetrics:  # generate_openmetrics() closes its document: the caller closes ours
-            chunks.append(generate_openmetrics(daemon).removesuffix(_EOF))
-        else:
-            chunks.append(generate_latest(daemon))
-        return chunks
+            return generate_openmetrics(daemon).removesuffix(_EOF)
+        return generate_latest(daemon)

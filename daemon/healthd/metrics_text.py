@@ -9,9 +9,10 @@ in `CheckText`, written in `add` and named, typed and helped in `render`.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from io import StringIO
 from itertools import accumulate
+from typing import Protocol
 
 from healthd.gauges import escape_label_value as _escape
 from healthd.gauges import split_gauge_key
@@ -99,96 +100,115 @@ class _Lines(StringIO):
         return self.chunks
 
 
+#: Families every check writes to, in the document's order; the uptime gauges go after the
+#: first five, the histogram after them, then the probes' phases and gauges (`PHASE`, `GAUGE`).
+FIXED = (
+    "probe_success",
+    "probe_duration_seconds",
+    "healthd_check_up",
+    "healthd_probes",
+    "healthd_check_transitions",
+)
+UPTIME = "healthd_check_uptime_ratio"
+HISTOGRAM = "healthd_probe_duration_seconds"
+PHASE, GAUGE = "phase:", "gauge:"  # family keys: "phase:tcp", "gauge:probe_http_status_code"
+
+
+class LineSink(Protocol):
+    def write(self, family: str, text: str) -> None: ...
+
+
+def write_check(state: CheckState, labels: str, out: LineSink) -> None:
+    """A check's sample lines, but for the uptime gauges (`write_uptime`), by family key."""
+    for to, count in state.transitions.items():
+        out.write(
+            "healthd_check_transitions", f'healthd_check_transitions_total{{{labels},to="{to}"}} {count}\n'
+        )
+    for result, count in state.counts.items():
+        out.write("healthd_probes", f'healthd_probes_total{{{labels},result="{result}"}} {count}\n')
+    if state.status is not Status.UNKNOWN:
+        out.write(
+            "healthd_check_up", f"healthd_check_up{{{labels}}} {1.0 if state.status is Status.UP else 0.0}\n"
+        )
+    histogram = state.duration_histogram
+    if histogram is not None:
+        counts = list(accumulate(histogram.counts))
+        values: list[object] = [labels, 0] * len(counts)
+        values[1::2] = counts  # labels, count, labels, count, ...
+        values += (labels, counts[-1], labels, histogram.sum)
+        out.write(HISTOGRAM, _HISTOGRAM % tuple(values))
+    last = state.last
+    if last is None:
+        return
+    out.write("probe_success", f"probe_success{{{labels}}} {1.0 if last.ok else 0.0}\n")
+    out.write("probe_duration_seconds", f"probe_duration_seconds{{{labels}}} {last.duration!r}\n")
+    if last.phases:
+        name, key = f"probe_{state.info.type}_duration_seconds", PHASE + state.info.type
+        for phase, seconds in last.phases.items():
+            out.write(key, f'{name}{{{labels},phase="{_escape(phase)}"}} {float(seconds)!r}\n')
+        resolve = last.phases.get("resolve")
+        if resolve is not None:
+            out.write(GAUGE + DNS_LOOKUP, f"{DNS_LOOKUP}{{{labels}}} {float(resolve)!r}\n")
+    for key, value in last.gauges.items():
+        name, extra = split_gauge_key(key)
+        out.write(GAUGE + name, f"{name}{{{labels}{extra}}} {float(value)!r}\n")
+
+
+def write_uptime(state: CheckState, labels: str, now: float, out: LineSink) -> None:
+    """The uptime gauges: they change with a result and when `now` enters another UTC hour."""
+    for window in UPTIME_GAUGE_WINDOWS:
+        probes, successes = state.uptime.counts(window, now)
+        if probes:  # absent, not NaN, while the window holds no probe
+            ratio = successes / probes
+            out.write(UPTIME, f'healthd_check_uptime_ratio{{{labels},window="{window}"}} {ratio!r}\n')
+
+
+def family_order(dynamic: Iterable[str], histograms: bool, uptime: bool) -> list[str]:
+    """The document's family keys: the fixed ones, then `dynamic` (phases, then gauges, each in
+    the order they first appeared)."""
+    keys = [*FIXED, *([UPTIME] if uptime else []), *([HISTOGRAM] if histograms else [])]
+    phases = [key for key in dynamic if key.startswith(PHASE)]
+    return keys + phases + [key for key in dynamic if key.startswith(GAUGE)]
+
+
+def family_head(key: str, gauge_help: Mapping[str, str], openmetrics: bool) -> bytes:
+    """A family's # HELP and # TYPE lines, from its key."""
+    if key.startswith(PHASE):
+        probe_type = key.removeprefix(PHASE)
+        return _head(f"probe_{probe_type}_duration_seconds", "gauge", _phase_help(probe_type), openmetrics)
+    if key.startswith(GAUGE):
+        name = key.removeprefix(GAUGE)
+        return _head(name, "gauge", _gauge_help(name, gauge_help), openmetrics)
+    kind = {"healthd_probes": "counter", "healthd_check_transitions": "counter", HISTOGRAM: "histogram"}
+    return _head(key, kind.get(key, "gauge"), HELP[key], openmetrics)
+
+
 class CheckText:
-    """Per-check sample lines, grouped by family as the text format requires."""
+    """Per-check sample lines, grouped by family as the text format requires: rendered afresh."""
 
     def __init__(self, histograms: bool, uptime_now: float | None) -> None:
         self.histograms = histograms
         self.uptime_now = uptime_now  # None: no uptime gauges
-        self.uptime = _Lines()
         self.checks = 0
-        self.success = _Lines()
-        self.duration = _Lines()
-        self.up = _Lines()
-        self.probes = _Lines()
-        self.transitions = _Lines()
-        self.histogram = _Lines()
-        self.phases: dict[str, _Lines] = {}
-        self.gauges: dict[str, _Lines] = {}
+        self._families: dict[str, _Lines] = {key: _Lines() for key in (*FIXED, UPTIME, HISTOGRAM)}
 
-    def _buffers(self) -> Iterator[_Lines]:
-        yield from (self.success, self.duration, self.up, self.probes, self.transitions, self.histogram)
-        yield self.uptime
-        yield from self.phases.values()
-        yield from self.gauges.values()
+    def write(self, family: str, text: str) -> None:
+        _buffer(self._families, family).write(text)
 
     def flush(self) -> None:
-        for lines in self._buffers():
+        for lines in self._families.values():
             lines.flush()
 
     def add(self, state: CheckState, check: CheckLabels) -> None:
         self.checks += 1
-        labels = check.labels
-        for to, count in state.transitions.items():
-            self.transitions.write(f'healthd_check_transitions_total{{{labels},to="{to}"}} {count}\n')
-        for result, count in state.counts.items():
-            self.probes.write(f'healthd_probes_total{{{labels},result="{result}"}} {count}\n')
-        if state.status is not Status.UNKNOWN:
-            self.up.write(f"healthd_check_up{{{labels}}} {1.0 if state.status is Status.UP else 0.0}\n")
+        write_check(state, check.labels, self)
         if self.uptime_now is not None:
-            self._add_uptime(state, labels, self.uptime_now)
-        histogram = state.duration_histogram
-        if histogram is not None:
-            values: list[object] = []
-            for count in accumulate(histogram.counts):
-                values += (labels, count)
-            values += (labels, values[-1], labels, histogram.sum)
-            self.histogram.write(_HISTOGRAM % tuple(values))
-        last = state.last
-        if last is None:
-            return
-        self.success.write(f"probe_success{{{labels}}} {1.0 if last.ok else 0.0}\n")
-        self.duration.write(f"probe_duration_seconds{{{labels}}} {last.duration!r}\n")
-        if last.phases:
-            lines = _buffer(self.phases, state.info.type)
-            name = f"probe_{state.info.type}_duration_seconds"
-            for phase, seconds in last.phases.items():
-                lines.write(f'{name}{{{labels},phase="{_escape(phase)}"}} {float(seconds)!r}\n')
-            resolve = last.phases.get("resolve")
-            if resolve is not None:
-                _buffer(self.gauges, DNS_LOOKUP).write(f"{DNS_LOOKUP}{{{labels}}} {float(resolve)!r}\n")
-        for key, value in last.gauges.items():
-            name, extra = split_gauge_key(key)
-            _buffer(self.gauges, name).write(f"{name}{{{labels}{extra}}} {float(value)!r}\n")
-
-    def _add_uptime(self, state: CheckState, labels: str, now: float) -> None:
-        for window in UPTIME_GAUGE_WINDOWS:
-            probes, successes = state.uptime.counts(window, now)
-            if probes:  # absent, not NaN, while the window holds no probe
-                ratio = successes / probes
-                self.uptime.write(f'healthd_check_uptime_ratio{{{labels},window="{window}"}} {ratio!r}\n')
+            write_uptime(state, check.labels, self.uptime_now, self)
 
     def render(self, gauge_help: Mapping[str, str], openmetrics: bool) -> list[bytes]:
         parts: list[bytes] = []
-        for name, kind, lines in (
-            ("probe_success", "gauge", self.success),
-            ("probe_duration_seconds", "gauge", self.duration),
-            ("healthd_check_up", "gauge", self.up),
-            ("healthd_probes", "counter", self.probes),
-            ("healthd_check_transitions", "counter", self.transitions),
-        ):
-            parts.extend(_family(name, kind, HELP[name], lines, openmetrics))
-        if self.uptime_now is not None:
-            name = "healthd_check_uptime_ratio"
-            parts.extend(_family(name, "gauge", HELP[name], self.uptime, openmetrics))
-        if self.histograms:
-            name = "healthd_probe_duration_seconds"
-            parts.extend(_family(name, "histogram", HELP[name], self.histogram, openmetrics))
-        for probe_type, lines in self.phases.items():
-            name = f"probe_{probe_type}_duration_seconds"
-            parts.extend(_family(name, "gauge", _phase_help(probe_type), lines, openmetrics))
-        for name, lines in self.gauges.items():
-            parts.extend(_family(name, "gauge", _gauge_help(name, gauge_help), lines, openmetrics))
+        for key in family_order(self._families, self.histograms, self.uptime_now is not None):
+            parts += (family_head(key, gauge_help, openmetrics), *self._families[key].all_chunks())
         return parts
 
 
@@ -199,10 +219,11 @@ def _buffer(buffers: dict[str, _Lines], key: str) -> _Lines:
     return buffer
 
 
-def _family(name: str, kind: str, help_text: str, lines: _Lines, openmetrics: bool) -> list[bytes]:
+def _head(exposed: str, kind: str, help_text: str, openmetrics: bool) -> bytes:
     # the text format names a counter family by its sample (`_total`), OpenMetrics without it
-    exposed = f"{name}_total" if kind == "counter" and not openmetrics else name
+    if kind == "counter" and not openmetrics:
+        exposed += "_total"
     escaped = help_text.replace("\\", r"\\").replace("\n", r"\n")
     if openmetrics:
         escaped = escaped.replace('"', r"\"")
-    return [f"# HELP {exposed} {escaped}\n# TYPE {exposed} {kind}\n".encode(), *lines.all_chunks()]
+    return f"# HELP {exposed} {escaped}\n# TYPE {exposed} {kind}\n".encode()
