@@ -93,6 +93,18 @@ def _read_line(proc: subprocess.Popen[bytes], timeout: float) -> bytes:
     return buffer.split(b"\n", 1)[0]
 
 
+def _measure(
+    proc: subprocess.Popen[bytes], mode: str, paced: bool, warm: float, seconds: float, targets_pid: int
+) -> LoopWindow:
+    """One window of `seconds`: the loop's counters and the CPU of it and the targets."""
+    first = _snapshot(proc)
+    cpu = CpuWindow({"loop": proc.pid, "targets": targets_pid})
+    cpu.begin()
+    time.sleep(seconds)
+    cpu.finish()
+    return _window(mode, paced, warm, first, _snapshot(proc), cpu)
+
+
 def _snapshot(proc: subprocess.Popen[bytes]) -> dict[str, Any]:
     proc.send_signal(signal.SIGUSR1)
     return _counts(_read_line(proc, timeout=5.0))
@@ -117,16 +129,7 @@ def paced(
     proc = procs.start(name, argv, stdout_pipe=True)
     try:
         time.sleep(warm)
-        out = []
-        for _ in range(repeats):
-            first = _snapshot(proc)
-            cpu = CpuWindow({"loop": proc.pid, "targets": targets_pid})
-            cpu.begin()
-            time.sleep(seconds)
-            cpu.finish()
-            last = _snapshot(proc)
-            out.append(_window(mode, True, warm, first, last, cpu))
-        return out
+        return [_measure(proc, mode, True, warm, seconds, targets_pid) for _ in range(repeats)]
     finally:
         procs.stop(name)
 
@@ -140,13 +143,7 @@ def unpaced(
     proc = procs.start(name, argv, stdout_pipe=True)
     try:
         time.sleep(1.0)  # past start-up and the first burst
-        first = _snapshot(proc)
-        cpu = CpuWindow({"loop": proc.pid, "targets": targets_pid})
-        cpu.begin()
-        time.sleep(seconds)
-        cpu.finish()
-        last = _snapshot(proc)
-        return _window(mode, False, 1.0, first, last, cpu)
+        return _measure(proc, mode, False, 1.0, seconds, targets_pid)
     finally:
         procs.stop(name)
 

@@ -25,21 +25,21 @@ def _accepts_while(proc: subprocess.Popen[bytes], listener: socket.socket, limit
     accepted = 0
     deadline = time.monotonic() + limit
     while proc.poll() is None and time.monotonic() < deadline:
-        try:
-            while True:
-                conn, _ = listener.accept()
-                conn.close()
-                accepted += 1
-        except BlockingIOError:
-            time.sleep(0.005)
+        accepted += _accept_waiting(listener)
+        time.sleep(0.005)
+    return accepted + _accept_waiting(listener)
+
+
+def _accept_waiting(listener: socket.socket) -> int:
+    """Accept and close every connection waiting now; how many there were."""
+    accepted = 0
     try:
         while True:
             conn, _ = listener.accept()
             conn.close()
             accepted += 1
     except BlockingIOError:
-        pass
-    return accepted
+        return accepted
 
 
 @pytest.fixture(scope="module")
