@@ -35,10 +35,13 @@ async def get_events(request: web.Request) -> web.StreamResponse:
 
 
 def _last_event_id(request: web.Request) -> int | None:
-    raw = request.headers.get("Last-Event-ID", request.query.get("last_event_id"))
-    if raw is None or raw.strip() == "":
+    """The header if sent (a blank one, as an EventSource may send, means none), else the query's."""
+    header = request.headers.get("Last-Event-ID")
+    if header is None:
+        return LAST_EVENT_ID.parse(request.query)  # present but empty is a bad parameter, as for any other
+    if header.strip() == "":
         return None
-    return LAST_EVENT_ID.parse({LAST_EVENT_ID.name: raw.strip()})
+    return LAST_EVENT_ID.parse({LAST_EVENT_ID.name: header.strip()})
 
 
 async def reload_config(request: web.Request) -> web.Response:
