@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 from healthd.event_fields import ServiceStatuses
-from healthd.eventlog import log_check_transition, log_reload, log_service_transition
+from healthd.eventlog import FirstVerdicts, log_check_transition, log_reload, log_service_transition
 from healthd.logs import JsonFormatter, TextFormatter, setup_logging, stderr_is_journal, syslog_priority
 from healthd.results import ErrorKind, ProbeResult
 from healthd.store import CheckInfo, ServiceInfo, Status, Store
@@ -83,7 +83,7 @@ def test_formatters() -> None:
 
 
 def messages(caplog: pytest.LogCaptureFixture) -> list[tuple[int, str, dict[str, object]]]:
-    fields = ("event", "service", "check", "state", "previous", "error_kind", "added")
+    fields = ("event", "service", "check", "state", "previous", "error_kind", "added", "checks", "up", "down")
     return [
         (r.levelno, r.getMessage(), {f: r.__dict__[f] for f in fields if f in r.__dict__})
         for r in caplog.records
@@ -115,7 +115,7 @@ def test_check_and_service_transitions_read_naturally(caplog: pytest.LogCaptureF
                     store, fields["service"], Status(fields["status"]), Status(fields["previous"])
                 )
 
-    caplog.set_level(logging.INFO)
+    caplog.set_level(logging.DEBUG)
     record_result(WEB, refused(0))  # first verdict: down
     record_result(API, ok(0))  # the other check up: the service stays degraded
     record_result(WEB, ok(1))
@@ -141,7 +141,8 @@ def test_check_and_service_transitions_read_naturally(caplog: pytest.LogCaptureF
         "state": "degraded",
         "previous": "unknown",
     }
-    assert got[2][:2] == (logging.INFO, "check web/http (http http://127.0.0.1/) is up, was unknown")
+    # a first verdict of up is DEBUG: FirstVerdicts sums them up in one line
+    assert got[2][:2] == (logging.DEBUG, "check web/http (http http://127.0.0.1/) is up, was unknown")
     assert got[3][:2] == (
         logging.INFO,
         "check web/tcp (tcp 127.0.0.1:80) is up after 2 consecutive successes, was down",
@@ -149,6 +150,32 @@ def test_check_and_service_transitions_read_naturally(caplog: pytest.LogCaptureF
     assert got[4][:2] == (logging.INFO, "service web is up, was degraded (0 of 2 checks down)")
     assert len(got) == 5
     assert store.status_of(store.services[0]) is Status.UP
+
+
+def test_first_verdicts_are_one_line_once_all_are_in(caplog: pytest.LogCaptureFixture) -> None:
+    store = Store(probe_histograms=False)
+    third = CheckInfo("db", "tcp", "tcp", "127.0.0.1:5432", rise=1, fall=1, history=10)
+    store.apply([ServiceInfo("web", {}, (WEB, API)), ServiceInfo("db", {}, (third,))])
+    first = FirstVerdicts(state.info.key for state in store.all_states())
+    caplog.set_level(logging.INFO, logger="healthd.state")
+
+    def record(info: CheckInfo, result: ProbeResult) -> None:
+        transition = store.record(info.key, result)
+        if transition is not None:
+            first.seen(transition)
+
+    record(WEB, refused(0))
+    record(WEB, ok(1))  # not a first verdict: counted once, as down
+    record(API, ok(0))
+    assert messages(caplog) == []  # the db check has no verdict yet
+    first.keep_only([WEB.key, API.key])  # a reload removed it: no longer waited for
+    ((level, message, fields),) = messages(caplog)
+    assert (level, message) == (logging.INFO, "first verdicts of 3 checks are in: 1 up, 1 down")
+    assert fields == {"event": "first_verdicts", "checks": 3, "up": 1, "down": 1}
+    record(WEB, refused(2))
+    record(WEB, refused(3))
+    first.keep_only([])
+    assert len(messages(caplog)) == 1  # once
 
 
 def test_reload_line_names_the_checks(caplog: pytest.LogCaptureFixture) -> None:
@@ -206,7 +233,7 @@ def run_daemon(tmp_path: Path, target: str, *args: str, journal: bool = False) -
         proc = subprocess.Popen(cmd, stderr=stream, env=env)
     try:
         deadline = time.monotonic() + 15
-        while time.monotonic() < deadline and "check web/tcp" not in err.read_text():
+        while time.monotonic() < deadline and "first verdicts of" not in err.read_text():
             time.sleep(0.05)
         text = err.read_text()
         port = re.search(r"listening on http://127\.0\.0\.1:(\d+)", text)
@@ -231,7 +258,8 @@ def test_daemon_on_the_journal_prefixes_priorities(tmp_path: Path, closed_port: 
 
 
 def test_daemon_json_lines_carry_fields(tmp_path: Path, tcp_server: TcpServer) -> None:
-    lines = run_daemon(tmp_path, tcp_server.target, "--log-format", "json")
+    # a first verdict of up is DEBUG
+    lines = run_daemon(tmp_path, tcp_server.target, "--log-format", "json", "--log-level", "debug")
     entries = [json.loads(line) for line in lines]
     (start,) = [e for e in entries if e.get("event") == "start"]
     assert start["listen"].startswith("127.0.0.1:") and start["listen"] != "127.0.0.1:0"
@@ -241,3 +269,5 @@ def test_daemon_json_lines_carry_fields(tmp_path: Path, tcp_server: TcpServer) -
     assert "error_kind" not in check
     (service,) = [e for e in entries if e.get("event") == "service_transition"]
     assert service["service"] == "web" and service["state"] == "up"
+    (first,) = [e for e in entries if e.get("event") == "first_verdicts"]
+    assert (first["level"], first["checks"], first["up"], first["down"]) == ("info", 1, 1, 0)

@@ -17,7 +17,7 @@ from healthd.alerting import Notifications
 from healthd.config import Config, ConfigDiff, Loaded, diff_configs, format_check_id, load
 from healthd.errors import ConfigError
 from healthd.event_fields import ServiceStatuses, check_fields, down_check_fields
-from healthd.eventlog import log_check_transition, log_reload, log_service_transition
+from healthd.eventlog import FirstVerdicts, log_check_transition, log_reload, log_service_transition
 from healthd.events import EventHub
 from healthd.infos import service_infos
 from healthd.metrics import NotificationCollector
@@ -89,14 +89,18 @@ class Daemon:
         self.state_file = StateFile(self.store, config.state_dir) if config.state_dir else None
         self._on_reload = on_reload
         self._reload_lock = asyncio.Lock()
+        self._first_verdicts = FirstVerdicts(())  # restore_state() sets the checks to wait for
 
     async def restore_state(self) -> None:
         """Load the snapshot, if any, before the first probe (so nothing restored overwrites one)."""
         if self.state_file is not None and await self.state_file.restore():
             self._service_statuses.update(self._statuses())  # restored statuses are not changes
+        unknown = (state.info.key for state in self.store.all_states() if state.status is Status.UNKNOWN)
+        self._first_verdicts = FirstVerdicts(unknown)
 
     def _on_transition(self, transition: Transition) -> None:
         log_check_transition(transition)
+        self._first_verdicts.seen(transition)
         self.events.publish("check", **check_fields(transition))
         # only this check's service can have changed: all services per transition is O(n²) at start
         self._publish_service_changes([transition.info.service])
@@ -165,6 +169,7 @@ class Daemon:
         diff = diff_configs(self.config, new)
         self.store.apply(service_infos(new), restart=diff.reset, now=time.time())  # timing-only: kept
         self._apply_probing(new, diff)
+        self._first_verdicts.keep_only(state.info.key for state in self.store.all_states())
         self.config, self.watched = new, loaded.watched
         self.store.daemon.shard = shard.triple
         self.auth.token, self.auth.protect_reads = token, new.server.protect_reads

@@ -3,14 +3,17 @@
 Each line reads as a sentence ("check web/tcp (tcp 10.0.0.5:80) is up after
 2 consecutive successes, was down") and carries the same facts as structured
 fields (`extra=`, see `healthd.logs.FIELDS`) for JSON pipelines. Going down or
-degraded is a WARNING, so `journalctl -p warning` shows outages; the rest is INFO.
+degraded is a WARNING, so `journalctl -p warning` shows outages; the rest is INFO, but
+for a first verdict of up: that is DEBUG, and one line (`FirstVerdicts`) sums up the
+checks' first verdicts once all are in, so 50,000 checks starting do not log 50,000 lines.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
+from healthd.config.diff import CheckKey
 from healthd.store import ServiceInfo, Status, Store, Transition
 
 log = logging.getLogger("healthd.state")
@@ -18,8 +21,10 @@ log = logging.getLogger("healthd.state")
 _SHOWN = 10  # check ids named in a reload line before "and N more"
 
 
-def _level(status: Status) -> int:
-    return logging.WARNING if status in (Status.DOWN, Status.DEGRADED) else logging.INFO
+def _level(status: Status, before: Status) -> int:
+    if status in (Status.DOWN, Status.DEGRADED):
+        return logging.WARNING
+    return logging.DEBUG if before is Status.UNKNOWN else logging.INFO  # FirstVerdicts sums these up
 
 
 def _streak(count: int, ok: bool) -> str:
@@ -34,7 +39,7 @@ def log_check_transition(transition: Transition) -> None:
     after = "" if transition.old is Status.UNKNOWN else f" after {_streak(transition.streak, result.ok)}"
     why = "" if result.ok else f": {result.error_kind} ({result.error_message})"
     log.log(
-        _level(transition.new),
+        _level(transition.new, transition.old),
         "check %s/%s (%s %s) is %s%s, was %s%s",
         info.service,
         info.name,
@@ -69,7 +74,7 @@ def log_service_transition(store: Store, name: str, now: Status, before: Status)
 def _log_service(service: ServiceInfo, now: Status, before: Status, down: int) -> None:
     total = len(service.checks)
     log.log(
-        _level(now),
+        _level(now, before),
         "service %s is %s, was %s (%d of %s down)",
         service.name,
         now,
@@ -83,6 +88,46 @@ def _log_service(service: ServiceInfo, now: Status, before: Status, down: int) -
             "previous": before.value,
         },
     )
+
+
+class FirstVerdicts:
+    """Counts the first verdicts of the checks that had none at start, and logs one line
+    when the last is in. Checks a reload removes are no longer waited for; those it adds
+    are not counted (the reload's own line names them)."""
+
+    def __init__(self, waiting: Iterable[CheckKey]) -> None:
+        self._waiting = set(waiting)
+        self._counts: dict[Status, int] = {}
+        self._total = len(self._waiting)
+
+    def seen(self, transition: Transition) -> None:
+        key = transition.info.key
+        if transition.old is Status.UNKNOWN and key in self._waiting:
+            self._waiting.discard(key)
+            self._counts[transition.new] = self._counts.get(transition.new, 0) + 1
+            self._log_when_done()
+
+    def keep_only(self, keys: Iterable[CheckKey]) -> None:
+        """After a reload: wait only for these of the checks still waited for."""
+        self._waiting &= set(keys)
+        self._log_when_done()
+
+    def _log_when_done(self) -> None:
+        if self._waiting or not self._total:
+            return
+        counts = ", ".join(f"{self._counts[status]} {status}" for status in Status if status in self._counts)
+        log.info(
+            "first verdicts of %s are in: %s",
+            plural(self._total, "check"),
+            counts or "none (all removed)",
+            extra={
+                "event": "first_verdicts",
+                "checks": self._total,
+                "up": self._counts.get(Status.UP, 0),
+                "down": self._counts.get(Status.DOWN, 0),
+            },
+        )
+        self._total = 0  # once
 
 
 def plural(count: int, word: str) -> str:

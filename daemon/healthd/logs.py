@@ -38,6 +38,9 @@ FIELDS = (
     "changed",
     "listen",
     "event_loop",
+    "checks",  # with "up" and "down": the first verdicts' line
+    "up",
+    "down",
 )
 
 #: syslog priorities (RFC 5424) by logging level, for journald's `<N>` line prefix
