@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import gzip
+import random
 import shutil
 import subprocess
 import zlib
 
 import pytest
-from healthd import scrape
+from healthd import deflate
+from healthd.deflate import CrcTree, Deflated, PieceCompressor, deflated, joined
 from healthd.loop_slices import LoopSlices
 from healthd.metrics import Exposition
-from healthd.metrics_cache import DeflatedLines, deflated
 from healthd.probes import GAUGE_HELP
 from healthd.results import ErrorKind, ProbeResult
 from healthd.scrape import MetricsRenderer, gzip_join, plain_join
@@ -139,20 +141,79 @@ async def test_gzip_takes_the_kept_histograms_as_they_are() -> None:
 
 
 @pytest.mark.parametrize("combine", [True, False], ids=["crc32_combine", "without"])
-def test_gzip_of_text_and_deflated_lines_in_any_order(combine: bool, monkeypatch: pytest.MonkeyPatch) -> None:
-    if not combine:  # where libz's crc32_combine cannot be loaded the fragments are inflated
-        monkeypatch.setattr(scrape, "_CRC32_COMBINE", None)
-    elif scrape._CRC32_COMBINE is None:
+def test_gzip_of_text_and_deflated_pieces_in_any_order(
+    combine: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if not combine:  # where libz's crc32_combine cannot be loaded the pieces are inflated
+        monkeypatch.setattr(deflate, "_CRC32_COMBINE", None)
+    elif deflate._CRC32_COMBINE is None:
         pytest.skip("libz's crc32_combine could not be loaded here")
-    texts = [b"a" * 300, b"", b"b\n" * 5000]
-    parts = DeflatedLines(
-        [deflated(t) for t in texts], [zlib.crc32(t) for t in texts], [len(t) for t in texts]
-    )
-    for chunks in ([parts], [b"head\n", parts, b"tail\n"], [parts, b"x" * 70000, parts]):
-        text = b"".join(part if isinstance(part, bytes) else b"".join(texts) for part in chunks)
+    texts = [b"a" * 300, b"", b"b\n" * 5000, b"a" * 300]
+    compressor = PieceCompressor()  # one compressor for all: each piece must forget the ones before
+    tree = CrcTree([zlib.crc32(t) for t in texts], [len(t) for t in texts])
+    pieces = joined([compressor.piece(t) for t in texts], tree)
+    whole = deflated(b"c\n" * 40000)
+    orders: list[list[bytes | Deflated]] = [
+        [pieces],
+        [b"head\n", pieces, b"tail\n"],
+        [pieces, b"x" * 70000, whole, pieces, whole],
+    ]
+    for chunks in orders:
+        text = b"".join(part if isinstance(part, bytes) else part.text() for part in chunks)
+        assert text.count(b"b\n") == 5000 * chunks.count(pieces)
         assert gzip.decompress(gzip_join(chunks)) == text == plain_join(chunks)
+
+
+def test_pieces_without_crcs_are_compressed_again() -> None:
+    """Joined for the plain answer (no CRCs combined): a gzip answer of them is still right."""
+    texts = [b"one\n", b"two\n"]
+    tree = CrcTree([zlib.crc32(t) for t in texts], [len(t) for t in texts])
+    pieces = joined([PieceCompressor().piece(t) for t in texts], tree, crc=False)
+    assert pieces.crc is None and pieces.text() == b"one\ntwo\n"
+    assert gzip.decompress(gzip_join([b"head\n", pieces])) == b"head\none\ntwo\n"
 
 
 def per_check(text: bytes) -> list[bytes]:
     """The lines of the checks: the process collector's figures move between two renders."""
     return [line for line in text.splitlines() if b'service="' in line]
+
+
+@pytest.mark.parametrize("count", [0, 1, 2, 7, 64])
+def test_crc_tree_is_the_crc_of_the_texts_joined_after_any_changes(count: int) -> None:
+    if deflate._CRC32_COMBINE is None:
+        pytest.skip("libz's crc32_combine could not be loaded here")
+    rng = random.Random(count)
+    texts = [rng.randbytes(rng.randrange(0, 40)) for _ in range(count)]
+    tree = CrcTree([zlib.crc32(t) for t in texts], [len(t) for t in texts])
+    for _ in range(5):
+        assert (tree.crc, tree.size) == (zlib.crc32(b"".join(texts)), sum(map(len, texts)))
+        changes = {}
+        for index in rng.sample(range(count), k=min(count, rng.randrange(0, 4))):
+            texts[index] = rng.randbytes(rng.randrange(0, 40))
+            changes[index] = (zlib.crc32(texts[index]), len(texts[index]))
+        before = tree.crcs[:]
+        tree, old = tree.updated(changes), tree
+        assert old.crcs == before  # a copy: the job that updates works on its own
+
+
+def test_crc_tree_without_crc32_combine_knows_the_size_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(deflate, "_CRC32_COMBINE", None)
+    tree = CrcTree([1, 2, 3], [4, 5, 6]).updated({1: (7, 8)})
+    assert (tree.crc, tree.size, tree.crcs) == (None, 18, [1, 7, 3])
+    assert CrcTree([zlib.crc32(b"x")], [1]).crc == zlib.crc32(b"x")
+
+
+async def test_a_scrape_given_up_while_compressing_loses_no_lines() -> None:
+    clock, store = Clock(), Store()
+    store.apply(services(*TCP))
+    exposition = Exposition(store, GAUGE_HELP, clock=clock)
+    await same_as_fresh(exposition, store, clock)
+    store.record(TCP[0].key, result(T0 + 1, ok=False))
+    scrape = asyncio.create_task(exposition.render_parts(gzip=True))
+    await asyncio.sleep(0)  # the scrape has written the lines and waits for the threads compressing them
+    assert not scrape.done() and exposition._kept._pending
+    scrape.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await scrape
+    text = await same_as_fresh(exposition, store, clock)
+    assert b'healthd_probe_duration_seconds_count{service="web",check="tcp0"' in text

@@ -33,9 +33,10 @@ from prometheus_client.registry import Collector
 from prometheus_client.samples import Sample
 
 from healthd import __version__
+from healthd.deflate import Deflated
 from healthd.histogram import Histogram
 from healthd.loop_slices import LoopSlices
-from healthd.metrics_cache import DeflatedLines, KeptLines
+from healthd.metrics_cache import KeptLines
 from healthd.metrics_text import CheckLabels, CheckText, bound_text
 from healthd.store import CheckInfo, Status, Store
 from healthd.uptime import HOUR
@@ -221,9 +222,10 @@ class Exposition:
         return [part if isinstance(part, bytes) else part.text() for part in parts]
 
     async def render_parts(
-        self, openmetrics: bool = False, slices: LoopSlices | None = None
-    ) -> list[bytes | DeflatedLines]:
-        """`render_chunks()`, but the histograms left compressed (`metrics_cache.DeflatedLines`).
+        self, openmetrics: bool = False, slices: LoopSlices | None = None, *, gzip: bool = False
+    ) -> list[bytes | Deflated]:
+        """`render_chunks()`, but the histograms left compressed (`healthd.deflate.Deflated`),
+        and with `gzip` every per-check family.
 
         Each check's lines are kept between scrapes and written again only when they
         changed (`metrics_cache`); the loop is held for one slice at a time. Each check's
@@ -235,7 +237,7 @@ class Exposition:
         async with self._rendering:  # one at a time: a check's lines change only between scrapes
             await self._kept.collect(states, self._labels_of, hour, slices)
             parts = await self._kept.join(
-                self._store.probe_histograms, self._uptime_ratio, self._gauge_help, openmetrics, slices
+                self._store.probe_histograms, self._uptime_ratio, self._gauge_help, openmetrics, gzip, slices
             )
         self._forget_removed(len(states))
         parts.append(self._daemon_families(openmetrics))

@@ -1,23 +1,27 @@
 """Each check's sample lines kept between scrapes, per family, rendered again only on change.
 
 At 10,000 checks about a tenth get a result between two scrapes; writing the other nine
-tenths again was most of a scrape. A check's lines (`metrics_text.write_check`) depend only
-on what `_state_key` lists: a result moves `Uptime.observed` (a local error only the
-counts), a reload replaces `info`, a snapshot restore replaces `uptime`, a worker's seed
-sets `status`. Its uptime gauges also depend on the clock, but only through the UTC hour
-(the 24 h window is whole hours, the 30 d one whole days), so they are kept with the hour
-they were written for and written again when it changes.
+tenths again was most of a scrape. A check's lines (`metrics_text.write_check`) change only
+when `CheckState.changes` moves (a result, a worker's seed), a reload replaces its `info` or a
+snapshot restore its `uptime` (`_seen`). Its uptime gauges also depend on the clock, but only
+through the UTC hour (the 24 h window is whole hours, the 30 d one whole days), so they are
+written again, all of them, when the hour changes.
 
 The document joins the kept pieces family by family, in the order a fresh render writes
-them (`metrics_text.family_order`), so it is byte for byte what `CheckText` writes.
+them (`metrics_text.family_order`), so it is byte for byte what `CheckText` writes. What
+compresses happens in two threads while the event loop waits: the histograms of the checks
+written again, and for a gzip answer every other family (`healthd.deflate`).
 """
 
 from __future__ import annotations
 
+import asyncio
 import zlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from functools import partial
 
+from healthd.deflate import CrcTree, Deflated, PieceCompressor, deflated, joined
 from healthd.loop_slices import LoopSlices
 from healthd.metrics_text import (
     GAUGE,
@@ -31,15 +35,17 @@ from healthd.metrics_text import (
     write_uptime,
 )
 from healthd.store import CheckInfo, CheckState
-from healthd.uptime import HOUR
+from healthd.uptime import HOUR, Uptime
+
+_Seen = tuple[int, CheckInfo, Uptime]  # what a check's lines were written from (`_seen`)
+_THREADS = 2  # zlib, not Python, is the work: more threads would only keep more malloc arenas
 
 
-def _state_key(state: CheckState) -> tuple[object, ...]:
-    uptime = state.uptime
-    return (state, state.info, state.status, state.last, uptime, uptime.observed, sum(state.counts.values()))
+def _seen(state: CheckState) -> _Seen:
+    return (state.changes, state.info, state.uptime)
 
 
-class _Pieces:
+class _Lines:
     """One check's lines being written: text by family key, in the order first written."""
 
     __slots__ = ("texts",)
@@ -61,30 +67,33 @@ class _Pieces:
 def _uptime(state: CheckState, labels: CheckLabels, hour: int | None) -> bytes:
     if hour is None:
         return b""
-    pieces = _Pieces()
-    write_uptime(state, labels.labels, hour * HOUR, pieces)
-    return pieces.encoded().get(UPTIME, b"")
-
-
-def deflated(text: bytes) -> bytes:
-    """`text` as raw deflate blocks that end on a byte and refer to nothing before them."""
-    # a 4 KB window finds the label set repeated on every line; the small state (~80 KB)
-    # stays under malloc's mmap threshold, which a default compressor's 256 KB would not
-    compressor = zlib.compressobj(1, zlib.DEFLATED, -12, 7)
-    return compressor.compress(text) + compressor.flush(zlib.Z_SYNC_FLUSH)
+    lines = _Lines()
+    write_uptime(state, labels.labels, hour * HOUR, lines)
+    return lines.encoded().get(UPTIME, b"")
 
 
 @dataclass(frozen=True, slots=True)
-class DeflatedLines:
-    """A family's lines of every check, each check's compressed on its own (`deflated`):
-    joined, they are one deflate stream but its end, whose CRC-32 combines `crcs`."""
+class _Histograms:
+    """Every check's histogram lines, each check's compressed on its own, with the CRC-32 and
+    size of its text: a gzip answer takes them as they are (`healthd.deflate.joined`)."""
 
-    fragments: list[bytes]
-    crcs: list[int]
-    sizes: list[int]  # of each fragment's text
+    pieces: list[bytes]
+    tree: CrcTree
 
-    def text(self) -> bytes:
-        return zlib.decompressobj(-zlib.MAX_WBITS).decompress(b"".join(self.fragments))
+    def moved(self, moved: list[int | None]) -> _Histograms:
+        crcs, sizes = self.tree.crcs, self.tree.sizes
+        tree = CrcTree(
+            [0 if at is None else crcs[at] for at in moved], [0 if at is None else sizes[at] for at in moved]
+        )
+        return _Histograms([b"" if at is None else self.pieces[at] for at in moved], tree)
+
+    def updated(self, texts: Mapping[int, bytes]) -> _Histograms:
+        """A copy with the lines of the checks in `texts` (by position) compressed in."""
+        pieces, compressor = list(self.pieces), PieceCompressor()
+        for index, text in texts.items():
+            pieces[index] = compressor.piece(text) if text else b""
+        tree = self.tree.updated({index: (zlib.crc32(text), len(text)) for index, text in texts.items()})
+        return _Histograms(pieces, tree)
 
 
 class KeptLines:
@@ -92,33 +101,31 @@ class KeptLines:
 
     Joining a family is then one `bytes.join` of its column. Positions follow the store's
     order; they are laid out again only when the set of checks (or their order) changed.
-    The histograms, two thirds of the text, are kept compressed (a tenth of their size):
-    a gzip answer takes them as they are (`DeflatedLines`).
+    The histograms, two thirds of the text, are kept compressed (a tenth of their size).
     """
 
     def __init__(self) -> None:
         self._states: list[CheckState] = []
-        self._keys: list[tuple[object, ...] | None] = []
-        self._hours: list[int | None] = []
+        self._seen: list[_Seen | None] = []
+        self._hour: int | None = None  # the hour every check's uptime gauges were written for
         self._written: list[tuple[str, ...]] = []  # the families each check's lines are in
         self._dynamic: list[tuple[str, ...]] = []  # of which phases and gauges, for their order
         self._order: dict[str, None] | None = {}  # those in the order they first appear; None: stale
-        self._columns: dict[str, list[bytes]] = {UPTIME: [], HISTOGRAM: []}
-        self._crcs: list[int] = []  # of each check's histogram text, and its size
-        self._sizes: list[int] = []
+        self._columns: dict[str, list[bytes]] = {UPTIME: []}  # but the histograms:
+        self._histograms = _Histograms([], CrcTree((), ()))
+        self._pending: dict[int, bytes] = {}  # histogram text written, not compressed yet, by position
 
     def _lay_out(self, states: list[CheckState]) -> None:
         """New positions for `states`, moving over what was kept of the checks still there."""
         old = {state.info.key: index for index, state in enumerate(self._states)}
         moved = [old.get(state.info.key) for state in states]
-        self._keys = [None if at is None else self._keys[at] for at in moved]
-        self._hours = [None if at is None else self._hours[at] for at in moved]
+        self._seen = [None if at is None else self._seen[at] for at in moved]
         self._written = [() if at is None else self._written[at] for at in moved]
         self._dynamic = [() if at is None else self._dynamic[at] for at in moved]
         self._order = None
-        self._crcs = [0 if at is None else self._crcs[at] for at in moved]
-        self._sizes = [0 if at is None else self._sizes[at] for at in moved]
-        families = {UPTIME, HISTOGRAM, *(family for written in self._written for family in written)}
+        self._histograms = self._histograms.moved(moved)
+        self._pending = {new: self._pending[at] for new, at in enumerate(moved) if at in self._pending}
+        families = {UPTIME, *(family for written in self._written for family in written)} - {HISTOGRAM}
         self._columns = {
             family: [b"" if at is None else self._columns[family][at] for at in moved] for family in families
         }
@@ -134,38 +141,39 @@ class KeptLines:
         """Bring every check's lines up to date: written again where they changed."""
         if states != self._states:
             self._lay_out(states)
-        keys, hours = self._keys, self._hours
-        for index, state in enumerate(states):
-            key = _state_key(state)
-            if key != keys[index]:
-                self._write(index, state, labels_of(state.info), key, hour)
-            elif hour != hours[index]:
-                hours[index] = hour
-                self._columns[UPTIME][index] = _uptime(state, labels_of(state.info), hour)
-            if index % 16 == 0:
+        seen = self._seen
+        changed = [index for index, state in enumerate(states) if seen[index] != _seen(state)]
+        for done, index in enumerate(changed, 1):
+            state = states[index]
+            self._write(index, state, labels_of(state.info), hour)
+            if done % 16 == 0:
                 await slices.pause_if_due()
+        if hour != self._hour:  # the others' uptime gauges: written for an hour gone by
+            uptime, written = self._columns[UPTIME], set(changed)
+            for index, state in enumerate(states):
+                if index not in written:
+                    uptime[index] = _uptime(state, labels_of(state.info), hour)
+                if index % 16 == 0:
+                    await slices.pause_if_due()
+            self._hour = hour
 
-    def _write(
-        self, index: int, state: CheckState, labels: CheckLabels, key: tuple[object, ...], hour: int | None
-    ) -> None:
-        pieces = _Pieces()
-        write_check(state, labels.labels, pieces)
+    def _write(self, index: int, state: CheckState, labels: CheckLabels, hour: int | None) -> None:
+        written = _Lines()
+        write_check(state, labels.labels, written)
         if hour is not None:
-            write_uptime(state, labels.labels, hour * HOUR, pieces)
-        lines = pieces.encoded()
-        self._columns[UPTIME][index], self._hours[index] = lines.pop(UPTIME, b""), hour
+            write_uptime(state, labels.labels, hour * HOUR, written)
+        lines = written.encoded()
+        self._columns[UPTIME][index] = lines.pop(UPTIME, b"")
+        self._pending[index] = lines.pop(HISTOGRAM, b"")
         for family in self._written[index]:
             if family not in lines:
                 self._columns[family][index] = b""
-        histogram = lines.pop(HISTOGRAM, b"")
-        self._crcs[index], self._sizes[index] = zlib.crc32(histogram), len(histogram)
-        self._columns[HISTOGRAM][index] = deflated(histogram) if histogram else b""
         for family, text in lines.items():
             column = self._columns.get(family)
             if column is None:
                 column = self._columns[family] = [b""] * len(self._states)
             column[index] = text
-        self._written[index], self._keys[index] = tuple(lines), key
+        self._written[index], self._seen[index] = tuple(lines), _seen(state)
         dynamic = tuple(family for family in lines if family.startswith((PHASE, GAUGE)))
         if dynamic != self._dynamic[index]:
             self._dynamic[index], self._order = dynamic, None
@@ -176,17 +184,67 @@ class KeptLines:
         uptime: bool,
         gauge_help: Mapping[str, str],
         openmetrics: bool,
+        gzip: bool,
         slices: LoopSlices,
-    ) -> list[bytes | DeflatedLines]:
-        """The per-check families: each one's head, then its lines of every check in order."""
+    ) -> list[bytes | Deflated]:
+        """The per-check families: each one's head, then its lines of every check in order.
+
+        The histograms written again are compressed, and for gzip every other family, in
+        threads (zlib lets go of the GIL); the jobs work on copies, so a scrape given up
+        meanwhile changes nothing (its checks' histograms stay pending)."""
         if self._order is None:
             self._order = dict.fromkeys(family for dynamic in self._dynamic for family in dynamic)
-        parts: list[bytes | DeflatedLines] = []
+        histogram_job = _HistogramJob(self._histograms, self._pending, gzip)
+        parts: list[bytes | Deflated] = []
+        jobs: list[tuple[int, Callable[[], Deflated]]] = []  # by position in `parts`
         for family in family_order(self._order, histograms, uptime):
             parts.append(family_head(family, gauge_help, openmetrics))
-            if family == HISTOGRAM:  # copies: the next scrape may change the columns meanwhile
-                parts.append(DeflatedLines(list(self._columns[family]), list(self._crcs), list(self._sizes)))
+            if family == HISTOGRAM:
+                jobs.insert(0, (len(parts), histogram_job))  # first: the longest
+            elif gzip:
+                jobs.append((len(parts), partial(_deflated_column, list(self._columns.get(family, ())))))
             else:
                 parts.append(b"".join(self._columns.get(family, ())))
-            await slices.pause_if_due()
+                await slices.pause_if_due()
+                continue
+            parts.append(b"")  # filled in below
+        if not histograms:
+            jobs.insert(0, (-1, histogram_job))  # only to empty `_pending`
+        for (at, _), part in zip(jobs, await _run([job for _, job in jobs]), strict=True):
+            if at >= 0:
+                parts[at] = part
+        self._histograms, self._pending = histogram_job.updated(), {}
         return parts
+
+
+def _deflated_column(column: list[bytes]) -> Deflated:
+    return deflated(b"".join(column))
+
+
+class _HistogramJob:
+    """Compresses the histograms written again into a copy of the kept ones; joins them all."""
+
+    def __init__(self, kept: _Histograms, pending: dict[int, bytes], crc: bool) -> None:
+        self._kept, self._pending, self._crc = kept, pending, crc
+        self._updated: _Histograms | None = None
+
+    def __call__(self) -> Deflated:
+        updated = self._updated = self._kept.updated(self._pending)
+        return joined(updated.pieces, updated.tree, self._crc)
+
+    def updated(self) -> _Histograms:
+        assert self._updated is not None, "the job has not run"
+        return self._updated
+
+
+async def _run(jobs: list[Callable[[], Deflated]]) -> list[Deflated]:
+    """What the jobs return, in order; `_THREADS` threads each take the next job in turn."""
+    results: list[Deflated | None] = [None] * len(jobs)
+    queue = iter(enumerate(jobs))  # shared: each next() is one step under the GIL
+
+    def work() -> None:
+        for at, job in queue:
+            results[at] = job()
+
+    await asyncio.gather(*(asyncio.to_thread(work) for _ in range(min(_THREADS, len(jobs)))))
+    return [result for result in results if result is not None]

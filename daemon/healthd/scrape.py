@@ -6,26 +6,21 @@ anything else gets the text format 0.0.4. The per-check families come from
 
 The document is built on the event loop in slices of a few milliseconds, as
 pieces; joining and gzip (Prometheus sends `Accept-Encoding: gzip`) happen in
-a thread, where zlib and bytes.join release the GIL, so neither holds the loop.
-The histograms are kept compressed between scrapes and go into the gzip member as
-they are (`gzip_join`).
+threads, where zlib and bytes.join release the GIL, so neither holds the loop.
+For gzip the per-check families come compressed (the histograms are kept so between
+scrapes) and go into the gzip member as they are (`healthd.deflate.gzip_member`).
 """
 
 from __future__ import annotations
 
 import asyncio
-import ctypes
-import ctypes.util
-import struct
-import zlib
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import cast
+from collections.abc import Iterable, Mapping, Sequence
 
 from prometheus_client import CollectorRegistry, ProcessCollector, generate_latest
 from prometheus_client.registry import Collector
 
+from healthd.deflate import Deflated, gzip_member
 from healthd.metrics import Exposition, generate_openmetrics
-from healthd.metrics_cache import DeflatedLines
 from healthd.store import Store
 
 TEXT_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -89,7 +84,7 @@ class MetricsRenderer:
 
     async def render(self, openmetrics: bool = False, gzip: bool = False) -> bytes:
         """The document, gzip-compressed if asked (level 1: ~27x smaller, the fastest level)."""
-        parts = await self._exposition.render_parts(openmetrics=openmetrics)
+        parts = await self._exposition.render_parts(openmetrics=openmetrics, gzip=gzip)
         if openmetrics:
             parts.append(generate_openmetrics(self._process))  # ends with the one # EOF
         else:
@@ -97,48 +92,10 @@ class MetricsRenderer:
         return await asyncio.to_thread(gzip_join if gzip else plain_join, parts)
 
 
-def plain_join(parts: Sequence[bytes | DeflatedLines]) -> bytes:
+def plain_join(parts: Sequence[bytes | Deflated]) -> bytes:
     return b"".join([part if isinstance(part, bytes) else part.text() for part in parts])
 
 
-def gzip_join(parts: Sequence[bytes | DeflatedLines]) -> bytes:
-    """One gzip member of the parts, in order; zlib releases the GIL while it compresses.
-
-    Text is compressed here; `DeflatedLines` already are, and go in as they are, after a
-    full flush (byte-aligned, and nothing after it refers back): their CRC-32s combine
-    into the member's. Without zlib's crc32_combine they are inflated and compressed again.
-    """
-    compressor = zlib.compressobj(1, zlib.DEFLATED, -zlib.MAX_WBITS)  # raw: header and trailer are ours
-    out, crc, size = [_GZIP_HEADER], 0, 0
-    for part in parts:
-        if isinstance(part, DeflatedLines) and _CRC32_COMBINE is not None:
-            out += (compressor.flush(zlib.Z_FULL_FLUSH), *part.fragments)
-            for fragment_crc, fragment_size in zip(part.crcs, part.sizes, strict=True):
-                crc = _CRC32_COMBINE(crc, fragment_crc, fragment_size)
-            size += sum(part.sizes)
-        else:
-            text = part if isinstance(part, bytes) else part.text()
-            out.append(compressor.compress(text))
-            crc, size = zlib.crc32(text, crc), size + len(text)
-    out += (compressor.flush(), struct.pack("<II", crc, size & 0xFFFFFFFF))
-    return b"".join(out)
-
-
-_GZIP_HEADER = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"  # deflate, no name, no time, OS unknown
-
-
-def _crc32_combine() -> Callable[[int, int, int], int] | None:
-    """zlib's crc32_combine (the zlib module does not offer it), or None where it cannot be loaded."""
-    for name in ("libz.so.1", ctypes.util.find_library("z")):
-        try:
-            function = ctypes.CDLL(name).crc32_combine
-            break
-        except (OSError, TypeError, AttributeError):  # TypeError: find_library found none
-            continue
-    else:
-        return None
-    function.restype, function.argtypes = ctypes.c_ulong, (ctypes.c_ulong, ctypes.c_ulong, ctypes.c_long)
-    return cast(Callable[[int, int, int], int], function)
-
-
-_CRC32_COMBINE = _crc32_combine()  # a constant: looked up once, at import
+def gzip_join(parts: Sequence[bytes | Deflated]) -> bytes:
+    """One gzip member of the parts, in order (`healthd.deflate.gzip_member`)."""
+    return gzip_member(parts)

@@ -70,6 +70,7 @@ class CheckState:
     """One check's debounced state. Read it; only `Store.record` changes it."""
 
     __slots__ = (
+        "changes",
         "counts",
         "duration_histogram",
         "failures",
@@ -105,8 +106,10 @@ class CheckState:
         self.last_success: float | None = None
         self.last_failure: float | None = None
         self.uptime = Uptime()
+        self.changes = 0  # results applied and resumes: readers that keep what they read compare it
 
     def apply(self, result: ProbeResult) -> Transition | None:
+        self.changes += 1
         self.last_seen = result.time if self.last_seen is None else max(self.last_seen, result.time)
         if result.error_kind is ErrorKind.LOCAL:
             # this host's problem says nothing of the target: state, streaks, last, uptime and
@@ -124,6 +127,7 @@ class CheckState:
     def resume(self, status: Status, streak_ok: int, streak_fail: int) -> None:
         """Take over the debounce state kept elsewhere (a worker process seeded by the main one)."""
         self.status, self.streak_ok, self.streak_fail = status, streak_ok, streak_fail
+        self.changes += 1
 
     def _keep(self, result: ProbeResult) -> None:
         """What the check keeps of a result: newest, history, failures, counters."""
