@@ -2,10 +2,10 @@
 
 At 10,000 checks about a tenth get a result between two scrapes; writing the other nine
 tenths again was most of a scrape. A check's lines (`metrics_text.write_check`) change only
-when `CheckState.changes` moves (a result, a worker's seed), a reload replaces its `info` or a
-snapshot restore its `uptime` (`_seen`). Its uptime gauges also depend on the clock, but only
-through the UTC hour (the 24 h window is whole hours, the 30 d one whole days), so they are
-written again, all of them, when the hour changes.
+when `CheckState.changes` moves (a result), a reload replaces its `info`, a snapshot restore
+its `uptime` or a worker's seed sets its `status` (`_seen`). Its uptime gauges also depend
+on the clock, but only through the UTC hour (the 24 h window is whole hours, the 30 d one
+whole days), so they are written again, all of them, when the hour changes.
 
 The document joins the kept pieces family by family, in the order a fresh render writes
 them (`metrics_text.family_order`), so it is byte for byte what `CheckText` writes. What
@@ -34,15 +34,15 @@ from healthd.metrics_text import (
     write_check,
     write_uptime,
 )
-from healthd.store import CheckInfo, CheckState
+from healthd.store import CheckInfo, CheckState, Status
 from healthd.uptime import HOUR, Uptime
 
-_Seen = tuple[int, CheckInfo, Uptime]  # what a check's lines were written from (`_seen`)
+_Seen = tuple[int, CheckInfo, Uptime, Status]  # what a check's lines were written from
 _THREADS = 2  # zlib, not Python, is the work: more threads would only keep more malloc arenas
 
 
 def _seen(state: CheckState) -> _Seen:
-    return (state.changes, state.info, state.uptime)
+    return (state.changes, state.info, state.uptime, state.status)
 
 
 class _Lines:

@@ -106,7 +106,7 @@ class CheckState:
         self.last_success: float | None = None
         self.last_failure: float | None = None
         self.uptime = Uptime()
-        self.changes = 0  # results applied and resumes: readers that keep what they read compare it
+        self.changes = 0  # results applied: readers that keep what they read compare it
 
     def apply(self, result: ProbeResult) -> Transition | None:
         self.changes += 1
@@ -127,7 +127,6 @@ class CheckState:
     def resume(self, status: Status, streak_ok: int, streak_fail: int) -> None:
         """Take over the debounce state kept elsewhere (a worker process seeded by the main one)."""
         self.status, self.streak_ok, self.streak_fail = status, streak_ok, streak_fail
-        self.changes += 1
 
     def _keep(self, result: ProbeResult) -> None:
         """What the check keeps of a result: newest, history, failures, counters."""
