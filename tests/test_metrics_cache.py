@@ -53,9 +53,11 @@ def services(*tcp: CheckInfo, labels: dict[str, str] | None = None) -> list[Serv
 
 
 async def same_as_fresh(exposition: Exposition, store: Store, clock: Clock) -> bytes:
-    """The kept render, both formats, checked against a render from scratch; the text one."""
+    """The kept render, both formats, gzip or not, checked against a render from scratch; the text one."""
     fresh = Exposition(store, GAUGE_HELP, clock=clock)
     for openmetrics in (False, True):
+        zipped = await exposition.render_parts(openmetrics, LoopSlices(0, 0), gzip=True)  # some as kept
+        assert gzip.decompress(gzip_join(zipped)) == fresh.render(openmetrics)
         kept = b"".join(await exposition.render_chunks(openmetrics, slices=LoopSlices(0, 0)))
         assert kept == fresh.render(openmetrics)
     return kept

@@ -114,6 +114,7 @@ class KeptLines:
         self._columns: dict[str, list[bytes]] = {UPTIME: []}  # but the histograms:
         self._histograms = _Histograms([], CrcTree((), ()))
         self._pending: dict[int, bytes] = {}  # histogram text written, not compressed yet, by position
+        self._compressed: dict[str, Deflated] = {}  # families whose lines did not change since
 
     def _lay_out(self, states: list[CheckState]) -> None:
         """New positions for `states`, moving over what was kept of the checks still there."""
@@ -122,7 +123,7 @@ class KeptLines:
         self._seen = [None if at is None else self._seen[at] for at in moved]
         self._written = [() if at is None else self._written[at] for at in moved]
         self._dynamic = [() if at is None else self._dynamic[at] for at in moved]
-        self._order = None
+        self._order, self._compressed = None, {}
         self._histograms = self._histograms.moved(moved)
         self._pending = {new: self._pending[at] for new, at in enumerate(moved) if at in self._pending}
         families = {UPTIME, *(family for written in self._written for family in written)} - {HISTOGRAM}
@@ -149,10 +150,10 @@ class KeptLines:
             if done % 16 == 0:
                 await slices.pause_if_due()
         if hour != self._hour:  # the others' uptime gauges: written for an hour gone by
-            uptime, written = self._columns[UPTIME], set(changed)
+            written = set(changed)
             for index, state in enumerate(states):
                 if index not in written:
-                    uptime[index] = _uptime(state, labels_of(state.info), hour)
+                    self._set(UPTIME, index, _uptime(state, labels_of(state.info), hour))
                 if index % 16 == 0:
                     await slices.pause_if_due()
             self._hour = hour
@@ -163,20 +164,25 @@ class KeptLines:
         if hour is not None:
             write_uptime(state, labels.labels, hour * HOUR, written)
         lines = written.encoded()
-        self._columns[UPTIME][index] = lines.pop(UPTIME, b"")
+        self._set(UPTIME, index, lines.pop(UPTIME, b""))
         self._pending[index] = lines.pop(HISTOGRAM, b"")
         for family in self._written[index]:
             if family not in lines:
-                self._columns[family][index] = b""
+                self._set(family, index, b"")
         for family, text in lines.items():
-            column = self._columns.get(family)
-            if column is None:
-                column = self._columns[family] = [b""] * len(self._states)
-            column[index] = text
+            self._set(family, index, text)
         self._written[index], self._seen[index] = tuple(lines), _seen(state)
         dynamic = tuple(family for family in lines if family.startswith((PHASE, GAUGE)))
         if dynamic != self._dynamic[index]:
             self._dynamic[index], self._order = dynamic, None
+
+    def _set(self, family: str, index: int, text: bytes) -> None:
+        column = self._columns.get(family)
+        if column is None:
+            column = self._columns[family] = [b""] * len(self._states)
+        if column[index] != text:  # most lines are as they were: the counters of transitions, ...
+            column[index] = text
+            self._compressed.pop(family, None)
 
     async def join(
         self,
@@ -189,30 +195,37 @@ class KeptLines:
     ) -> list[bytes | Deflated]:
         """The per-check families: each one's head, then its lines of every check in order.
 
-        The histograms written again are compressed, and for gzip every other family, in
-        threads (zlib lets go of the GIL); the jobs work on copies, so a scrape given up
-        meanwhile changes nothing (its checks' histograms stay pending)."""
+        The histograms written again are compressed, and for gzip every other family whose
+        lines changed since, in threads (zlib lets go of the GIL); the jobs work on copies, so
+        a scrape given up meanwhile changes nothing (its checks' histograms stay pending)."""
         if self._order is None:
             self._order = dict.fromkeys(family for dynamic in self._dynamic for family in dynamic)
         histogram_job = _HistogramJob(self._histograms, self._pending, gzip)
         parts: list[bytes | Deflated] = []
-        jobs: list[tuple[int, Callable[[], Deflated]]] = []  # by position in `parts`
+        jobs: list[tuple[int, str, Callable[[], Deflated]]] = []  # by position in `parts`
         for family in family_order(self._order, histograms, uptime):
             parts.append(family_head(family, gauge_help, openmetrics))
+            compressed = self._compressed.get(family)
             if family == HISTOGRAM:
-                jobs.insert(0, (len(parts), histogram_job))  # first: the longest
+                jobs.insert(0, (len(parts), family, histogram_job))  # first: the longest
+            elif gzip and compressed is not None:
+                parts.append(compressed)
+                continue
             elif gzip:
-                jobs.append((len(parts), partial(_deflated_column, list(self._columns.get(family, ())))))
+                column = list(self._columns.get(family, ()))
+                jobs.append((len(parts), family, partial(_deflated_column, column)))
             else:
                 parts.append(b"".join(self._columns.get(family, ())))
                 await slices.pause_if_due()
                 continue
             parts.append(b"")  # filled in below
         if not histograms:
-            jobs.insert(0, (-1, histogram_job))  # only to empty `_pending`
-        for (at, _), part in zip(jobs, await _run([job for _, job in jobs]), strict=True):
+            jobs.insert(0, (-1, HISTOGRAM, histogram_job))  # only to empty `_pending`
+        for (at, family, _), part in zip(jobs, await _run([job for _, _, job in jobs]), strict=True):
             if at >= 0:
                 parts[at] = part
+            if family != HISTOGRAM:
+                self._compressed[family] = part
         self._histograms, self._pending = histogram_job.updated(), {}
         return parts
 
