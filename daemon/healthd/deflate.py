@@ -60,13 +60,14 @@ class CrcTree:
 
     A binary tree: level 0 holds each piece's, each level above combines pairs of the one
     below. When k of n pieces change, about k·log2(n/k) pairs are combined again, not n
-    pieces (a combine is a ctypes call, a microsecond or two). Without crc32_combine only
-    level 0 is kept, and the whole's CRC is unknown.
+    pieces (a combine is a ctypes call, a microsecond or two), and only once the whole's CRC
+    is asked for. Without crc32_combine only level 0 is kept, and the whole's CRC is unknown.
     """
 
-    __slots__ = ("_levels",)
+    __slots__ = ("_dirty", "_levels")
 
     def __init__(self, crcs: Sequence[int], sizes: Sequence[int]) -> None:
+        self._dirty: set[int] = set()  # pieces changed since the levels above were combined
         self._levels = [(list(crcs), list(sizes))]
         while _CRC32_COMBINE is not None and len(self._levels[-1][0]) > 1:
             below = self._levels[-1]
@@ -83,22 +84,29 @@ class CrcTree:
 
     @property
     def crc(self) -> int | None:
+        """The whole's CRC-32; None if unknown (no crc32_combine, or `updated` without combining)."""
         if not self.crcs:
             return 0
-        return self._levels[-1][0][0] if len(self._levels) > 1 or len(self.crcs) == 1 else None
+        if self._dirty or (len(self._levels) == 1 and len(self.crcs) > 1):
+            return None
+        return self._levels[-1][0][0]
 
     @property
     def size(self) -> int:
         return sum(self.sizes)
 
-    def updated(self, changes: Mapping[int, tuple[int, int]]) -> CrcTree:
-        """A copy with the pieces at the positions in `changes` given a new (CRC-32, size)."""
+    def updated(self, changes: Mapping[int, tuple[int, int]], combine: bool = True) -> CrcTree:
+        """A copy with the pieces at the positions in `changes` given a new (CRC-32, size) and,
+        with `combine`, the pairs above those (and above any changed before) combined again."""
         tree = CrcTree((), ())
         tree._levels = [(list(crcs), list(sizes)) for crcs, sizes in self._levels]
         crcs, sizes = tree._levels[0]
         for index, (crc, size) in changes.items():
             crcs[index], sizes[index] = crc, size
-        dirty = set(changes)
+        dirty = self._dirty | set(changes)
+        if not combine:
+            tree._dirty = dirty
+            return tree
         for below, above in itertools.pairwise(tree._levels):
             dirty = {index // 2 for index in dirty}
             for parent in dirty:

@@ -87,12 +87,14 @@ class _Histograms:
         )
         return _Histograms([b"" if at is None else self.pieces[at] for at in moved], tree)
 
-    def updated(self, texts: Mapping[int, bytes]) -> _Histograms:
-        """A copy with the lines of the checks in `texts` (by position) compressed in."""
+    def updated(self, texts: Mapping[int, bytes], crc: bool) -> _Histograms:
+        """A copy with the lines of the checks in `texts` (by position) compressed in; the
+        CRC-32 of them all is worked out only if asked for (`crc`: a gzip answer)."""
         pieces, compressor = list(self.pieces), PieceCompressor()
         for index, text in texts.items():
             pieces[index] = compressor.piece(text) if text else b""
-        tree = self.tree.updated({index: (zlib.crc32(text), len(text)) for index, text in texts.items()})
+        changes = {index: (zlib.crc32(text), len(text)) for index, text in texts.items()}
+        tree = self.tree.updated(changes, combine=crc)
         return _Histograms(pieces, tree)
 
 
@@ -242,7 +244,7 @@ class _HistogramJob:
         self._updated: _Histograms | None = None
 
     def __call__(self) -> Deflated:
-        updated = self._updated = self._kept.updated(self._pending)
+        updated = self._updated = self._kept.updated(self._pending, self._crc)
         return joined(updated.pieces, updated.tree, self._crc)
 
     def updated(self) -> _Histograms:
