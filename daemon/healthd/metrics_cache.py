@@ -207,22 +207,15 @@ class KeptLines:
         jobs: list[tuple[int, str, Callable[[], Deflated]]] = []  # by position in `parts`
         for family in family_order(self._order, histograms, uptime):
             parts.append(family_head(family, gauge_help, openmetrics))
-            compressed = self._compressed.get(family)
-            if family == HISTOGRAM:
-                jobs.insert(0, (len(parts), family, histogram_job))  # first: the longest
-            elif gzip and compressed is not None:
-                parts.append(compressed)
-                continue
-            elif gzip:
-                column = list(self._columns.get(family, ()))
-                jobs.append((len(parts), family, partial(_deflated_column, column)))
-            else:
-                parts.append(b"".join(self._columns.get(family, ())))
-                await slices.pause_if_due()
-                continue
-            parts.append(b"")  # filled in below
+            part = histogram_job if family == HISTOGRAM else self._lines_of(family, gzip)
+            if callable(part):
+                jobs.append((len(parts), family, part))
+                part = b""  # filled in below
+            parts.append(part)
+            await slices.pause_if_due()
         if not histograms:
-            jobs.insert(0, (-1, HISTOGRAM, histogram_job))  # only to empty `_pending`
+            jobs.append((-1, HISTOGRAM, histogram_job))  # only to empty `_pending`
+        jobs.sort(key=lambda job: job[1] != HISTOGRAM)  # the longest first
         for (at, family, _), part in zip(jobs, await _run([job for _, _, job in jobs]), strict=True):
             if at >= 0:
                 parts[at] = part
@@ -230,6 +223,15 @@ class KeptLines:
                 self._compressed[family] = part
         self._histograms, self._pending = histogram_job.updated(), {}
         return parts
+
+    def _lines_of(self, family: str, gzip: bool) -> bytes | Deflated | Callable[[], Deflated]:
+        """A family's lines of every check: joined, compressed as kept, or a job to compress them."""
+        if not gzip:
+            return b"".join(self._columns.get(family, ()))
+        compressed = self._compressed.get(family)
+        if compressed is not None:
+            return compressed
+        return partial(_deflated_column, list(self._columns.get(family, ())))  # a copy, for the thread
 
 
 def _deflated_column(column: list[bytes]) -> Deflated:
