@@ -66,12 +66,16 @@ class CrcTree:
 
     __slots__ = ("_dirty", "_levels")
 
-    def __init__(self, crcs: Sequence[int], sizes: Sequence[int]) -> None:
-        self._dirty: set[int] = set()  # pieces changed since the levels above were combined
+    def __init__(self, crcs: Sequence[int], sizes: Sequence[int], combine: bool = True) -> None:
+        """The tree of these pieces; without `combine`, left to the first `updated` that does."""
         self._levels = [(list(crcs), list(sizes))]
+        self._dirty = set() if combine else set(range(len(crcs)))  # pieces not combined above yet
         while _CRC32_COMBINE is not None and len(self._levels[-1][0]) > 1:
             below = self._levels[-1]
-            pairs = [_pair(*below, left) for left in range(0, len(below[0]), 2)]
+            if combine:
+                pairs = [_pair(*below, left) for left in range(0, len(below[0]), 2)]
+            else:
+                pairs = [(0, 0)] * ((len(below[0]) + 1) // 2)
             self._levels.append(([crc for crc, _ in pairs], [size for _, size in pairs]))
 
     @property

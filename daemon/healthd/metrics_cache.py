@@ -82,9 +82,11 @@ class _Histograms:
 
     def moved(self, moved: list[int | None]) -> _Histograms:
         crcs, sizes = self.tree.crcs, self.tree.sizes
-        tree = CrcTree(
-            [0 if at is None else crcs[at] for at in moved], [0 if at is None else sizes[at] for at in moved]
+        crcs, sizes = (
+            [0 if at is None else crcs[at] for at in moved],
+            [0 if at is None else sizes[at] for at in moved],
         )
+        tree = CrcTree(crcs, sizes, combine=False)  # combined by the next gzip scrape's thread
         return _Histograms([b"" if at is None else self.pieces[at] for at in moved], tree)
 
     def updated(self, texts: Mapping[int, bytes], crc: bool) -> _Histograms:
