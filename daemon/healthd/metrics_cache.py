@@ -204,7 +204,7 @@ class KeptLines:
         a scrape given up meanwhile changes nothing (its checks' histograms stay pending)."""
         if self._order is None:
             self._order = dict.fromkeys(family for dynamic in self._dynamic for family in dynamic)
-        histogram_job = _HistogramJob(self._histograms, self._pending, gzip)
+        histogram_job = _HistogramJob(self._histograms, dict(self._pending), gzip)  # a copy, for the thread
         parts: list[bytes | Deflated] = []
         jobs: list[tuple[int, str, Callable[[], Deflated]]] = []  # by position in `parts`
         for family in family_order(self._order, histograms, uptime):
