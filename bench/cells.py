@@ -50,12 +50,18 @@ def bytes_per_result(results: dict[str, Any]) -> float | None:
     return float(value) if value is not None else None
 
 
-def projected_rss(big: BigRun, per_result: float | None) -> float | None:
-    """RSS once every check holds `history` results: measured RSS plus the results still to come."""
+def projected_rss(big: BigRun, per_result: float | None, now: float | None = None) -> float | None:
+    """Memory once every check holds `history` results: `now` (the RSS sum unless given, e.g.
+    the PSS sum) plus the results still to come, which are the main process's own pages."""
     if per_result is None:
         return None
     missing = big.run.checks * HISTORY - big.stored_results
-    return big.rss_end + max(missing, 0) * per_result
+    return (big.rss_end if now is None else now) + max(missing, 0) * per_result
+
+
+def projected_pss(big: BigRun, per_result: float | None) -> float | None:
+    """The PSS sum once the history is full (None where PSS was not measured)."""
+    return None if big.pss_end is None else projected_rss(big, per_result, big.pss_end)
 
 
 def not_run(results: dict[str, Any], step: str) -> str:

@@ -21,7 +21,7 @@ from bench.healthd_process import PYTHON, ROOT, Healthd, between, write_config
 from bench.kinds import HTTP_LISTENERS, TCP_LISTENERS, Kind
 from bench.polling import Poller, PollStats
 from bench.procs import Processes, wait_line
-from bench.procstat import CpuWindow, process_rss
+from bench.procstat import CpuWindow, process_pss, process_rss
 
 LAG_GOAL = 0.1  # sustained rate: 99% of probe starts lag at most this
 BIG_LAG_GOAL = 0.05
@@ -79,9 +79,10 @@ class HealthdRun:
     healthd_us: float
     targets_us: float
     machine_share: float
-    rss: int
+    rss: int  # summed over the process tree: a page shared by main and workers counts per process
     metrics_seconds: float
     metrics_bytes: int
+    pss: int | None = None  # summed over the tree: every page once (procstat.process_pss)
 
     @property
     def sustained(self) -> bool:
@@ -117,7 +118,7 @@ def window(daemon: Healthd, bench: Bench, checks: int, seconds: float) -> Health
     cpu.begin()
     time.sleep(seconds)
     cpu.finish()
-    rss = process_rss(daemon.pid)
+    rss, pss = process_rss(daemon.pid), process_pss(daemon.pid)
     last = daemon.scrape()
     if not daemon.alive():
         raise RuntimeError("healthd exited during the measurement")
@@ -143,6 +144,7 @@ def window(daemon: Healthd, bench: Bench, checks: int, seconds: float) -> Health
         rss=rss,
         metrics_seconds=last.seconds,
         metrics_bytes=last.size,
+        pss=pss,
     )
 
 
@@ -247,6 +249,7 @@ class BigRun:
     services_bytes: int
     label: str = ""
     polls: dict[str, PollStats] = field(default_factory=dict)  # read every 1 s during the window
+    pss_end: int | None = None  # the tree's PSS beside rss_end (None: not measured)
 
 
 def big(
@@ -290,6 +293,7 @@ def big(
             services_bytes=len(services[0][0]),
             label=label,
             polls=polls,
+            pss_end=run.pss,
         )
     finally:
         daemon.stop()

@@ -90,6 +90,24 @@ def process_rss(pid: int) -> int:
     return total
 
 
+def process_pss(pid: int) -> int:
+    """Proportional set size in bytes, summed over the process and its children.
+
+    A page shared by N processes counts 1/N in each (Pss in smaps_rollup), so the sum
+    counts every page once, as the cgroup's memory.current (systemd's MemoryCurrent)
+    does; process_rss counts a page shared by the main process and its workers once
+    per process.
+    """
+    total = 0
+    for member in process_tree(pid):
+        try:
+            with open(f"/proc/{member}/smaps_rollup", encoding="ascii") as rollup:
+                total += next(int(line.split()[1]) for line in rollup if line.startswith("Pss:")) * 1024
+        except (OSError, StopIteration):
+            continue  # exited meanwhile
+    return total
+
+
 @dataclass
 class CpuWindow:
     """CPU used over one measurement window, by the machine and by named processes."""

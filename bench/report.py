@@ -6,7 +6,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from bench import goals, report_refs
-from bench.cells import bytes_per_result, med, ok, pct, projected_rss, ref_machine_us, spread
+from bench.cells import bytes_per_result, med, ok, pct, projected_pss, projected_rss, ref_machine_us, spread
 from bench.measure import LAG_GOAL, BigRun, HealthdRun
 from bench.reference import FpingRun, ReferenceWindow
 
@@ -160,14 +160,14 @@ def _fping(results: dict[str, Any]) -> list[str]:
 
 def _fmt_big(label: str, big: BigRun, bytes_per_result: float | None) -> list[str]:
     run = big.run
-    full = projected_rss(big, bytes_per_result)
+    full, full_pss = projected_rss(big, bytes_per_result), projected_pss(big, bytes_per_result)
     return [
         label,
         f"{run.rate:,.0f}",
         f"{run.lag_p50 * 1000:.1f} / {run.lag_p99 * 1000:.1f}",
         f"{run.healthd_us:,.0f} / {run.machine_us:,.0f}",
-        f"{big.rss_end / 2**20:,.0f}",
-        f"{full / 2**20:,.0f}" if full is not None else "-",
+        f"{_mb(big.rss_end)} / {_mb(big.pss_end)}",
+        f"{_mb(full)} / {_mb(full_pss)}",
         f"{spread([s * 1000 for s in big.metrics_seconds])} ms, {big.metrics_bytes / 2**20:.1f} MB",
         f"{spread([s * 1000 for s in big.services_seconds])} ms, {big.services_bytes / 2**20:.1f} MB",
         f"{big.startup_seconds:.1f}",
@@ -175,9 +175,13 @@ def _fmt_big(label: str, big: BigRun, bytes_per_result: float | None) -> list[st
     ]
 
 
+def _mb(value: float | None) -> str:
+    return "-" if value is None else f"{value / 2**20:,.0f}"
+
+
 _BIG_HEAD = (
-    "| run | probes/s | lag p50 / p99 ms | healthd / machine µs/probe | RSS MB | RSS MB at full history "
-    "(projected) | `/metrics` time, size | `GET /api/v1/services` time, size | start-up s | failed |"
+    "| run | probes/s | lag p50 / p99 ms | healthd / machine µs/probe | RSS / PSS MB | RSS / PSS MB at full "
+    "history (projected) | `/metrics` time, size | `GET /api/v1/services` time, size | start-up s | failed |"
 )
 
 
@@ -192,7 +196,10 @@ def _big(results: dict[str, Any]) -> list[str]:
         "One window after one interval of warm-up; `/metrics` and `/api/v1/services` timed three times each "
         "after it. The history is not full after a short run, so the RSS at full history adds the results "
         f"still to come at the size measured by `bench/memfill.py` ({per_result or 0:,.0f} bytes per stored "
-        "result, the daemon's own `Store` filled in a separate process).",
+        "result, the daemon's own `Store` filled in a separate process). RSS and PSS are sums over the "
+        "daemon's process tree (main and workers): the RSS sum counts a page the processes share once per "
+        "process, the PSS sum (`Pss:` of smaps_rollup, a page shared by N processes counted 1/N in each) "
+        "counts it once, as systemd's MemoryCurrent does; the goal is judged by PSS.",
         "",
         _BIG_HEAD,
         "|---|---|---|---|---|---|---|---|---|---|",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from bench import goals
@@ -77,6 +78,20 @@ def test_the_polled_10k_run_is_judged_on_lag_failures_and_projected_rss() -> Non
     assert verdict(rows, "10,000 checks: `GET /api/v1/services` ≤ 50 ms") == "**met**"
     # 200 MB now plus 10,000 x 117 results still to come at 70 bytes: 278 MB
     assert "278 MB projected" in "".join(rows)
+
+
+def test_memory_is_judged_by_the_trees_pss_with_the_rss_sum_beside_it() -> None:
+    label = "10,000 checks every 10 s, `/metrics` and `/api/v1/services` read every 1 s: RSS"
+    unmeasured = goals.rows(results())
+    assert "(judged by RSS: PSS not measured)" in verdict_cell(unmeasured, label)
+    shared = big(10_000, 320)  # workers' shared pages counted once per process: 398 MB projected
+    rows = goals.rows(results(big={"polled": dataclasses.replace(shared, pss_end=180 * 2**20)}))
+    assert verdict(rows, label) == "**met**"  # 180 MB + 78 MB of history still to come
+    assert "PSS sum 180 MB now, 258 MB projected; RSS sum 320 MB now, 398 MB projected" in verdict_cell(
+        rows, label
+    )
+    heavy = goals.rows(results(big={"polled": dataclasses.replace(shared, pss_end=250 * 2**20)}))
+    assert verdict(heavy, label) == "**missed**"
 
 
 def test_truth_misses_on_a_false_failure_even_when_the_latency_is_right() -> None:
