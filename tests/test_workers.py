@@ -85,13 +85,17 @@ class Running:
     log: Path
 
     def children(self) -> dict[int, int]:
-        """Worker index -> pid of this daemon's live child processes."""
+        """Worker index -> pid of this daemon's live workers (its children, or the zygote's),
+        by their process name `healthd-wINDEX`; any other descendant is -1."""
         found = {}
-        for pid in child_pids(self.process.pid):
-            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-            index = next((a for a in argv if a.startswith(b"--index=")), None)
-            found[int(index.removeprefix(b"--index=")) if index else -1] = pid
+        for pid in descendants(self.process.pid):
+            name = process_name(pid)
+            if name != "healthd-zygote":
+                found[int(name.removeprefix("healthd-w")) if name.startswith("healthd-w") else -1] = pid
         return found
+
+    def zygote(self) -> int | None:
+        return next((p for p in child_pids(self.process.pid) if process_name(p) == "healthd-zygote"), None)
 
     def checks(self) -> dict[str, dict[str, Any]]:
         status, body = http_get(self.url + "/api/v1/services", timeout=5)
@@ -124,6 +128,24 @@ def child_pids(parent: int) -> list[int]:
             if int(stat.rsplit(")", 1)[1].split()[1]) == parent:  # field 4: the parent's pid
                 pids.append(int(entry.name))
     return pids
+
+
+def descendants(pid: int) -> list[int]:
+    children = child_pids(pid)
+    return [*children, *(grandchild for child in children for grandchild in descendants(child))]
+
+
+def process_name(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return ""  # exited meanwhile
+
+
+def smaps_rollup(pid: int) -> dict[str, int]:
+    """The process's memory totals, in bytes."""
+    rows = (line.split() for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines()[1:])
+    return {row[0].rstrip(":"): int(row[1]) * 1024 for row in rows}
 
 
 def listening_sockets(pid: int) -> set[str]:
@@ -208,6 +230,49 @@ def test_two_workers_share_the_checks_and_main_sums_their_counters(tmp_path: Pat
         assert stale_while_stopped(running, 1, lambda s: s == mine) == mine
         wait_for("the stale flags to clear", lambda: not running.stale(), 20, running.log)
 
+        workers = [*running.children().values(), running.zygote()]
+        running.process.send_signal(signal.SIGTERM)
+        assert running.process.wait(timeout=10) == 0
+    wait_for("the workers and the zygote to be gone", lambda: not any(alive(pid) for pid in workers), 15)
+
+
+def test_workers_are_forked_from_a_zygote_and_share_its_pages(tmp_path: Path, targets: Any) -> None:
+    with daemon(write_config(tmp_path / "c.yaml", 2, targets), tmp_path) as running:
+        zygote = running.zygote()
+        assert zygote is not None
+        assert sorted(child_pids(zygote)) == sorted(running.children().values())
+        for pid in running.children().values():
+            # an exec'd interpreter shares no written page with anyone: here the imported modules'
+            shared = smaps_rollup(pid)["Shared_Dirty"]
+            assert shared > 5 * 2**20, f"worker {pid} shares {shared} bytes of written pages"
+
+
+def test_a_dead_zygote_takes_its_workers_and_they_come_back_execd(tmp_path: Path, targets: Any) -> None:
+    with daemon(write_config(tmp_path / "c.yaml", 2, targets), tmp_path) as running:
+        wait_for("every check's first result", running.all_probed, 30, running.log)
+        zygote, before = running.zygote(), running.children()
+        assert zygote is not None
+        os.kill(zygote, signal.SIGKILL)
+        wait_for(
+            "two exec'd workers",
+            lambda: (
+                set(running.children()) == {0, 1}
+                and not set(running.children().values()) & {*before.values()}
+            ),
+            20,
+            running.log,
+        )
+        assert running.zygote() is None  # reaped
+        for pid in running.children().values():
+            assert b"healthd.worker" in Path(f"/proc/{pid}/cmdline").read_bytes()
+        assert running.metric("healthd_worker_restarts_total") == 2
+        since = {key: check["last"]["time"] for key, check in running.checks().items()}
+
+        def resumed() -> bool:
+            return all(check["last"]["time"] > since[key] for key, check in running.checks().items())
+
+        wait_for("every check to resume", resumed, 20, running.log)
+        assert "the worker zygote has exited" in running.log.read_text()
         workers = list(running.children().values())
         running.process.send_signal(signal.SIGTERM)
         assert running.process.wait(timeout=10) == 0
@@ -304,6 +369,7 @@ def test_one_worker_probes_in_the_main_process(tmp_path: Path, targets: Any) -> 
     with daemon(write_config(tmp_path / "c.yaml", 1, targets), tmp_path) as running:
         wait_for("every check's first result", running.all_probed, 30, running.log)
         assert running.children() == {}
+        assert running.zygote() is None  # closed at start-up: nothing to fork
         assert running.metric("healthd_workers") == 0
 
 

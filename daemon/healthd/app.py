@@ -30,6 +30,7 @@ from healthd.store import Status, Store, Transition
 from healthd.workers import WorkerPool
 from healthd.workers_metrics import WorkerCollector
 from healthd.workers_wire import resolve_workers
+from healthd.workers_zygote import Zygote
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +63,7 @@ class Daemon:
         shard: cluster.ShardOverrides | None = None,
         watched: Sequence[Path] = (),
         use_workers: bool = False,
+        zygote: Zygote | None = None,
     ) -> None:
         self.shard_overrides = shard or cluster.ShardOverrides()
         config, shard_now = self._own_share(config)
@@ -78,7 +80,7 @@ class Daemon:
         )
         count = worker_count(config) if use_workers else 1
         # workers: 1 probes in this process, as before; more start child processes (healthd.workers)
-        self.pool = WorkerPool(self.store, count, self._on_transition) if count > 1 else None
+        self.pool = WorkerPool(self.store, count, self._on_transition, zygote) if count > 1 else None
         self.auth = api.Auth(read_token(config), config.server.protect_reads)
         self.events = EventHub()
         self._service_statuses = ServiceStatuses()
@@ -215,14 +217,16 @@ def create_app(
     shard: cluster.ShardOverrides | None = None,
     watched: Sequence[Path] = (),
     use_workers: bool = False,
+    zygote: Zygote | None = None,
 ) -> web.Application:
     """The daemon as an aiohttp application; the scheduler (and the watcher) run while the app runs.
 
     `config` is the whole config: the daemon keeps the share of its shard.
     `heartbeat`: seconds between the comment lines that keep idle event streams open.
     `use_workers`: probe in `scheduler.workers` processes (the CLI does); else in this one.
+    `zygote`: fork them from it (healthd.workers_zygote); else each is exec'd.
     """
-    daemon = Daemon(config, config_path, probes, on_reload, shard, watched, use_workers)
+    daemon = Daemon(config, config_path, probes, on_reload, shard, watched, use_workers, zygote)
     daemon.events.heartbeat = heartbeat
     app = web.Application(middlewares=[page.compress_middleware, api.error_middleware])
     app[DAEMON] = daemon

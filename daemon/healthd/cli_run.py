@@ -28,6 +28,7 @@ from healthd.config import Config, Loaded, load, split_host_port
 from healthd.errors import ConfigError
 from healthd.metrics import event_loop_name
 from healthd.notify import Notifier
+from healthd.workers_zygote import Zygote
 
 log = logging.getLogger("healthd")
 
@@ -53,6 +54,24 @@ def run(
     shard_count: int | None = None,
     loop: str = loops.DEFAULT,
 ) -> int:
+    # first thing, with every module imported and no config, thread or loop yet: workers
+    # forked from it share those pages (healthd.workers_zygote)
+    zygote = Zygote.fork()
+    try:
+        return _run(path, listen, shard_index, shard_count, loop, zygote)
+    finally:
+        if zygote is not None:
+            zygote.close()
+
+
+def _run(
+    path: str,
+    listen: str | None,
+    shard_index: int | None,
+    shard_count: int | None,
+    loop: str,
+    zygote: Zygote | None,
+) -> int:
     loaded = load_or_report(path)
     if loaded is None:
         return EXIT_USAGE
@@ -76,11 +95,15 @@ def run(
         print(f"healthd: --listen: {exc}", file=sys.stderr)
         return EXIT_USAGE
     try:
-        app = create_app(config, Path(path), shard=shard, watched=loaded.watched, use_workers=True)
+        app = create_app(
+            config, Path(path), shard=shard, watched=loaded.watched, use_workers=True, zygote=zygote
+        )
     except ConfigError as exc:  # e.g. an unreadable token file
         for line in exc.errors:
             print(f"{path}: {line}", file=sys.stderr)
         return EXIT_USAGE
+    if zygote is not None and app[DAEMON].pool is None:
+        zygote.close()  # probing in this process: no worker will ever be forked
     raise_fd_limit()
     return loops.run(serve(app, host, port), loop_name)
 

@@ -16,17 +16,28 @@ import os
 import signal
 
 PR_SET_PDEATHSIG = 1
+PR_SET_NAME = 15
 
 
 def die_with_parent(parent: int) -> None:
     """SIGKILL this process when the parent dies, so a killed daemon never leaves probers behind."""
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-    except (OSError, AttributeError):  # not Linux: stdin's end still stops the worker
-        pass
+    _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
     if os.getppid() != parent:  # the parent died before prctl took effect
         os._exit(1)
+
+
+def name_process(name: str) -> None:
+    """Name the process (ps -o comm, top, /proc/PID/comm: 15 bytes at most): a forked worker's
+    command line is still main's."""
+    _prctl(PR_SET_NAME, ctypes.c_char_p(name.encode()[:15]))
+
+
+def _prctl(option: int, arg: object) -> None:
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(option, arg, 0, 0, 0)
+    except (OSError, AttributeError):  # not Linux: stdin's end still stops the worker
+        pass
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -38,6 +49,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--log-format", default="text")
     args = parser.parse_args(argv)
     die_with_parent(args.parent)
+    name_process(f"healthd-w{args.index}")
     # Ctrl-C and systemd's stop reach the whole group: the main process decides, and closes stdin
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)

@@ -5,8 +5,10 @@ With `scheduler.workers` N > 1 the main process probes nothing: N processes
 them (the instance sharding's hashmod, applied to this instance's checks), and
 stream their results here, where the store runs the state machine and the API,
 metrics, events, page and state file read it. A subprocess rather than a
-multiprocessing child: plain pipes read by the event loop (no feeder threads),
-and a fresh interpreter that inherits nothing but the environment.
+multiprocessing child: plain pipes read by the event loop (no feeder threads).
+`healthd run` forks the workers from a zygote (healthd.workers_zygote) made
+before any config or loop existed, so they share the imported modules' pages;
+without one a worker is a fresh interpreter (`python -m healthd.worker`).
 
 Same interface as the Scheduler (`start`, `apply`, `stop`). A worker that dies
 is logged, counted (`restarts`) and started again after a backoff with its
@@ -23,6 +25,7 @@ import os
 import sys
 import time
 from collections.abc import Callable
+from typing import Protocol
 
 from healthd import loops
 from healthd.config import CheckKey, Config, ConfigDiff, format_check_id
@@ -30,6 +33,7 @@ from healthd.logs import JsonFormatter
 from healthd.metrics import event_loop_name
 from healthd.store import Status, Store, Transition
 from healthd.workers_wire import HEADER, MAX_FRAME, Batch, Seed, control, from_row, worker_share
+from healthd.workers_zygote import Zygote
 
 log = logging.getLogger(__name__)
 
@@ -38,9 +42,33 @@ STEADY_AFTER = 60.0
 HUNG_AFTER = 10.0  # seconds without a batch from a probing worker (worker_loop.HEARTBEAT is 1 s)
 
 
+class WorkerProcess(Protocol):
+    """What a slot uses of a worker: asyncio's Process, or a ForkedWorker of the zygote."""
+
+    @property
+    def stdin(self) -> asyncio.StreamWriter | None: ...
+
+    @property
+    def stdout(self) -> asyncio.StreamReader | None: ...
+
+    @property
+    def returncode(self) -> int | None: ...
+
+    def kill(self) -> None: ...
+
+    async def wait(self) -> int: ...
+
+
 class WorkerPool:
-    def __init__(self, store: Store, count: int, on_transition: Callable[[Transition], None]) -> None:
+    def __init__(
+        self,
+        store: Store,
+        count: int,
+        on_transition: Callable[[Transition], None],
+        zygote: Zygote | None = None,
+    ) -> None:
         self._store = store
+        self.zygote = zygote  # None: every worker is exec'd
         self._count = count
         self._on_transition = on_transition
         self._config: Config | None = None
@@ -138,7 +166,7 @@ class _Slot:
     def __init__(self, index: int, pool: WorkerPool) -> None:
         self.index = index
         self.pool = pool
-        self.process: asyncio.subprocess.Process | None = None
+        self.process: WorkerProcess | None = None
         self.task: asyncio.Task[None] | None = None
         self.stopping = False
         self.started = asyncio.Event()  # its first batch came (the worker sends one at once)
@@ -196,7 +224,7 @@ class _Slot:
     async def _run_once(self) -> str:
         """Start the worker, feed the store from it until it ends; how it ended."""
         try:
-            self.process = await spawn(self.index)
+            self.process = await spawn(self.index, self.pool.zygote)
         except OSError as exc:  # no fork possible now (no memory, no pids): try again later
             return f"could not start: {exc.strerror or exc}"
         process = self.process
@@ -246,21 +274,24 @@ async def pump(
         take(Batch.decode(payload))
 
 
-async def spawn(index: int) -> asyncio.subprocess.Process:
+def worker_args(index: int) -> list[str]:
+    """healthd.worker's arguments but --parent: this process's loop and logging."""
     root = logging.getLogger()
     json_logs = any(isinstance(handler.formatter, JsonFormatter) for handler in root.handlers)
-    argv = [
-        sys.executable,
-        "-m",
-        "healthd.worker",
-        f"--parent={os.getpid()}",
+    return [
         f"--index={index}",
         f"--loop={event_loop_name() if event_loop_name() in loops.CHOICES else loops.DEFAULT}",
         f"--log-level={logging.getLevelName(root.getEffectiveLevel()).lower()}",
         f"--log-format={'json' if json_logs else 'text'}",
     ]
+
+
+async def spawn(index: int, zygote: Zygote | None = None) -> WorkerProcess:
+    """Worker `index`: forked by the zygote while it lives, else a fresh interpreter."""
+    if zygote is not None and zygote.alive:
+        return await zygote.spawn(worker_args(index))
     return await asyncio.create_subprocess_exec(
-        *argv,
+        *[sys.executable, "-m", "healthd.worker", f"--parent={os.getpid()}", *worker_args(index)],
         stdin=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE,
         limit=2**20,
