@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import pickle
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, get_args
@@ -58,7 +59,7 @@ def load_config(path: str | Path) -> Config:
     """Read, merge defaults, validate. Raises ConfigError listing every problem."""
     with gc_paused():
         data, lines, _ = read_document(path)
-        return build_config(str(path), data, lines)
+        return build_config(str(path), compacted(data), lines)
 
 
 @contextlib.contextmanager
@@ -73,6 +74,19 @@ def gc_paused() -> Iterator[None]:
     finally:
         if enabled:
             gc.enable()
+
+
+def compacted(data: Any) -> Any:
+    """A copy of parsed data in memory of its own, to build the models from.
+
+    The parser allocates the data interleaved with its node tree (kept for line numbers); models
+    built from it fill the holes between them, and once the tree and the data go, the allocator's
+    arenas stay pinned by the models: 10,000 checks kept ~47 MB resident for ~15 MB live. Built
+    from a copy made after the parse, the models sit in arenas apart and the parse's arenas are
+    freed whole: ~28 MB (measured, docs/memory.md). Pickle is the fastest deep copy that also
+    copies the strings (~25 ms for 10,000 checks); the bytes are ours, never read from outside.
+    """
+    return pickle.loads(pickle.dumps(data, protocol=pickle.HIGHEST_PROTOCOL))
 
 
 def read_document(path: str | Path) -> tuple[Any, Lines, int]:

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from healthd.config import discovery, env
-from healthd.config.loader import Lines, build_config, gc_paused, read_document
+from healthd.config.loader import Lines, build_config, compacted, gc_paused, read_document
 from healthd.config.messages import dotted
 from healthd.config.model import Config
 from healthd.config.yaml_source import PathKey
@@ -129,7 +129,7 @@ def _load(root: Path, environ: Mapping[str, str]) -> Loaded:
     config = None
     if not merge.errors:
         try:
-            config = build_config(_MERGED, merge.data, _MergedLines(merge))
+            config = build_config(_MERGED, compacted(merge.data), _MergedLines(merge))
         except ConfigError as exc:
             merge.errors.extend(exc.errors)
     if config is None:
