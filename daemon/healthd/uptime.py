@@ -8,7 +8,8 @@ check was `down` (from the debounced state, not from failed probes) and the sum
 of the latencies of its successful probes. Two more rings hold latency
 histograms in fixed buckets, 12 x 5 minutes for the 1 h percentiles and 24 x 1
 hour for 24 h, so percentiles are estimated without keeping samples. All of it
-sits in compact arrays (healthd.uptime_rings): about 7.9 KB per check, whatever the uptime.
+sits in compact arrays (healthd.uptime_rings): about 5.3 KB per check never down, whatever
+the uptime (down seconds are kept once a check is first down: 1.6 KB more).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from typing import Any
 from healthd.uptime_rings import (
     HistogramRing,
     Ring,
+    fill_counts_le,
     fill_le,
     le_bytes,
     quantile,
@@ -65,10 +67,11 @@ class Uptime:
     __slots__ = ("_day", "_down_since", "_hist_5m", "_hist_hour", "_hour", "_minute", "observed")
 
     def __init__(self) -> None:
-        # uint16 counts suffice for a minute; float32 sums would drift over a day of 100 ms probes
+        # uint16 counts hold an hour of probes 55 ms apart (a full bucket saturates, see Ring.cap);
+        # float32 sums would drift over a day of 100 ms probes.
         # spans: the windows' lengths in buckets (see _window_parts), kept as running counts
         self._minute = Ring(MINUTE, 60, "H", "f", spans=(60,))
-        self._hour = Ring(HOUR, 168, "I", "f", spans=(24, 168))
+        self._hour = Ring(HOUR, 168, "H", "f", spans=(24, 168))
         self._day = Ring(DAY, 90, "I", "d", spans=(30,))
         self._hist_5m = HistogramRing(5 * MINUTE, 12)
         self._hist_hour = HistogramRing(HOUR, 24)
@@ -156,21 +159,25 @@ class Uptime:
     # ---- snapshot form (pure): plain values and little-endian bytes ------------------
 
     def dump(self) -> dict[str, Any]:
-        rings = [[r.head, le_bytes(r.counts), le_bytes(r.sums)] for r in self._rings()]
+        rings = [[r.head, le_bytes(r.counts), le_bytes(r.sums())] for r in self._rings()]
         hists = [[h.head, le_bytes(h.counts)] for h in (self._hist_5m, self._hist_hour)]
         return {"rings": rings, "histograms": hists}
 
     @classmethod
     def load(cls, data: dict[str, Any]) -> Uptime:
-        """The inverse of `dump`; raises ValueError if the layout does not match."""
+        """The inverse of `dump`; raises ValueError if the layout does not match.
+
+        Snapshots of format 1 held the hourly counts as uint32: read by their size, capped."""
         uptime = cls()
         rings, hists = data["rings"], data["histograms"]
         if len(rings) != 3 or len(hists) != 2:
             raise ValueError("uptime: wrong number of rings")
         for ring, (head, counts, sums) in zip(uptime._rings(), rings, strict=True):
             ring.head = int(head)
-            fill_le(ring.counts, counts)
-            fill_le(ring.sums, sums)
+            fill_counts_le(ring.counts, counts)
+            loaded: array[float] = array(ring.float_code, bytes(2 * ring.size * ring.latency.itemsize))
+            fill_le(loaded, sums)
+            ring.load_sums(loaded)
             ring.recount()
         for hist, (head, counts) in zip((uptime._hist_5m, uptime._hist_hour), hists, strict=True):
             hist.head = int(head)
@@ -181,7 +188,9 @@ class Uptime:
         """Every array held, for measuring memory."""
         for ring in self._rings():
             yield ring.counts
-            yield ring.sums
+            yield ring.latency
+            if ring.down is not None:
+                yield ring.down
         yield self._hist_5m.counts
         yield self._hist_hour.counts
 

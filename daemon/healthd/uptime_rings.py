@@ -70,7 +70,7 @@ class Timeline:
 
 
 class Ring(Timeline):
-    """Probes, successes, seconds down and latency sum per bucket.
+    """Probes, successes, latency sum and seconds down per bucket.
 
     For each window length in `spans` the ring keeps the (probes, successes) of the
     `span` buckets ending at its head as running totals, updated as probes are added
@@ -78,7 +78,7 @@ class Ring(Timeline):
     the window's buckets, so listing 10,000 checks' uptime costs no loop over slots.
     """
 
-    __slots__ = ("_running", "cap", "counts", "spans", "sums")
+    __slots__ = ("_running", "cap", "counts", "down", "float_code", "latency", "spans")
 
     def __init__(
         self, step: int, size: int, count_code: str, float_code: str, spans: tuple[int, ...] = ()
@@ -86,8 +86,10 @@ class Ring(Timeline):
         super().__init__(step, size)
         self.counts = array(count_code, [0]) * (2 * size)  # probes | successes
         self.cap = (1 << (8 * self.counts.itemsize)) - 1
-        # down seconds | latency sum
-        self.sums: array[float] = array(float_code, [0.0]) * (2 * size)
+        self.float_code = float_code
+        self.latency: array[float] = array(float_code, [0.0]) * size  # sum of successes' latencies
+        # seconds down per bucket: most checks are never down, so allocated at the first down second
+        self.down: array[float] | None = None
         self.spans = spans
         self._running = [0] * (2 * len(spans))  # probes, successes per span
 
@@ -122,9 +124,10 @@ class Ring(Timeline):
             self._running[2 * which], self._running[2 * which + 1] = probes, successes
 
     def _zero(self, slot: int) -> None:
-        size = self.size
-        self.counts[slot] = self.counts[size + slot] = 0
-        self.sums[slot] = self.sums[size + slot] = 0.0
+        self.counts[slot] = self.counts[self.size + slot] = 0
+        self.latency[slot] = 0.0
+        if self.down is not None:
+            self.down[slot] = 0.0
 
     def add_probe(self, time: float, ok: bool, latency: float | None) -> None:
         slot = self.slot(int(time // self.step))
@@ -136,7 +139,7 @@ class Ring(Timeline):
         if ok:
             self.counts[self.size + slot] += 1
             if latency is not None:
-                self.sums[self.size + slot] += latency
+                self.latency[slot] += latency
         index = int(time // self.step)
         for which, span in enumerate(self.spans):
             if index > self.head - span:  # inside the span ending at the head
@@ -150,7 +153,9 @@ class Ring(Timeline):
             seconds = min(end, (index + 1) * step) - max(start, index * step)
             slot = self.slot(index)
             if slot is not None and seconds > 0:
-                self.sums[slot] += seconds
+                if self.down is None:
+                    self.down = array(self.float_code, [0.0]) * self.size
+                self.down[slot] += seconds
 
     def counts_in(self, first: int, last: int) -> tuple[int, int]:
         """(probes, successes) of buckets first..last."""
@@ -169,9 +174,21 @@ class Ring(Timeline):
         for start, stop in self.slot_ranges(first, last):
             probes += sum(self.counts[start:stop])
             successes += sum(self.counts[size + start : size + stop])
-            down += sum(self.sums[start:stop])
-            latency += sum(self.sums[size + start : size + stop])
+            latency += sum(self.latency[start:stop])
+            if self.down is not None:
+                down += sum(self.down[start:stop])
         return probes, successes, down, latency
+
+    def sums(self) -> array[float]:
+        """Down seconds | latency sums, one array (the snapshot's layout)."""
+        down = self.down if self.down is not None else array(self.float_code, [0.0]) * self.size
+        return down + self.latency
+
+    def load_sums(self, sums: array[float]) -> None:
+        """The inverse of `sums`; a ring never down keeps no down array."""
+        size = self.size
+        self.down = sums[:size] if any(sums[:size]) else None
+        self.latency = sums[size:]
 
 
 class HistogramRing(Timeline):
@@ -237,3 +254,13 @@ def fill_le(target: array[Any], data: bytes) -> None:
     if sys.byteorder != "little":
         loaded.byteswap()
     target[:] = loaded
+
+
+def fill_counts_le(target: array[int], data: bytes) -> None:
+    """`fill_le` for uint16 counts that also takes them as uint32 (snapshot format 1), capped."""
+    if target.typecode == "H" and len(data) == 4 * len(target):
+        wide = array("I", bytes(len(data)))
+        fill_le(wide, data)
+        target[:] = array("H", (min(count, _U16_MAX) for count in wide))
+        return
+    fill_le(target, data)
