@@ -1,15 +1,14 @@
-"""A check's recent results, kept compactly; and their snapshot form.
+"""A check's recent results, kept compactly.
 
 Pure: no I/O. `History` is written by the store only; `HistoryCopy` is an
-immutable copy the snapshot writer encodes off the event loop.
+immutable copy the snapshot writer encodes off the event loop (its snapshot
+form is in `healthd.history_form`).
 """
 
 from __future__ import annotations
 
-import math
-import sys
 from array import array
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -92,9 +91,9 @@ class _Shape:
         return cls(ok, kind, message, phases, tuple(details.items()), tuple(gauges.items()))
 
     @property
-    def numbers(self) -> int:
-        """Doubles after time, duration and latency: phases, float details, float gauges."""
-        return len(self.phase_names) + sum(value is NUMBER for _, value in (*self.details, *self.gauges))
+    def floats(self) -> int:
+        """Float details and gauges: the doubles kept beside the ticks."""
+        return sum(value is NUMBER for _, value in (*self.details, *self.gauges))
 
     def fits(self, result: ProbeResult) -> bool:
         return (
@@ -108,75 +107,110 @@ class _Shape:
         )
 
 
+#: Durations, latencies and phases are kept as whole ticks of 0.1 µs in a uint32 (up to ~429 s):
+#: the API shows them in milliseconds to 4 decimals, i.e. to the tick, so what it shows is unchanged
+TICKS_PER_SECOND = 10_000_000
+_NO_LATENCY = 0xFFFFFFFF  # the tick value of latency None
+
+
+def to_ticks(seconds: float) -> int | None:
+    """`seconds` in ticks, rounded as the API rounds milliseconds to 4 decimals; None if a
+    uint32 cannot hold it (negative, NaN, infinite, or over ~429 s)."""
+    if not 0.0 <= seconds < 429.0:  # also False for NaN
+        return None
+    return round(round(seconds * 1000, 4) * 10_000)
+
+
+def kept(seconds: float) -> float:
+    """What a History gives back for a duration it keeps as ticks (`seconds` if it cannot)."""
+    ticks = to_ticks(seconds)
+    return seconds if ticks is None else ticks / TICKS_PER_SECOND
+
+
 class History:
     """The last `maxlen` results of one check, oldest first, kept compactly.
 
     As objects a TCP result costs ~780 bytes (six floats, three dicts, the
-    address string): 10,000 checks x 120 results would hold ~900 MB. Here the
-    numbers of each result (time, duration, latency, phase values) sit in one
-    flat array of doubles, and what repeats from one result to the next is a
-    shared `_Shape`: ~50 bytes a result for a steady check. A result with
-    more phases than the check's first one is kept whole. Reading rebuilds
-    equal `ProbeResult` values.
+    address string): 10,000 checks x 120 results would hold ~900 MB. Here each
+    result is its time (a double), its duration, latency and phase values as
+    ticks of 0.1 µs (uint32, see `to_ticks`), its float details and gauges as
+    doubles, and a shared `_Shape` for what repeats from one result to the
+    next: 32 bytes a result for a steady TCP check. A result with more phases
+    or floats than the check's first one, or a value no tick can hold, is kept
+    whole. Reading rebuilds `ProbeResult` values equal to the originals but for
+    durations rounded to the tick (`kept`).
     """
 
-    __slots__ = ("_numbers", "_shapes", "_start", "_width", "maxlen")
+    __slots__ = ("_floats", "_shapes", "_start", "_ticks", "_times", "float_width", "maxlen", "tick_width")
 
     def __init__(self, maxlen: int) -> None:
         self.maxlen = maxlen
-        self._numbers = array("d")
+        self._times = array("d")
+        self._ticks = array("I")  # duration, latency, phases: tick_width per slot
+        self._floats = array("d")  # float details, float gauges: float_width per slot
         self._shapes: list[_Shape | ProbeResult] = []
         self._start = 0  # slot of the oldest result once the ring is full
-        self._width = -1  # doubles per slot: 3 + phases of the first result
+        self.tick_width = self.float_width = -1  # set by the first result
 
     def __len__(self) -> int:
         return len(self._shapes)
 
     def append(self, result: ProbeResult) -> None:
-        if self._width < 0:
-            self._width = 3 + _Shape.of(result).numbers
+        if self.tick_width < 0:
+            first = _Shape.of(result)
+            self.tick_width, self.float_width = 2 + len(first.phase_names), first.floats
+        shape, ticks = self._shape_for(result)
+        floats = _floats_of(result, self.float_width) if ticks else (0.0,) * self.float_width
+        ticks = ticks or (0,) * self.tick_width
         slot = len(self._shapes) if len(self._shapes) < self.maxlen else self._start
-        shape = self._shape_for(result)
-        numbers = self._numbers_of(result) if isinstance(shape, _Shape) else (0.0,) * self._width
         if slot == len(self._shapes):
             self._shapes.append(shape)
-            self._numbers.extend(numbers)
-        else:
-            self._shapes[slot] = shape
-            offset = slot * self._width
-            self._numbers[offset : offset + self._width] = array("d", numbers)
-            self._start = (slot + 1) % self.maxlen
+            self._times.append(result.time)
+            self._ticks.extend(ticks)
+            self._floats.extend(floats)
+            if len(self._shapes) == self.maxlen:  # full: drop what growth over-allocated
+                self._trim()
+            return
+        self._shapes[slot] = shape
+        self._times[slot] = result.time
+        at = slot * self.tick_width
+        self._ticks[at : at + self.tick_width] = array("I", ticks)
+        at = slot * self.float_width
+        self._floats[at : at + self.float_width] = array("d", floats)
+        self._start = (slot + 1) % self.maxlen
 
-    def _shape_for(self, result: ProbeResult) -> _Shape | ProbeResult:
+    def _trim(self) -> None:
+        # a slice is allocated at its exact size, an appended-to array or list is not
+        self._times, self._ticks, self._floats = self._times[:], self._ticks[:], self._floats[:]
+        self._shapes = self._shapes[:]
+
+    def _shape_for(self, result: ProbeResult) -> tuple[_Shape | ProbeResult, tuple[int, ...] | None]:
+        """The shape to keep and the result's ticks; (result, None) when it is kept whole."""
         newest = self._shapes[self._start - 1] if self._shapes else None
-        if isinstance(newest, _Shape) and newest.fits(result):
-            return newest
-        shape = _Shape.of(result)
-        return shape if shape.numbers <= self._width - 3 else result  # too many numbers: kept whole
-
-    def _numbers_of(self, result: ProbeResult) -> tuple[float, ...]:
-        latency = math.nan if result.latency is None else result.latency
-        values = [*result.phases.values(), *_floats(result.details), *_floats(result.gauges)]
-        padding = (0.0,) * (self._width - 3 - len(values))
-        return (result.time, result.duration, latency, *values, *padding)
+        shape = newest if isinstance(newest, _Shape) and newest.fits(result) else _Shape.of(result)
+        if len(shape.phase_names) > self.tick_width - 2 or shape.floats > self.float_width:
+            return result, None
+        ticks = _ticks_of(result, self.tick_width)
+        return (shape, ticks) if ticks is not None else (result, None)
 
     def _result(self, slot: int) -> ProbeResult:
         shape = self._shapes[slot]
         if isinstance(shape, ProbeResult):
             return shape
-        offset = slot * self._width
-        time, duration, latency = self._numbers[offset : offset + 3]
-        values = iter(self._numbers[offset + 3 : offset + 3 + shape.numbers])
+        at = slot * self.tick_width
+        duration, latency, *phases = self._ticks[at : at + 2 + len(shape.phase_names)]
+        at = slot * self.float_width
+        floats = iter(self._floats[at : at + shape.floats])
         return ProbeResult(
-            time=time,
+            time=self._times[slot],
             ok=shape.ok,
-            duration=duration,
-            latency=None if math.isnan(latency) else latency,
+            duration=duration / TICKS_PER_SECOND,
+            latency=None if latency == _NO_LATENCY else latency / TICKS_PER_SECOND,
             error_kind=shape.error_kind,
             error_message=shape.error_message,
-            phases={name: next(values) for name in shape.phase_names},
-            details=_filled(shape.details, values),
-            gauges=_filled(shape.gauges, values),
+            phases={name: t / TICKS_PER_SECOND for name, t in zip(shape.phase_names, phases, strict=True)},
+            details=_filled(shape.details, floats),
+            gauges=_filled(shape.gauges, floats),
         )
 
     def _slots(self) -> range:
@@ -198,132 +232,64 @@ class History:
 
     def resized(self, maxlen: int) -> History:
         """A history of another length holding the newest results of this one."""
-        resized = History(maxlen)
-        for result in list(self)[-maxlen:]:
-            resized.append(result)
-        return resized
+        return History.of(maxlen, list(self)[-maxlen:])
+
+    @classmethod
+    def of(cls, maxlen: int, results: Iterable[ProbeResult]) -> History:
+        history = cls(maxlen)
+        for result in results:
+            history.append(result)
+        return history
 
     def copy(self) -> HistoryCopy:
-        """An immutable copy (shapes and results are immutable; the numbers are copied)."""
+        """An immutable copy (shapes and results are immutable; the arrays are copied)."""
         return HistoryCopy(
-            self.maxlen, self._width, self._start, array("d", self._numbers), tuple(self._shapes)
+            self.maxlen,
+            self.tick_width,
+            self.float_width,
+            self._start,
+            self._times[:],
+            self._ticks[:],
+            self._floats[:],
+            tuple(self._shapes),
         )
 
     @classmethod
     def from_copy(cls, copy: HistoryCopy) -> History:
         history = cls(copy.maxlen)
-        history._width, history._start = copy.width, copy.start
-        history._numbers = array("d", copy.numbers)
+        history.tick_width, history.float_width = copy.tick_width, copy.float_width
+        history._start = copy.start
+        history._times, history._ticks, history._floats = copy.times[:], copy.ticks[:], copy.floats[:]
         history._shapes = list(copy.shapes)
         return history
+
+    def arrays(self) -> Iterator[array[Any]]:
+        """Every array held, for measuring memory."""
+        yield from (self._times, self._ticks, self._floats)
+
+
+def _ticks_of(result: ProbeResult, width: int) -> tuple[int, ...] | None:
+    latency = _NO_LATENCY if result.latency is None else to_ticks(result.latency)
+    ticks = [to_ticks(result.duration), latency, *map(to_ticks, result.phases.values())]
+    if None in ticks:
+        return None
+    return (*ticks, *(0,) * (width - len(ticks)))  # type: ignore[arg-type]
+
+
+def _floats_of(result: ProbeResult, width: int) -> tuple[float, ...]:
+    values = [*_floats(result.details), *_floats(result.gauges)]
+    return (*values, *(0.0,) * (width - len(values)))
 
 
 @dataclass(frozen=True, slots=True)
 class HistoryCopy:
+    """A History's state, copied; `healthd.history_form` writes and reads its snapshot form."""
+
     maxlen: int
-    width: int
+    tick_width: int
+    float_width: int
     start: int
-    numbers: array[float]
+    times: array[float]
+    ticks: array[int]
+    floats: array[float]
     shapes: tuple[_Shape | ProbeResult, ...]
-
-    def dump(self) -> dict[str, Any]:
-        """Plain values and little-endian bytes; each distinct shape is written once."""
-        table: dict[int, int] = {}
-        shapes: list[list[Any]] = []
-        index = array("I")
-        for shape in self.shapes:
-            at = table.get(id(shape))
-            if at is None:
-                at = table[id(shape)] = len(shapes)
-                shapes.append(_dump_shape(shape))
-            index.append(at)
-        numbers = array("d", self.numbers)
-        if sys.byteorder != "little":
-            numbers.byteswap()
-            index.byteswap()
-        return {
-            "maxlen": self.maxlen,
-            "width": self.width,
-            "start": self.start,
-            "numbers": numbers.tobytes(),
-            "shapes": shapes,
-            "index": index.tobytes(),
-        }
-
-    @classmethod
-    def load(cls, data: Mapping[str, Any]) -> HistoryCopy:
-        """The inverse of `dump`; raises ValueError, KeyError or TypeError on a bad layout."""
-        numbers, index = array("d"), array("I")
-        numbers.frombytes(data["numbers"])
-        index.frombytes(data["index"])
-        if sys.byteorder != "little":
-            numbers.byteswap()
-            index.byteswap()
-        table = [_load_shape(shape) for shape in data["shapes"]]
-        shapes = tuple(table[at] for at in index)
-        maxlen, width, start = int(data["maxlen"]), int(data["width"]), int(data["start"])
-        if (
-            len(shapes) > maxlen
-            or len(numbers) != len(shapes) * max(width, 0)
-            or not 0 <= start < max(len(shapes), 1)
-        ):
-            raise ValueError("history: sizes do not agree")
-        return cls(maxlen, width, start, numbers, shapes)
-
-
-def _dump_shape(shape: _Shape | ProbeResult) -> list[Any]:
-    kind = shape.error_kind.value if shape.error_kind is not None else None
-    if isinstance(shape, _Shape):  # tag 2: details and gauges as [key, value, is_number] triples
-        return [
-            2,
-            shape.ok,
-            kind,
-            shape.error_message,
-            list(shape.phase_names),
-            _dump_template(shape.details),
-            _dump_template(shape.gauges),
-        ]
-    return [
-        1,
-        shape.ok,
-        kind,
-        shape.error_message,
-        dict(shape.phases),
-        shape.details,
-        shape.gauges,
-        shape.time,
-        shape.duration,
-        shape.latency,
-    ]
-
-
-def _load_shape(data: list[Any]) -> _Shape | ProbeResult:
-    tag, ok, kind, message, phases, details, gauges = data[:7]
-    error_kind = ErrorKind(kind) if kind is not None else None
-    if tag == 0:  # written before float details moved into the numbers
-        return _Shape.of_whole(bool(ok), error_kind, message, tuple(phases), dict(details), dict(gauges))
-    if tag == 2:
-        return _Shape(
-            bool(ok), error_kind, message, tuple(phases), _load_template(details), _load_template(gauges)
-        )
-    time, duration, latency = data[7:10]
-    return ProbeResult(
-        time=float(time),
-        ok=bool(ok),
-        duration=float(duration),
-        latency=None if latency is None else float(latency),
-        error_kind=error_kind,
-        error_message=message,
-        phases=dict(phases),
-        details=dict(details),
-        gauges=dict(gauges),
-    )
-
-
-def _dump_template(template: Template) -> list[list[Any]]:
-    """[key, value, is_number] triples (a marker object has no msgpack form)."""
-    return [[key, None if value is NUMBER else value, value is NUMBER] for key, value in template]
-
-
-def _load_template(data: list[list[Any]]) -> Template:
-    return tuple((str(key), NUMBER if is_number else value) for key, value, is_number in data)

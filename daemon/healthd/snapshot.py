@@ -32,6 +32,7 @@ from typing import Any
 
 import msgpack
 
+from healthd import history_form
 from healthd.config import format_check_id
 from healthd.history import History, HistoryCopy
 from healthd.loop_slices import LoopSlices
@@ -39,7 +40,8 @@ from healthd.store import CheckState, Status, Store
 from healthd.uptime import Uptime
 
 MAGIC = b"HEALTHD\x00"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: histories keep durations as ticks, hourly counts are uint16
+_READS = (1, 2)  # a record says its layout by its keys and sizes (history_form, Uptime.load)
 _HEADER = struct.Struct("<8sHxxII")
 
 
@@ -108,7 +110,8 @@ def encode(snapshot: Snapshot) -> bytes:
         # each copy is freed as soon as it is packed: freeing all 10,000 at the end is one
         # uninterruptible cascade of deallocations, ~40 ms with the GIL held (measured)
         copy = checks.pop()
-        record = {**copy.record, "history": copy.history.dump(), "failures": copy.failures.dump()}
+        history, failures = history_form.dump(copy.history), history_form.dump(copy.failures)
+        record = {**copy.record, "history": history, "failures": failures}
         del copy
         parts.append(compressor.compress(packer.pack(record)))
     parts.append(compressor.flush())
@@ -124,8 +127,8 @@ def decode(data: bytes) -> dict[str, dict[str, Any]]:
     if len(data) < _HEADER.size or not data.startswith(MAGIC):
         raise SnapshotError("not a healthd snapshot")
     _, version, length, crc = _HEADER.unpack_from(data)
-    if version != FORMAT_VERSION:
-        raise SnapshotError(f"format version {version}, this release reads version {FORMAT_VERSION}")
+    if version not in _READS:
+        raise SnapshotError(f"format version {version}, this release reads versions 1 and 2")
     body = data[_HEADER.size :]
     if len(body) != length:
         raise SnapshotError(f"truncated: {len(body)} of {length} bytes")
@@ -158,10 +161,10 @@ def restore(store: Store, records: Mapping[str, dict[str, Any]]) -> int:
 
 def _load_into(state: CheckState, record: Mapping[str, Any]) -> None:
     # build everything first, so a bad record leaves the state untouched
-    history = History.from_copy(HistoryCopy.load(record["history"]))
+    history = History.from_copy(history_form.load(record["history"]))
     if history.maxlen != state.info.history:
         history = history.resized(state.info.history)
-    failures = History.from_copy(HistoryCopy.load(record["failures"]))
+    failures = History.from_copy(history_form.load(record["failures"]))
     uptime = Uptime.load(record["uptime"])
     uptime.forget_open_stretch()  # the time healthd was not running is not counted as down
     status = Status(record["status"])
