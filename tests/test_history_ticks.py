@@ -65,7 +65,14 @@ def test_a_history_gives_back_each_result_as_kept_and_survives_its_snapshot_form
         history.append(result)
     expected = [expect(result, appended[0]) for result in appended[-maxlen:]]
     assert list(history) == expected
-    assert list(History.from_copy(history_form.load(history_form.dump(history.copy())))) == expected
+    restored = History.from_copy(history_form.load(history_form.dump(history.copy())))
+    assert list(restored) == expected and len(restored) == len(expected)
+    if appended:  # a restored ring goes on as the original does
+        for ring in (history, restored):
+            ring.append(appended[0])
+        assert list(restored) == list(history)
+        assert list(reversed(restored)) == list(reversed(history))
+    history = History.of(maxlen, appended)
     # a resized history has a first result of its own: equal to the tick, whole or not
     assert [as_kept(r) for r in history.resized(3)] == [as_kept(r) for r in expected[-3:]]
 
