@@ -4,7 +4,8 @@ A 10,000-check daemon at a 10 s interval needs 20 minutes to fill
 `history: 120`; the bench cannot wait that long. This fills the daemon's own
 `Store` with results shaped exactly as the TCP probe and `run_probe` build
 them (two phases, an `address` detail formatted per probe) and reports the
-resident memory it took. With `--uptime-days` it also fills every bucket of
+resident memory it took (`bytes_per_result`: the history's share, measured
+before the uptime fill). With `--uptime-days` it also fills every bucket of
 each check's uptime rings (30 days is what the 30 d window holds; the rings
 are preallocated, so filling touches their pages but cannot grow them). With
 `--snapshot DIR` it then measures a snapshot of all of it: the time the copy
@@ -87,6 +88,8 @@ def main(argv: list[str] | None = None) -> int:
                 gauges=outcome.gauges,
             )
             store.record(key, result)
+    gc.collect()
+    filled = process_rss(pid)
     if args.uptime_days:
         fill_uptime(store, now + args.history, args.uptime_days)
     gc.collect()
@@ -99,7 +102,10 @@ def main(argv: list[str] | None = None) -> int:
         "rss_start": rss_start,
         "rss_before": before,
         "rss_after": after,
-        "bytes_per_result": (after - before) / results,
+        "rss_history_filled": filled,
+        "bytes_per_result": (filled - before) / results,
+        # the store's checks as apply() built them (uptime rings preallocated), before any result
+        "bytes_per_check_applied": (before - rss_start) / args.checks,
         "bytes_per_check": (after - before) / args.checks,
         "bytes_per_check_total": (after - rss_start) / args.checks,
     }
