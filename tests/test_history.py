@@ -85,14 +85,15 @@ def test_a_result_whose_details_differ_from_the_newest_shape_gets_its_own(detail
     assert second_shape is not first_shape
 
 
-def test_a_result_with_more_numbers_than_the_first_is_kept_whole() -> None:
+def test_a_result_with_more_numbers_than_the_first_widens_the_slots() -> None:
     history = History(10)
     plain = ProbeResult(time=1.0, ok=True, duration=0.1, latency=0.1, details={"status": 200})
     richer = tcp_result(2.0, 0.4)  # one phase, one float detail, one gauge more
     history.append(plain)
     history.append(richer)
-    assert list(history) == [as_kept(plain), richer]
-    assert history.copy().shapes[1] is richer
+    assert list(history) == kept_all([plain, richer])
+    assert not isinstance(history.copy().shapes[1], ProbeResult)  # not kept whole
+    assert (history.tick_width, history.float_width) == (3, 2)
 
 
 def test_a_dumped_history_loads_back_through_msgpack() -> None:

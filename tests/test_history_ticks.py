@@ -44,17 +44,6 @@ results = st.builds(
 )
 
 
-def _float_count(result: ProbeResult) -> int:
-    return sum(type(v) is float for v in (*result.details.values(), *result.gauges.values()))
-
-
-def expect(result: ProbeResult, first: ProbeResult) -> ProbeResult:
-    """A result with more phases or floats than the check's first is kept whole, the rest as kept."""
-    if len(result.phases) > len(first.phases) or _float_count(result) > _float_count(first):
-        return result
-    return as_kept(result)
-
-
 @settings(max_examples=200, deadline=None)
 @given(st.lists(results, max_size=30), st.integers(1, 12))
 def test_a_history_gives_back_each_result_as_kept_and_survives_its_snapshot_form(
@@ -63,7 +52,7 @@ def test_a_history_gives_back_each_result_as_kept_and_survives_its_snapshot_form
     history = History(maxlen)
     for result in appended:
         history.append(result)
-    expected = [expect(result, appended[0]) for result in appended[-maxlen:]]
+    expected = [as_kept(result) for result in appended[-maxlen:]]
     assert list(history) == expected
     restored = History.from_copy(history_form.load(history_form.dump(history.copy())))
     assert list(restored) == expected and len(restored) == len(expected)
@@ -72,9 +61,7 @@ def test_a_history_gives_back_each_result_as_kept_and_survives_its_snapshot_form
             ring.append(appended[0])
         assert list(restored) == list(history)
         assert list(reversed(restored)) == list(reversed(history))
-    history = History.of(maxlen, appended)
-    # a resized history has a first result of its own: equal to the tick, whole or not
-    assert [as_kept(r) for r in history.resized(3)] == [as_kept(r) for r in expected[-3:]]
+    assert list(History.of(maxlen, appended).resized(3)) == expected[-3:]
 
 
 def test_what_no_tick_holds_is_kept_whole_and_exact() -> None:
@@ -117,3 +104,24 @@ def test_a_full_history_holds_32_bytes_a_tcp_result() -> None:
     assert arrays == 120 * (8 + 4 * 4)  # time; duration, latency, two phases: nothing over-allocated
     shapes = history.copy().shapes
     assert len({id(shape) for shape in shapes}) == 1
+
+
+def test_a_check_whose_first_result_failed_keeps_its_later_results_compact() -> None:
+    history = History(120)
+    history.append(ProbeResult(time=0.0, ok=False, duration=1.0, latency=None, error_message="timeout"))
+    for n in range(1, 130):
+        history.append(
+            ProbeResult(
+                time=float(n),
+                ok=True,
+                duration=2e-4,
+                latency=1e-4,
+                phases={"resolve": 0.0, "connect": 1e-4},
+                details={"address": "127.0.0.1:80", "rtt_ms": 0.1, "rtt_source": "tcp_info"},
+                gauges={"rtt_seconds": 1e-4},
+            )
+        )
+    shapes = history.copy().shapes
+    assert not any(isinstance(shape, ProbeResult) for shape in shapes)  # none kept whole
+    assert len({id(shape) for shape in shapes}) == 1
+    assert history[-1].details["rtt_ms"] == 0.1 and history[-1].phases == {"resolve": 0.0, "connect": 1e-4}

@@ -136,8 +136,8 @@ class History:
     ticks of 0.1 µs (uint32, see `to_ticks`), its float details and gauges as
     doubles, and a shared `_Shape` for what repeats from one result to the
     next: 32 bytes a result for a steady TCP check. A result with more phases
-    or floats than the check's first one, or a value no tick can hold, is kept
-    whole. Reading rebuilds `ProbeResult` values equal to the originals but for
+    or floats than the slots hold widens them (`_widen`); one with a value no
+    tick can hold is kept whole. Reading rebuilds `ProbeResult` values equal to the originals but for
     durations rounded to the tick (`kept`).
     """
 
@@ -200,9 +200,24 @@ class History:
         newest = self._shapes[(self._start + self._count - 1) % self.maxlen] if self._count else None
         shape = newest if isinstance(newest, _Shape) and newest.fits(result) else _Shape.of(result)
         if len(shape.phase_names) > self.tick_width - 2 or shape.floats > self.float_width:
-            return result, None
+            self._widen(max(self.tick_width, 2 + len(shape.phase_names)), max(self.float_width, shape.floats))
         ticks = _ticks_of(result, self.tick_width)
         return (shape, ticks) if ticks is not None else (result, None)
+
+    def _widen(self, tick_width: int, float_width: int) -> None:
+        """Room for a result with more phases or floats than the first (a check whose first
+        result was a failure, say): every slot moves to the wider layout, once."""
+        ticks, floats, old_ticks, old_floats = self._ticks, self._floats, self.tick_width, self.float_width
+        self._ticks = array("I", [0]) * (tick_width * self.maxlen)
+        self._floats = array("d", [0.0]) * (float_width * self.maxlen)
+        for slot in range(self.maxlen):
+            self._ticks[slot * tick_width : slot * tick_width + old_ticks] = ticks[
+                slot * old_ticks : (slot + 1) * old_ticks
+            ]
+            self._floats[slot * float_width : slot * float_width + old_floats] = floats[
+                slot * old_floats : (slot + 1) * old_floats
+            ]
+        self.tick_width, self.float_width = tick_width, float_width
 
     def _result(self, slot: int) -> ProbeResult:
         shape = self._shapes[slot]
