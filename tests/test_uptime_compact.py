@@ -91,24 +91,29 @@ def test_a_never_down_ring_dumps_zero_down_seconds_before_its_latency_sums() -> 
     assert day[2] == bytes(8 * 90) + bytes(8 * d) + struct.pack("<d", 0.25) + bytes(8 * (89 - d))
 
 
-def test_format_1_hourly_counts_as_uint32_load_capped_at_uint16() -> None:
+def test_format_1_hourly_counts_as_uint32_load_exactly() -> None:
     uptime = Uptime()
     uptime.observe(T0 + 5, True, 0.25, down=False)
     data = uptime.dump()
     h = int(T0 // HOUR) % 168
     counts = [0] * 336
-    counts[h], counts[168 + h] = 70_000, 69_000  # more than a uint16 holds: capped
     counts[h - 1], counts[168 + h - 1] = 7, 6
     data["rings"][1][1] = struct.pack("<336I", *counts)
+    assert Uptime.load(data)._hour.counts.typecode == "H"  # all fit: kept narrow
+    counts[h], counts[168 + h] = 70_000, 69_000  # more than a uint16 holds: the ring stays wide
+    data["rings"][1][1] = struct.pack("<336I", *counts)
     loaded = Uptime.load(data)
-    assert list(loaded._hour.counts[h - 1 : h + 1]) == [7, 0xFFFF]
-    assert list(loaded._hour.counts[168 + h - 1 : 168 + h + 1]) == [6, 0xFFFF]
-    assert loaded.window("7d", T0 + 5).probes == 0xFFFF + 7
+    assert loaded._hour.counts.typecode == "I"
+    assert list(loaded._hour.counts[h - 1 : h + 1]) == [7, 70_000]
+    assert loaded.window("7d", T0 + 5).probes == 70_007
+    assert Uptime.load(loaded.dump()).window("7d", T0 + 5).successes == 69_006  # and round-trips
 
 
-def test_an_hour_bucket_saturates_instead_of_wrapping() -> None:
+def test_a_full_hour_bucket_widens_the_ring_instead_of_saturating() -> None:
     uptime = Uptime()
     for n in range(0x10000 + 5):
-        uptime._hour.add_probe(T0 + n * 0.05, True, None)  # 20 probes a second for an hour
-    assert uptime._hour.counts[int(T0 // HOUR) % 168] == 0xFFFF
-    assert uptime.window("24h", T0 + HOUR - 1).probes == 0xFFFF
+        uptime._hour.add_probe(T0 + n * 0.05, n % 2 == 0, None)  # 20 probes a second for an hour
+    assert uptime._hour.counts.typecode == "I"
+    assert uptime._hour.counts[int(T0 // HOUR) % 168] == 0x10000 + 5
+    window = uptime.window("24h", T0 + HOUR - 1)
+    assert (window.probes, window.successes) == (0x10000 + 5, 0x8000 + 3)

@@ -23,7 +23,6 @@ from typing import Any
 from healthd.uptime_rings import (
     HistogramRing,
     Ring,
-    fill_counts_le,
     fill_le,
     le_bytes,
     quantile,
@@ -67,7 +66,7 @@ class Uptime:
     __slots__ = ("_day", "_down_since", "_hist_5m", "_hist_hour", "_hour", "_minute", "observed")
 
     def __init__(self) -> None:
-        # uint16 counts hold an hour of probes 55 ms apart (a full bucket saturates, see Ring.cap);
+        # uint16 counts hold an hour of probes 55 ms apart (a fuller bucket widens the ring's, Ring._widen);
         # float32 sums would drift over a day of 100 ms probes.
         # spans: the windows' lengths in buckets (see _window_parts), kept as running counts
         self._minute = Ring(MINUTE, 60, "H", "f", spans=(60,))
@@ -167,14 +166,14 @@ class Uptime:
     def load(cls, data: dict[str, Any]) -> Uptime:
         """The inverse of `dump`; raises ValueError if the layout does not match.
 
-        Snapshots of format 1 held the hourly counts as uint32: read by their size, capped."""
+        Snapshots of format 1 held the hourly counts as uint32: read by their size."""
         uptime = cls()
         rings, hists = data["rings"], data["histograms"]
         if len(rings) != 3 or len(hists) != 2:
             raise ValueError("uptime: wrong number of rings")
         for ring, (head, counts, sums) in zip(uptime._rings(), rings, strict=True):
             ring.head = int(head)
-            fill_counts_le(ring.counts, counts)
+            ring.load_counts(counts)
             loaded: array[float] = array(ring.float_code, bytes(2 * ring.size * ring.latency.itemsize))
             fill_le(loaded, sums)
             ring.load_sums(loaded)

@@ -33,6 +33,7 @@ LATENCY_BOUNDS = (
 )
 _BUCKETS = len(LATENCY_BOUNDS) + 1
 _U16_MAX = 0xFFFF  # histogram counts saturate here (a check probed every < 55 ms in one hour)
+_U32_MAX = 0xFFFFFFFF
 
 
 class Timeline:
@@ -123,6 +124,28 @@ class Ring(Timeline):
             probes, successes = self.counts_in(self.head - span + 1, self.head)
             self._running[2 * which], self._running[2 * which + 1] = probes, successes
 
+    def _widen(self) -> bool:
+        """uint16 counts to uint32, once a bucket is full (an hour of probes < 55 ms apart);
+        False if they are uint32 already."""
+        if self.counts.typecode != "H":
+            return False
+        self.counts = array("I", self.counts)
+        self.cap = _U32_MAX
+        return True
+
+    def load_counts(self, data: bytes) -> None:
+        """Counts from a snapshot, uint16 or uint32 by their size (format 1 held every ring's
+        as uint32, and a widened ring's are): kept narrow where every count fits."""
+        if len(data) != 4 * len(self.counts):
+            fill_le(self.counts, data)
+            return
+        wide = array("I", bytes(len(data)))
+        fill_le(wide, data)
+        if self.counts.typecode == "H" and max(wide, default=0) <= _U16_MAX:
+            self.counts = array("H", wide)
+        else:
+            self.counts, self.cap = wide, _U32_MAX
+
     def _zero(self, slot: int) -> None:
         self.counts[slot] = self.counts[self.size + slot] = 0
         self.latency[slot] = 0.0
@@ -133,8 +156,8 @@ class Ring(Timeline):
         slot = self.slot(int(time // self.step))
         if slot is None:
             return
-        if self.counts[slot] == self.cap:  # only a check probed more than 1,000 times a second
-            return
+        if self.counts[slot] == self.cap and not self._widen():
+            return  # a bucket of 4 billion probes: saturated rather than wrapped
         self.counts[slot] += 1
         if ok:
             self.counts[self.size + slot] += 1
@@ -254,13 +277,3 @@ def fill_le(target: array[Any], data: bytes) -> None:
     if sys.byteorder != "little":
         loaded.byteswap()
     target[:] = loaded
-
-
-def fill_counts_le(target: array[int], data: bytes) -> None:
-    """`fill_le` for uint16 counts that also takes them as uint32 (snapshot format 1), capped."""
-    if target.typecode == "H" and len(data) == 4 * len(target):
-        wide = array("I", bytes(len(data)))
-        fill_le(wide, data)
-        target[:] = array("H", (min(count, _U16_MAX) for count in wide))
-        return
-    fill_le(target, data)
