@@ -10,7 +10,7 @@ import orjson
 import pytest
 from healthd import api_dicts
 from healthd.api_dicts import encode, services_dict
-from healthd.api_listing import ListingCache, services_json
+from healthd.api_listing import ListingCache, _differ, services_json
 from healthd.api_models import (
     CheckDetail,
     CheckSummary,
@@ -217,3 +217,44 @@ async def test_the_cut_between_checks_survives_any_text() -> None:
         filled.record(info.key, dataclasses.replace(OK, time=NOW - n, details={odd: [odd, {odd: odd}]}))
     await assert_cache_agrees(cache, filled, NOW)
     await assert_cache_agrees(cache, filled, NOW + MINUTE)
+
+
+async def test_the_cached_listing_follows_a_clock_stepped_back_past_a_stale_check() -> None:
+    watched = dataclasses.replace(UP, stale_after=5.0)
+    filled, cache = Store(), ListingCache()
+    filled.apply([ServiceInfo("web", {}, (watched, DOWN))])
+    at = 1_700_000_040.0
+    filled.record(watched.key, dataclasses.replace(OK, time=at))
+    await assert_cache_agrees(cache, filled, at + 10)  # stale
+    await assert_cache_agrees(cache, filled, at + 1)  # no result, but the clock stepped back
+    assert (await listing(cache, filled, at + 1))["services"][0]["checks"][0]["stale"] is False
+
+
+async def test_a_check_turns_stale_while_another_of_its_service_gets_results() -> None:
+    quiet, busy = (dataclasses.replace(info, stale_after=5.0) for info in (UP, DOWN))
+    filled, cache = Store(), ListingCache()
+    filled.apply([ServiceInfo("web", {}, (quiet, busy))])
+    at = 1_700_000_040.0
+    for info in (quiet, busy):
+        filled.record(info.key, dataclasses.replace(OK, time=at))
+    for later in range(1, 12):  # only `busy` gets results; `quiet` turns stale after 5 s
+        filled.record(busy.key, dataclasses.replace(OK, time=at + later))
+        await assert_cache_agrees(cache, filled, at + later + 0.5)
+    checks = (await listing(cache, filled, at + 11.5))["services"][0]["checks"]
+    assert [check["stale"] for check in checks] == [True, False]
+
+
+async def test_only_the_checks_with_a_new_result_are_encoded_again() -> None:
+    filled, cache = store(), ListingCache()
+    await services_json(cache, filled, filled.services, NOW)
+    kept = dict(cache._fragments)
+    filled.record(UP.key, dataclasses.replace(OK, time=NOW - 1))
+    await assert_cache_agrees(cache, filled, NOW)
+    renewed = [name for name, fragment in cache._fragments.items() if fragment is not kept[name]]
+    assert renewed == [tuple(UP.key)]
+
+
+def test_differ_gives_the_places_where_two_lists_differ() -> None:
+    same = object()
+    assert _differ([1, 2, 3, same], [1, 5, 3, object()]) == [1, 3]
+    assert _differ([same, (1, same)], [same, (1, same)]) == []

@@ -137,3 +137,16 @@ def test_history_gives_back_equal_results_whatever_their_shape() -> None:
     assert list(state.history) == sent[1:]
     assert list(reversed(state.history)) == sent[:0:-1]
     assert state.history[0] == sent[1] and state.history[-1] == sent[-1]
+
+
+def test_every_result_moves_changes_a_local_error_too() -> None:
+    store = store_with(info())
+    state = store.check(("s", "c"))
+    assert state is not None and state.changes == 0
+    store.record(("s", "c"), result(True, 1.0))
+    local = ProbeResult(time=2.0, ok=False, duration=0.0, latency=None, error_kind=ErrorKind.LOCAL)
+    store.record(("s", "c"), local)  # changes only last_seen, which `stale` is told from
+    store.record(("s", "c"), result(True, 1.0))  # the very same result again: the uptime counts move
+    assert state.changes == 3
+    store.apply(store.services)  # a reload keeps the state and its count
+    assert store.check(("s", "c")) is state and state.changes == 3

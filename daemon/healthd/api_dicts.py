@@ -65,7 +65,7 @@ def counts_of(state: CheckState, now: float) -> Counts:
 
 def summed(counts: Iterable[Counts]) -> Counts:
     """The counts of several checks added up, window by window (a service's uptime)."""
-    totals = tuple(sum(column) for column in zip(*counts, strict=True))
+    totals = tuple(map(sum, zip(*counts, strict=True)))
     return totals or (0,) * (2 * len(WINDOW_NAMES))
 
 
@@ -100,9 +100,10 @@ def last_dict(state: CheckState) -> dict[str, Any] | None:
     return None if state.last is None else result_dict(state.last)
 
 
-def summary_dict(state: CheckState, counts: Counts, now: float) -> dict[str, Any]:
-    """`api_models.CheckSummary` of a check, given its window counts."""
-    stale = is_stale(state, now)
+def summary_dict(state: CheckState, counts: Counts, now: float, stale: bool | None = None) -> dict[str, Any]:
+    """`api_models.CheckSummary` of a check, given its window counts (and `is_stale`, if known)."""
+    if stale is None:
+        stale = is_stale(state, now)
     return {**summary_head(state), "uptime": ratios(counts), "last": last_dict(state), "stale": stale}
 
 

@@ -9,18 +9,21 @@ counts moved; when only the minute moved on, only the 1 h counts are taken again
 re-joined only if one of its bytes moved. The bytes are `api_dicts`' own JSON, so the answer is
 exactly what building every dict afresh gives (a test compares the bytes).
 
-Which checks to look at is told by their marks, read without a call per check: the uptime
-object (a restore replaces it), `Uptime.observed` (every result that changes what a check
-shows moves it on), `last_seen` and `stale` (a local error moves only those). What a check's
-JSON is made of is listed in `_state_key`. A field that can change without moving a mark must
-join both. The states themselves are looked up again only after a reload (`Store.applied`).
+Which checks to look at is told by their marks, read without a call per check: the state's
+`changes` (every result moves it, a local error too), its uptime object (a restore replaces
+it) and its info (a reload replaces it). The one field that changes with the clock alone,
+`stale`, is looked at again only once the clock reaches the earliest time a check of the
+service could turn stale (`_Fragment.stale_at`), or steps back. The states themselves are
+looked up again only after a reload (`Store.applied`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from operator import attrgetter
+from itertools import compress, count
+from math import inf
+from operator import attrgetter, ne
 from typing import Any
 
 import orjson
@@ -32,25 +35,12 @@ from healthd.loop_slices import LoopSlices
 from healthd.store import CheckState, ServiceInfo, Store, is_stale, service_status
 from healthd.uptime import DAY, HOUR, MINUTE, WINDOW_NAMES
 
-
-def _state_key(state: CheckState) -> tuple[object, ...]:
-    """Everything of a check's state that its listing shows, bar the clock's part of the uptime."""
-    uptime = state.uptime
-    return (
-        state.info,
-        state.status,
-        state.since,
-        state.last_success,
-        state.last_failure,
-        state.last,
-        uptime,
-        uptime.observed,
-    )
-
-
 _CUT = orjson.Fragment(b"\x00")  # see _encoded
 _UPTIME_FIELD = b',"uptime":{'  # its first place in a check's JSON: no string can hold it unescaped
-_UPTIME, _OBSERVED, _LAST_SEEN, _JSON = map(attrgetter, ("uptime", "observed", "last_seen", "json"))
+_MARK = attrgetter("changes", "uptime", "info")  # see the module's docstring
+_JSON, _STALE_AT, _COUNTS = attrgetter("json"), attrgetter("stale_at"), attrgetter("counts")
+# `stale_at` is this much early: `is_stale` subtracts, the deadline adds, and they may round apart
+_STALE_MARGIN = 1e-3
 Buckets = tuple[int, int, int]  # the minute, hour and day `now` is in
 
 
@@ -58,7 +48,9 @@ Buckets = tuple[int, int, int]  # the minute, hour and day `now` is in
 class _Fragment:
     """One check's JSON; `json[start:end]` is its uptime ratios, replaced when the counts move."""
 
-    key: tuple[object, ...]
+    mark: tuple[object, ...]  # `_MARK` of the state it was built from
+    stale: bool
+    stale_at: float  # the earliest time it may turn stale (inf: stale already, or never)
     json: bytes  # '{"name":…,"uptime":{…},"last":…}'
     start: int
     end: int
@@ -81,9 +73,16 @@ def _encoded(bodies: list[dict[str, Any]]) -> list[bytes]:
     return encode(marked)[1:-3].split(b",\x00,")  # '[' body ',\x00,' body … ',\x00]'
 
 
-def _fragment(key: tuple[object, ...], json: bytes, buckets: Buckets, counts: Counts) -> _Fragment:
+def _stale_at(state: CheckState, stale: bool) -> float:
+    if stale or state.last_seen is None:
+        return inf
+    return state.last_seen + state.info.stale_after - _STALE_MARGIN
+
+
+def _fragment(state: CheckState, stale: bool, json: bytes, buckets: Buckets, counts: Counts) -> _Fragment:
     start = json.index(_UPTIME_FIELD) + len(_UPTIME_FIELD) - 1  # at the ratios' "{"
-    return _Fragment(key, json, start, json.index(b"}", start) + 1, buckets, counts)
+    end = json.index(b"}", start) + 1
+    return _Fragment(_MARK(state), stale, _stale_at(state, stale), json, start, end, buckets, counts)
 
 
 def _moved_counts(fragment: _Fragment, state: CheckState, now: float, buckets: Buckets) -> Counts:
@@ -92,6 +91,11 @@ def _moved_counts(fragment: _Fragment, state: CheckState, now: float, buckets: B
     if fragment.buckets[1:] == buckets[1:]:
         return (*state.uptime.counts(WINDOW_NAMES[0], now), *fragment.counts[2:])
     return api_dicts.counts_of(state, now)
+
+
+def _differ(new: Sequence[object], old: Sequence[object]) -> list[int]:
+    """The places where two lists of the same length differ, found without a loop in Python."""
+    return list(compress(count(), map(ne, new, old)))
 
 
 class ListingCache:
@@ -105,14 +109,13 @@ class ListingCache:
     def refresh(self, states: list[CheckState], now: float, buckets: Buckets) -> list[_Fragment]:
         """The checks' fragments, up to date for `now` (whose buckets the caller worked out)."""
         fragments: list[_Fragment | None] = []
-        changed: list[tuple[int, tuple[object, ...], CheckState]] = []
+        changed: list[tuple[int, bool, CheckState]] = []
         for state in states:
             stale = is_stale(state, now)  # the one field that changes with the clock, without a result
-            key, name = (*_state_key(state), stale), (state.info.service, state.info.name)
-            fragment = self._fragments.get(name)
-            if fragment is None or fragment.key != key:
-                changed.append((len(fragments), key, state))
-            elif fragment.buckets != buckets:  # the same key: no result since the counts were taken
+            fragment = self._fragments.get((state.info.service, state.info.name))
+            if fragment is None or fragment.mark != _MARK(state) or fragment.stale is not stale:
+                changed.append((len(fragments), stale, state))
+            elif fragment.buckets != buckets:  # the same mark: no result since the counts were taken
                 counts = _moved_counts(fragment, state, now, buckets)
                 if counts != fragment.counts:
                     fragment.set_counts(counts)
@@ -121,18 +124,18 @@ class ListingCache:
         if changed:
             taken = [api_dicts.counts_of(state, now) for _, _, state in changed]
             pairs = zip(changed, taken, strict=True)
-            bodies = [api_dicts.summary_dict(state, c, now) for (_, _, state), c in pairs]
-            for (at, key, state), c, json in zip(changed, taken, _encoded(bodies), strict=True):
+            bodies = [api_dicts.summary_dict(state, c, now, stale) for (_, stale, state), c in pairs]
+            for (at, stale, state), c, json in zip(changed, taken, _encoded(bodies), strict=True):
                 name = (state.info.service, state.info.name)
-                fragments[at] = self._fragments[name] = _fragment(key, json, buckets, c)
+                fragments[at] = self._fragments[name] = _fragment(state, stale, json, buckets, c)
         return [fragment for fragment in fragments if fragment is not None]  # all of them by now
 
     def service_json(self, store: Store, service: ServiceInfo, now: float) -> bytes:
         """`api_dicts.service_dict()` encoded, from the checks' fragments.
 
-        Only a reload replaces the store's states (`Store.applied`); until then a look at
-        each check's marks (its uptime object, `Uptime.observed`, `last_seen` and `stale`) tells
-        which checks need a look at their state. The service is re-joined only if a byte moved.
+        Only a reload replaces the store's states (`Store.applied`); until then the checks'
+        marks (`_MARK`) tell which need a look at their state, and the clock only whether one
+        may have turned stale. The service is re-joined only if a byte moved.
         """
         buckets = (int(now // MINUTE), int(now // HOUR), int(now // DAY))
         entry = self._services.get(service.name)
@@ -140,22 +143,18 @@ class ListingCache:
             entry = _Service(service, store.applied, store.states_of(service))
             self._services[service.name] = entry
         states = entry.states
-        uptimes = list(map(_UPTIME, states))  # a restore replaces a check's uptime
-        stale = [is_stale(state, now) for state in states]
-        marks: list[tuple[object, ...]] = list(
-            zip(uptimes, map(_OBSERVED, uptimes), map(_LAST_SEEN, states), stale, strict=True)
-        )
-        if entry.buckets != buckets or not entry.fragments:  # every check's counts may have moved
-            entry.fragments = self.refresh(states, now, buckets)
+        marks: list[tuple[object, ...]] = list(map(_MARK, states))
+        if entry.buckets != buckets or not entry.looked <= now < entry.stale_at:
+            entry.fragments = self.refresh(states, now, buckets)  # every check may have moved
         elif marks != entry.marks:
-            pairs = enumerate(zip(marks, entry.marks, strict=True))
-            moved = [at for at, (new, old) in pairs if new != old]
+            moved = _differ(marks, entry.marks)
             fresh = self.refresh([states[at] for at in moved], now, buckets)
             for at, fragment in zip(moved, fresh, strict=True):
                 entry.fragments[at] = fragment
         else:
             return entry.json
-        entry.marks, entry.buckets = marks, buckets
+        entry.marks, entry.buckets, entry.looked = marks, buckets, now
+        entry.stale_at = min(map(_STALE_AT, entry.fragments), default=inf)
         parts = list(map(_JSON, entry.fragments))
         head = _service_head(service, states, entry.fragments)
         if head != entry.head or parts != entry.parts:
@@ -174,14 +173,16 @@ class ListingCache:
 
 @dataclass(slots=True)
 class _Service:
-    """A service's answer as last built, and what it was built from: the checks' states and
-    their marks when last looked at."""
+    """A service's answer as last built, and what it was built from: the checks' states, their
+    marks when last looked at, and the time of that look."""
 
     service: ServiceInfo
     applied: int  # `Store.applied` when the states were looked up
     states: list[CheckState]
     marks: list[tuple[object, ...]] = field(default_factory=list)
     buckets: Buckets = (-1, -1, -1)
+    looked: float = inf  # a clock stepped back before it: a stale check may be fresh again
+    stale_at: float = -inf  # the earliest a check may turn stale
     fragments: list[_Fragment] = field(default_factory=list)
     head: bytes = b""
     parts: list[bytes] = field(default_factory=list)
@@ -194,7 +195,7 @@ def _service_head(service: ServiceInfo, states: list[CheckState], fragments: lis
         "name": service.name,
         "status": service_status(states).value,
         "labels": dict(service.labels),
-        "uptime": api_dicts.ratios(api_dicts.summed(f.counts for f in fragments)),
+        "uptime": api_dicts.ratios(api_dicts.summed(map(_COUNTS, fragments))),
     }
     return encode(head)[:-1]
 
