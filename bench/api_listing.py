@@ -6,12 +6,16 @@ with `--rounds` results shaped as the TCP probe's (one check gets `--history` of
 
 - `services_cold`: the first `GET /api/v1/services`, with nothing cached yet;
 - `services_steady`: the listing after each `--fresh` fraction of the checks got a new result
-  (0.1: 10,000 checks every 10 s polled every second), `--requests` times;
+  (0.1: 10,000 checks every 10 s polled every second), `--requests` times. `--order phase`
+  (the default) gives the results in the order of the checks' phases (`slots.stable_fraction`),
+  as the daemon's scheduler runs them: a few new checks in every service; `--order sequential`
+  gives whole services at a time (the figures before 2026-12-01 19:00 UTC);
 - `service`, `check`, `history`: `GET /api/v1/services/{s}`, `…/checks/{c}`, `…/history`.
 
 In-process, on the loop's thread: `minute_rollover_ms`, the listing when every check's 1 h
-window moved on by a minute since the last one (the costliest steady request), and the
-reference measured in the same run: `reference_fresh_dicts_ms`, every dict built afresh
+window moved on by a minute since the last one (the costliest steady request), `steady_cpu_ms`,
+the loop thread's CPU time of the steady listing (in-process, after each `--fresh` share of new
+results), and the reference measured in the same run: `reference_fresh_dicts_ms`, every dict built afresh
 and encoded (what each request cost before the cache), and `reference_pydantic_ms`, the
 listing built as pydantic models. The `loop_hold_ms` figures are the longest wake-up delay
 of a 1 ms ticker on the loop during each request (bench.loop_hold). Prints JSON.
@@ -28,9 +32,10 @@ from typing import Any
 
 from healthd import api_dicts
 from healthd.api_keys import LISTING
-from healthd.api_listing import ListingCache
+from healthd.api_listing import ListingCache, services_json
 from healthd.api_models import ServicesResponse
 from healthd.results import ProbeResult
+from healthd.slots import stable_fraction
 from healthd.store import CheckInfo, ServiceInfo, Store
 
 from bench.loop_hold import Ticker, read, serve
@@ -100,6 +105,8 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
     store = filled_store(args.checks, args.rounds, args.history, now)
     runner, port = await serve(store, metrics=False)
     keys = [info.key for svc in store.services for info in svc.checks]
+    if args.order == "phase":
+        keys.sort(key=stable_fraction)
     fresh = max(1, int(len(keys) * args.fresh))
     turn = iter(range(10**9))
 
@@ -110,22 +117,35 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
 
     ticker = Ticker()
     tick = asyncio.create_task(ticker.run())
-    out: dict[str, Any] = {"checks": args.checks, "fresh_per_request": fresh}
+    out: dict[str, Any] = {"checks": args.checks, "fresh_per_request": fresh, "order": args.order}
     try:
         out["services_cold"] = await timed_reads(port, "/api/v1/services", 1, ticker)
         out["services_steady"] = await timed_reads(
             port, "/api/v1/services", args.requests, ticker, new_results
         )
-        first = keys[0]
+        first = store.services[0].checks[0].key
         out["service"] = await timed_reads(port, f"/api/v1/services/{first.service}", args.requests, ticker)
         check = f"/api/v1/services/{first.service}/checks/{first.check}"
         out["check"] = await timed_reads(port, check, args.requests, ticker)
         out["history"] = await timed_reads(port, check + "/history", args.requests, ticker)
         out.update(in_process(store, runner.app[LISTING]))
+        out["steady_cpu_ms"] = await steady_cpu(store, runner.app[LISTING], args.requests, new_results)
     finally:
         tick.cancel()
         await runner.cleanup()
     return out
+
+
+async def steady_cpu(store: Store, cache: ListingCache, count: int, before: Any) -> dict[str, float]:
+    """The loop thread's CPU time (`time.thread_time`) of `services_json`, on the loop, after each
+    `before()`: what a steady listing costs, less sensitive to other processes than the wall."""
+    spent = []
+    for _ in range(count):
+        before()
+        started = time.thread_time()
+        await services_json(cache, store, store.services, time.time())
+        spent.append(time.thread_time() - started)
+    return {"median": round(statistics.median(spent) * 1000, 1), "least": round(min(spent) * 1000, 1)}
 
 
 def in_process(store: Store, cache: ListingCache) -> dict[str, float]:
@@ -159,6 +179,7 @@ def main(argv: list[str] | None = None) -> int:
         "--fresh", type=float, default=0.1, help="share of checks with a new result per request"
     )
     parser.add_argument("--requests", type=int, default=20)
+    parser.add_argument("--order", choices=("phase", "sequential"), default="phase", help="of new results")
     args = parser.parse_args(argv)
     if not 100 <= args.checks <= 100_000 or not 1 <= args.requests <= 200 or not 0 <= args.fresh <= 1:
         parser.error("--checks 100..100000, --requests 1..200, --fresh 0..1")

@@ -23,7 +23,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from itertools import compress, count
 from math import inf
-from operator import attrgetter, ne
+from operator import add, attrgetter, ne, sub
 from typing import Any
 
 import orjson
@@ -146,17 +146,21 @@ class ListingCache:
         marks: list[tuple[object, ...]] = list(map(_MARK, states))
         if entry.buckets != buckets or not entry.looked <= now < entry.stale_at:
             entry.fragments = self.refresh(states, now, buckets)  # every check may have moved
+            entry.totals = api_dicts.summed(map(_COUNTS, entry.fragments))
         elif marks != entry.marks:
             moved = _differ(marks, entry.marks)
             fresh = self.refresh([states[at] for at in moved], now, buckets)
+            totals = entry.totals  # summing every check's took a third of the service's time
             for at, fragment in zip(moved, fresh, strict=True):
+                totals = tuple(map(add, totals, map(sub, fragment.counts, entry.fragments[at].counts)))
                 entry.fragments[at] = fragment
+            entry.totals = totals
         else:
             return entry.json
         entry.marks, entry.buckets, entry.looked = marks, buckets, now
         entry.stale_at = min(map(_STALE_AT, entry.fragments), default=inf)
         parts = list(map(_JSON, entry.fragments))
-        head = _service_head(service, states, entry.fragments)
+        head = _service_head(service, states, entry.totals)
         if head != entry.head or parts != entry.parts:
             entry.head, entry.parts = head, parts
             entry.json = head + b',"checks":[' + b",".join(parts) + b"]}"
@@ -184,20 +188,48 @@ class _Service:
     looked: float = inf  # a clock stepped back before it: a stale check may be fresh again
     stale_at: float = -inf  # the earliest a check may turn stale
     fragments: list[_Fragment] = field(default_factory=list)
+    totals: Counts = ()  # the fragments' counts summed: the service's uptime
     head: bytes = b""
     parts: list[bytes] = field(default_factory=list)
     json: bytes = b""
 
 
-def _service_head(service: ServiceInfo, states: list[CheckState], fragments: list[_Fragment]) -> bytes:
-    """The service's fields before `checks`, as '{"name":…,"uptime":{…}'."""
+def _service_head(service: ServiceInfo, states: list[CheckState], totals: Counts) -> bytes:
+    """The service's fields before `checks`, as '{"name":…,"uptime":{…}'; `totals`: the checks'
+    counts summed."""
     head = {
         "name": service.name,
         "status": service_status(states).value,
         "labels": dict(service.labels),
-        "uptime": api_dicts.ratios(api_dicts.summed(map(_COUNTS, fragments))),
+        "uptime": api_dicts.ratios(totals),
     }
     return encode(head)[:-1]
+
+
+async def services_parts(
+    cache: ListingCache,
+    store: Store,
+    services: Iterable[ServiceInfo],
+    now: float,
+    slices: LoopSlices | None = None,
+) -> list[bytes]:
+    """`api_dicts.services_dict()` encoded, as pieces that join to it (a service's answer, as kept,
+    is one), handing the event loop back between slices.
+
+    Each service is built in one piece, so its status agrees with its checks'; the listing
+    as a whole may span a few probe results.
+    """
+    slices = slices or LoopSlices()
+    parts = [b""]  # the head's place; services and commas follow
+    for service in list(services):
+        parts += (cache.service_json(store, service, now), b",")
+        await slices.pause_if_due()
+    cache.forget_removed(store)
+    if len(parts) > 1:
+        parts.pop()  # no comma after the last service
+    parts[0] = b'{"shard":' + encode(api_dicts.shard_dict(store)) + b',"services":['
+    parts.append(b"]}")
+    return parts
 
 
 async def services_json(
@@ -207,19 +239,5 @@ async def services_json(
     now: float,
     slices: LoopSlices | None = None,
 ) -> bytes:
-    """`api_dicts.services_dict()` encoded, handing the event loop back between slices.
-
-    Each service is built in one piece, so its status agrees with its checks'; the listing
-    as a whole may span a few probe results.
-    """
-    slices = slices or LoopSlices()
-    parts = [b""]  # the head's place; services and commas follow, all joined in one copy
-    for service in list(services):
-        parts += (cache.service_json(store, service, now), b",")
-        await slices.pause_if_due()
-    cache.forget_removed(store)
-    if len(parts) > 1:
-        parts.pop()  # no comma after the last service
-    parts[0] = b'{"shard":' + encode(api_dicts.shard_dict(store)) + b',"services":['
-    parts.append(b"]}")
-    return b"".join(parts)
+    """`services_parts()` joined."""
+    return b"".join(await services_parts(cache, store, services, now, slices))
