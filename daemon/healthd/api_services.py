@@ -46,9 +46,9 @@ def _json(body: bytes) -> web.Response:
 
 
 async def _streamed(request: web.Request, parts: list[bytes]) -> web.StreamResponse:
-    """One JSON body written as its pieces: a 4.4 MB answer joined, then joined again with the
-    headers by aiohttp, then copied by asyncio where the socket did not take it all, took about
-    as long as building it. The handler waits while the socket is full, the loop free meanwhile."""
+    """One JSON body written as its pieces: a 4.4 MB answer joined, joined again with the headers
+    by aiohttp (Python 3.11) and copied by asyncio where the socket did not take it all cost
+    ~9 ms of a read here. The handler waits while the socket is full, the loop free meanwhile."""
     response = web.StreamResponse()
     response.content_type, response.content_length = "application/json", sum(map(len, parts))
     await response.prepare(request)
