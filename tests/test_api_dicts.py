@@ -190,12 +190,18 @@ async def test_the_cached_listing_follows_the_hour_window_within_one_hour() -> N
     await assert_cache_agrees(cache, filled, hour + 90 * MINUTE)
 
 
-async def test_the_cached_listing_follows_a_local_error_and_a_restart_in_place() -> None:
+def _stale_after_five_seconds() -> tuple[CheckInfo, Store, ListingCache, float]:
+    """A check that goes stale 5 s after its one result (at the returned time), beside another."""
     watched = dataclasses.replace(UP, stale_after=5.0)
     filled, cache = Store(), ListingCache()
     filled.apply([ServiceInfo("web", {}, (watched, DOWN))])
     at = 1_700_000_040.0
     filled.record(watched.key, dataclasses.replace(OK, time=at))
+    return watched, filled, cache, at
+
+
+async def test_the_cached_listing_follows_a_local_error_and_a_restart_in_place() -> None:
+    watched, filled, cache, at = _stale_after_five_seconds()
     await assert_cache_agrees(cache, filled, at + 10)  # stale
     local = dataclasses.replace(FAILED, time=at + 11, error_kind=ErrorKind.LOCAL)
     filled.record(watched.key, local)  # moves only `last_seen`: no longer stale, nothing else
@@ -220,11 +226,7 @@ async def test_the_cut_between_checks_survives_any_text() -> None:
 
 
 async def test_the_cached_listing_follows_a_clock_stepped_back_past_a_stale_check() -> None:
-    watched = dataclasses.replace(UP, stale_after=5.0)
-    filled, cache = Store(), ListingCache()
-    filled.apply([ServiceInfo("web", {}, (watched, DOWN))])
-    at = 1_700_000_040.0
-    filled.record(watched.key, dataclasses.replace(OK, time=at))
+    _, filled, cache, at = _stale_after_five_seconds()
     await assert_cache_agrees(cache, filled, at + 10)  # stale
     await assert_cache_agrees(cache, filled, at + 1)  # no result, but the clock stepped back
     assert (await listing(cache, filled, at + 1))["services"][0]["checks"][0]["stale"] is False
