@@ -45,8 +45,11 @@ def ref_machine_us(ref: Sequence[ReferenceWindow]) -> list[float]:
 
 
 def bytes_per_result(results: dict[str, Any]) -> float | None:
+    """What a result still to come adds to a daemon whose checks each hold at least one: a
+    history ring is reserved whole with its first result, so it is memfill's later-result
+    figure (results files written before that figure existed give the average)."""
     memory = results.get("memory") or {}
-    value = memory.get("bytes_per_result")
+    value = memory.get("bytes_per_later_result", memory.get("bytes_per_result"))
     return float(value) if value is not None else None
 
 

@@ -5,9 +5,11 @@ A 10,000-check daemon at a 10 s interval needs 20 minutes to fill
 `Store` with results shaped exactly as the TCP probe and `run_probe` build
 them (two phases, an `address` detail formatted per probe) and reports the
 resident memory it took (`bytes_per_result`: the history's share, measured
-before the uptime fill). With `--uptime-days` it also fills every bucket of
-each check's uptime rings (30 days is what the 30 d window holds; the rings
-are preallocated, so filling touches their pages but cannot grow them). With
+before the uptime fill; `bytes_per_later_result`: what a result after each
+check's first adds, since a ring is reserved whole with its first result).
+With `--uptime-days` it also fills every bucket of each check's uptime rings
+(30 days is what the 30 d window holds; the rings are preallocated, so
+filling touches their pages but cannot grow them). With
 `--snapshot DIR` it then measures a snapshot of all of it: the time the copy
 holds the event loop, the longest stall of a 1 ms ticker on the loop during
 the whole write (and, for reference, during one idle second before it), the
@@ -69,7 +71,11 @@ def main(argv: list[str] | None = None) -> int:
     before = process_rss(pid)
     keys = [info.key for svc in services for info in svc.checks]
     now = time.time()
+    after_first = before
     for round_ in range(args.history):
+        if round_ == 1:
+            gc.collect()
+            after_first = process_rss(pid)
         for n, key in enumerate(keys):
             # what probe_tcp returns and run_probe turns into a result, allocation for allocation
             outcome = ProbeOutcome(
@@ -104,6 +110,9 @@ def main(argv: list[str] | None = None) -> int:
         "rss_after": after,
         "rss_history_filled": filled,
         "bytes_per_result": (filled - before) / results,
+        # what each result after a check's first adds: the rings are reserved at full size with
+        # the first result, so a daemon already past its first round grows by this much
+        "bytes_per_later_result": (filled - after_first) / max(results - args.checks, 1),
         # the store's checks as apply() built them (uptime rings preallocated), before any result
         "bytes_per_check_applied": (before - rss_start) / args.checks,
         "bytes_per_check": (after - before) / args.checks,

@@ -195,8 +195,10 @@ def _big(results: dict[str, Any]) -> list[str]:
         "",
         "One window after one interval of warm-up; `/metrics` and `/api/v1/services` timed three times each "
         "after it. The history is not full after a short run, so the RSS at full history adds the results "
-        f"still to come at the size measured by `bench/memfill.py` ({per_result or 0:,.0f} bytes per stored "
-        "result, the daemon's own `Store` filled in a separate process). RSS and PSS are sums over the "
+        "still to come at the size `bench/memfill.py` measures for a check's later results "
+        f"({per_result or 0:,.1f} bytes each, the daemon's own `Store` filled in a separate process: a "
+        "history ring is reserved at full size with the check's first result, so the daemon already "
+        "holds it). RSS and PSS are sums over the "
         "daemon's process tree (main and workers): the RSS sum counts a page the processes share once per "
         "process, the PSS sum (`Pss:` of smaps_rollup, a page shared by N processes counted 1/N in each) "
         "counts it once, as systemd's MemoryCurrent does; the goal is judged by PSS.",

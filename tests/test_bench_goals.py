@@ -150,3 +150,10 @@ def test_no_cost_verdict_when_other_work_saturates_the_machine() -> None:
     assert verdict(rows, "syn: machine CPU/probe at 1,000/s, steady") == "-"
     assert "machine 97% busy: saturated by other work" in "".join(rows)
     assert verdict(rows, "tcp: machine CPU/probe at 1,000/s, steady") == "**missed**"
+
+
+def test_the_projection_uses_what_a_later_result_adds_once_each_ring_is_reserved() -> None:
+    label = "10,000 checks every 10 s, `/metrics` and `/api/v1/services` read every 1 s: RSS"
+    reserved = results(memory={"bytes_per_result": 70, "bytes_per_later_result": 1})
+    # 200 MB now plus 10,000 x 117 later results at 1 byte: the rings are already held
+    assert "RSS sum 200 MB now, 201 MB projected" in verdict_cell(goals.rows(reserved), label)
