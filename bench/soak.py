@@ -38,7 +38,7 @@ if __package__ in (None, ""):  # run as a script: make `bench` importable
 
 from bench.healthd_process import Healthd, Scrape, between
 from bench.procs import Interrupted, Processes, interrupt_on_signals
-from bench.procstat import process_cpu, process_rss, process_tree
+from bench.procstat import process_cpu, process_pss, process_rss, process_tree
 
 SILENT_HOLD = 5.0  # seconds the silent listener keeps a connection before closing it
 
@@ -145,7 +145,8 @@ class Sample:
     fds: int  # of the daemon and its worker processes
     processes: int  # the daemon and its workers: a restarted worker shows as a dip
     load: float  # the machine's 1-minute load average
-    rss_mb: float
+    rss_mb: float  # summed over the tree: a page main and the workers share counts per process
+    pss_mb: float  # each page once (smaps_rollup Pss), as systemd's MemoryCurrent counts it
     cpu_share: float  # of one core over the window
     lag_p99_ms: float
     probes_per_s: float
@@ -172,6 +173,7 @@ def sample(daemon: Healthd, outcomes: list[Outcome], started: float, last: Last)
         processes=len(process_tree(daemon.pid)),
         load=os.getloadavg()[0],
         rss_mb=process_rss(daemon.pid) / 2**20,
+        pss_mb=process_pss(daemon.pid) / 2**20,
         cpu_share=(cpu - last[1]) / window.seconds if window.seconds > 0 else 0.0,
         lag_p99_ms=window.lag_quantile(0.99) * 1000,
         probes_per_s=window.rate,
@@ -193,17 +195,23 @@ def slope_per_hour(points: list[tuple[float, float]]) -> float:
 
 def report(samples: list[Sample]) -> str:
     lines = [
-        "| t (s) | processes | fds | RSS (MB) | CPU (core) | lag p99 (ms) | probes/s | wrong verdicts "
-        "| load |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| t (s) | processes | fds | RSS (MB) | PSS (MB) | CPU (core) | lag p99 (ms) | probes/s "
+        "| wrong verdicts | load |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for s in samples:
         lines.append(
-            f"| {s.at:.0f} | {s.processes} | {s.fds} | {s.rss_mb:.1f} | {s.cpu_share:.3f} "
+            f"| {s.at:.0f} | {s.processes} | {s.fds} | {s.rss_mb:.1f} | {s.pss_mb:.1f} | {s.cpu_share:.3f} "
             f"| {s.lag_p99_ms:.1f} | {s.probes_per_s:.0f} | {s.wrong} | {s.load:.1f} |"
         )
     lines += ["", "| figure | slope per hour |", "|---|---:|"]
-    for name, unit in (("fds", ""), ("rss_mb", " MB"), ("cpu_share", " core"), ("lag_p99_ms", " ms")):
+    for name, unit in (
+        ("fds", ""),
+        ("rss_mb", " MB"),
+        ("pss_mb", " MB"),
+        ("cpu_share", " core"),
+        ("lag_p99_ms", " ms"),
+    ):
         slope = slope_per_hour([(s.at, float(getattr(s, name))) for s in samples])
         lines.append(f"| {name} | {slope:+.3f}{unit} |")
     lines.append(f"| wrong verdicts (total over samples) | {sum(s.wrong for s in samples)} |")
@@ -231,7 +239,8 @@ def soak(
                 taken, last = sample(daemon, outcomes, started, last)
                 samples.append(taken)
                 print(
-                    f"  t={taken.at:.0f}s fds={taken.fds} rss={taken.rss_mb:.1f}MB cpu={taken.cpu_share:.3f} "
+                    f"  t={taken.at:.0f}s fds={taken.fds} rss={taken.rss_mb:.1f}MB pss={taken.pss_mb:.1f}MB "
+                    f"cpu={taken.cpu_share:.3f} "
                     f"lag_p99={taken.lag_p99_ms:.1f}ms {taken.probes_per_s:.0f}/s wrong={taken.wrong}",
                     file=sys.stderr,
                 )

@@ -116,7 +116,8 @@ def big_step(bench: Bench, workers: int, checks: int, seconds: float) -> dict[st
         with readers(daemon) as timings:
             run = window(daemon, bench, checks, seconds)
         slowest = {path: round(max(seen, default=0.0) * 1000, 1) for path, seen in timings.items()}
-        return _row(run, checks=checks, rss_mb=round(run.rss / 2**20), slowest_read_ms=slowest)
+        pss_mb = None if run.pss is None else round(run.pss / 2**20)
+        return _row(run, checks=checks, rss_mb=round(run.rss / 2**20), pss_mb=pss_mb, slowest_read_ms=slowest)
     finally:
         daemon.stop()
 
