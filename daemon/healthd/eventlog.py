@@ -109,8 +109,9 @@ class FirstVerdicts:
 
     def keep_only(self, keys: Iterable[CheckKey]) -> None:
         """After a reload: wait only for these of the checks still waited for."""
-        self._waiting &= set(keys)
-        self._log_when_done()
+        if self._waiting:  # once every verdict is in, a reload has nothing to narrow
+            self._waiting &= set(keys)
+            self._log_when_done()
 
     def _log_when_done(self) -> None:
         if self._waiting or not self._total:
