@@ -783,6 +783,57 @@ def test_good_http_config_loads(tmp_path: Path, pki: Pki) -> None:
     assert check.cert_expiry_min == 14 * 86400 and check.timeout == 1.0
 
 
+# ---- a busy loop -----------------------------------------------------------------------
+
+
+@contextmanager
+def answering_late(delay: float, hold_loop: float) -> Iterator[str]:
+    """A server on its own thread: each request is answered `delay` after it came, and just
+    before the answer goes out the probe's event loop is held for `hold_loop` seconds (as a
+    busy daemon's loop is), so the answer waits in the kernel until the loop is free."""
+    loop = asyncio.get_running_loop()
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(0.05)
+    stop = threading.Event()
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except TimeoutError:
+                continue
+            with conn:
+                conn.settimeout(2.0)
+                request = b""
+                while b"\r\n\r\n" not in request and (chunk := conn.recv(4096)):
+                    request += chunk
+                time.sleep(delay)
+                loop.call_soon_threadsafe(time.sleep, hold_loop)
+                time.sleep(0.01)  # the loop is held by now
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}"
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+        listener.close()
+
+
+async def test_a_busy_loop_is_not_charged_to_the_server(resources: ProbeResources) -> None:
+    """The answer comes ~60 ms after the request while the loop is held for 300 ms: the probe
+    charges the server up to the answer's arrival (TCP_INFO's age of the data), not up to the
+    moment its loop got round to reading it."""
+    with answering_late(0.05, hold_loop=0.3) as base:
+        result = await probe(f"{base}/", resources=resources)
+    assert result.ok, result.error
+    assert result.duration >= 0.3  # the probe did wait for its loop
+    assert 0.05 <= result.phases["processing"] < 0.25  # ~0.36 s if charged up to the read
+    assert result.latency is not None and result.latency < 0.25
+
+
 # ---- one-shot CLI ----------------------------------------------------------------------
 
 

@@ -12,6 +12,7 @@ each finds the clock of the probe it works for in a context variable.
 from __future__ import annotations
 
 import asyncio
+import functools
 import socket
 import time
 from collections.abc import Iterator
@@ -20,10 +21,11 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv6Address
 from types import MappingProxyType
-from typing import Any
+from typing import Any, cast
 
 import aiohttp
 from aiohttp.abc import AbstractResolver, ResolveResult
+from aiohttp.client_proto import ResponseHandler
 from aiohttp.client_reqrep import ClientRequest
 from aiohttp.connector import Connection
 from aiohttp.tracing import Trace
@@ -31,7 +33,7 @@ from aiohttp.tracing import Trace
 from healthd.errors import ProbeFailure
 from healthd.probes._http_tls import TlsInfo, describe
 from healthd.probes._resolve import Resolver, format_sockaddr
-from healthd.probes._sockets import open_socket
+from healthd.probes._sockets import data_arrived, open_socket
 from healthd.results import ErrorKind
 
 PHASES = ("resolve", "connect", "tls", "processing", "transfer")
@@ -64,6 +66,7 @@ class PhaseClock:
         self.address: str | None = None
         self._mark = time.perf_counter()
         self._tcp_done: float | None = None
+        self._protocol: TimedHandler | None = None  # the connection's, which notes arrivals
         self.stage = "connect"  # or resolve, tls, request (being sent or answered), response
 
     def _charge(self, phase: str) -> None:
@@ -92,8 +95,9 @@ class PhaseClock:
         self._tcp_done = time.perf_counter()
         self.stage = "tls"  # for http the connection is ready a moment later
 
-    def connected(self, transport: asyncio.Transport | None) -> None:
+    def connected(self, transport: asyncio.Transport | None, protocol: ResponseHandler | None) -> None:
         """A connection is ready (new or reused): split connect/TLS and note the peer."""
+        self._protocol = protocol if isinstance(protocol, TimedHandler) else None
         ssl_object = transport.get_extra_info("ssl_object") if transport else None
         tcp_done, self._tcp_done = self._tcp_done, None
         if tcp_done is not None:  # a new connection
@@ -110,11 +114,20 @@ class PhaseClock:
 
     def answered(self) -> None:
         """The final response's headers are in."""
-        self._charge("processing")
+        self._charge_until_arrival("processing")
         self.stage = "response"
 
     def body_read(self) -> None:
-        self._charge("transfer")
+        self._charge_until_arrival("transfer")
+
+    def _charge_until_arrival(self, phase: str) -> None:
+        """Charge up to when the data reached the kernel, not to now: on a busy loop the
+        task runs late, and that wait is ours, not the server's or the network's."""
+        now = time.perf_counter()
+        arrived = self._protocol.arrived if self._protocol is not None else None
+        end = now if arrived is None else min(max(arrived, self._mark), now)
+        self.phases[phase] += end - self._mark
+        self._mark = end
 
     def so_far(self) -> dict[str, float]:
         """The phases with the running one charged up to now (the clock is left as it is)."""
@@ -138,6 +151,23 @@ def timing(clock: PhaseClock) -> Iterator[None]:
         yield
     finally:
         _running_clock.reset(token)
+
+
+class TimedHandler(ResponseHandler):
+    """aiohttp's response protocol, noting when the latest data reached the kernel.
+
+    `data_received` runs when the loop reads the socket, which on a busy loop is later
+    than the data came: TCP_INFO says how much later (`_sockets.data_arrived`), read here
+    while the connection is surely open (a `Connection: close` answer's FIN may close it
+    before the probe's task runs).
+    """
+
+    arrived: float | None = None  # on the perf_counter clock
+
+    def data_received(self, data: bytes) -> None:
+        if data and self.transport is not None:
+            self.arrived = data_arrived(self.transport.get_extra_info("socket"), time.perf_counter())
+        super().data_received(data)
 
 
 class _TimedSocket(socket.socket):
@@ -217,6 +247,9 @@ class ProbeConnector(aiohttp.TCPConnector):
             limit=0,
             **reuse,
         )
+        # aiohttp builds each connection's protocol from this factory (the TLS path too)
+        timed = functools.partial(TimedHandler, loop=self._loop)
+        self._factory = cast("functools.partial[ResponseHandler]", timed)
 
     def _open_socket(self, addr_info: Any) -> socket.socket:
         family, kind, proto, _, address = addr_info
@@ -240,5 +273,5 @@ class ProbeConnector(aiohttp.TCPConnector):
         clock = _running_clock.get()
         clock.connecting()
         connection = await super().connect(req, traces, timeout)
-        clock.connected(connection.transport)
+        clock.connected(connection.transport, connection.protocol)
         return connection

@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv6Address
+from typing import Any
 
 from healthd.config import HostPortCheck
 from healthd.errors import ProbeFailure, from_connect_error, from_os_error
@@ -32,10 +33,17 @@ IPV6_RECVERR = getattr(socket, "IPV6_RECVERR", 25)
 
 # struct tcp_info (include/uapi/linux/tcp.h): eight one-byte fields, then u32s and u64s.
 # Byte offsets of the fields read here, and the length that covers them (Linux >= 4.2).
+_TCPI_LAST_DATA_RECV = 52  # u32 tcpi_last_data_recv: ms since data last arrived, counted in jiffies
 _TCPI_RTT = 68  # u32 tcpi_rtt, smoothed RTT in microseconds
 _TCPI_TOTAL_RETRANS = 100  # u32 tcpi_total_retrans
 _TCPI_SEGS_OUT = 136  # u32 tcpi_segs_out, segments this socket has sent
 _TCPI_LENGTH = 144
+# the kernel's tick (1/HZ), which the coarse clock's resolution is; tcpi_last_data_recv counts in it
+_CLOCK_MONOTONIC_COARSE = getattr(time, "CLOCK_MONOTONIC_COARSE", 6)
+try:
+    _JIFFY = time.clock_getres(_CLOCK_MONOTONIC_COARSE)
+except OSError:
+    _JIFFY = 0.01  # HZ=100, the coarsest tick Linux builds with
 
 
 def open_socket(
@@ -273,3 +281,23 @@ def handshake_info(sock: socket.socket) -> Handshake:
         segs_out: int = struct.unpack_from("I", info, _TCPI_SEGS_OUT)[0]
         ack_sent = segs_out > 1 + retransmits
     return Handshake(rtt, ack_sent)
+
+
+def data_arrived(sock: Any, now: float) -> float:
+    """When, on `now`'s clock, data last arrived on this connection: at most `now`.
+
+    On a busy loop the data is read some time after the kernel queued it; TCP_INFO's
+    `tcpi_last_data_recv` says how long ago that was, in whole jiffies. One jiffy is
+    taken off, so the time given is never before the true arrival (on an idle loop it is
+    `now`). `sock` is a transport's socket (`get_extra_info("socket")`), open.
+    """
+    if TCP_INFO is None or sock is None:
+        return now
+    try:
+        info = sock.getsockopt(socket.IPPROTO_TCP, TCP_INFO, _TCPI_LENGTH)
+    except OSError:
+        return now
+    if len(info) < _TCPI_LAST_DATA_RECV + 4:
+        return now
+    age_ms: int = struct.unpack_from("I", info, _TCPI_LAST_DATA_RECV)[0]
+    return now - max(age_ms / 1000 - _JIFFY, 0.0)
