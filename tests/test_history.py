@@ -54,6 +54,16 @@ def test_results_with_a_different_rtt_each_run_come_back_equal_and_share_one_sha
     assert len(shapes) == 1  # the RTT is in the numbers, not in a shape of its own per result
 
 
+def test_a_flapping_check_reuses_the_entries_of_shapes_no_slot_holds_any_more() -> None:
+    history = History(10)
+    results = [tcp_result(1000.0 + i, 0.5, ok=i % 3 != 0) for i in range(500)]  # a new shape each change
+    for n, result in enumerate(results, 1):
+        history.append(result)
+        assert list(history) == kept_all(results[max(0, n - 10) : n])
+    assert len(history._shapes) <= 10  # one entry per run of equal shapes in the ring, at most
+    assert sum(history._uses) == 10
+
+
 def test_a_verdict_change_starts_a_new_shape_and_both_read_back() -> None:
     history = History(10)
     results = [tcp_result(1.0, 0.5), tcp_result(2.0, 0.0, ok=False), tcp_result(3.0, 0.7)]

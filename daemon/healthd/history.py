@@ -134,8 +134,8 @@ class History:
     address string): 10,000 checks x 120 results would hold ~900 MB. Here each
     result is its time (a double), its duration, latency and phase values as
     ticks of 0.1 µs (uint32, see `to_ticks`), its float details and gauges as
-    doubles, and a shared `_Shape` for what repeats from one result to the
-    next: 32 bytes a result for a steady TCP check. A result with more phases
+    doubles, and the index of a shared `_Shape` for what repeats from one result to the
+    next: 25 bytes a result for a steady TCP check. A result with more phases
     or floats than the slots hold widens them (`_widen`); one with a value no
     tick can hold is kept whole. Reading rebuilds `ProbeResult` values equal to the originals but for
     durations rounded to the tick (`kept`).
@@ -144,8 +144,10 @@ class History:
     __slots__ = (
         "_count",
         "_floats",
+        "_shape_at",
         "_shapes",
         "_start",
+        "_uses",
         "_ticks",
         "_times",
         "float_width",
@@ -160,7 +162,11 @@ class History:
         self._times = array("d")
         self._ticks = array("I")  # duration, latency, phases: tick_width per slot
         self._floats = array("d")  # float details, float gauges: float_width per slot
+        # the distinct shapes (and results kept whole) held, each with the slots using it, and
+        # per slot the index of its shape: a byte a result, not a pointer (most results share one)
         self._shapes: list[_Shape | ProbeResult | None] = []
+        self._uses: list[int] = []
+        self._shape_at = array("B" if maxlen < 256 else "H")
         self._count = 0
         self._start = 0  # slot of the oldest result
         self.tick_width = self.float_width = -1  # set by the first result
@@ -174,7 +180,7 @@ class History:
         self._times = array("d", [0.0]) * self.maxlen
         self._ticks = array("I", [0]) * (tick_width * self.maxlen)
         self._floats = array("d", [0.0]) * (float_width * self.maxlen)
-        self._shapes = [None] * self.maxlen
+        self._shape_at = array(self._shape_at.typecode, [0]) * self.maxlen
 
     def append(self, result: ProbeResult) -> None:
         if self.tick_width < 0:
@@ -183,21 +189,48 @@ class History:
         shape, ticks = self._shape_for(result)
         floats = _floats_of(result, self.float_width) if ticks else (0.0,) * self.float_width
         ticks = ticks or (0,) * self.tick_width
+        newest = self._shape_at[(self._start + self._count - 1) % self.maxlen] if self._count else -1
         if self._count < self.maxlen:
             slot = self._count
             self._count += 1
         else:
             slot, self._start = self._start, (self._start + 1) % self.maxlen
-        self._shapes[slot] = shape
+            self._release(self._shape_at[slot])
+        self._shape_at[slot] = self._index_of(shape, newest)
         self._times[slot] = result.time
         at = slot * self.tick_width
         self._ticks[at : at + self.tick_width] = array("I", ticks)
         at = slot * self.float_width
         self._floats[at : at + self.float_width] = array("d", floats)
 
+    def _index_of(self, shape: _Shape | ProbeResult, newest: int) -> int:
+        """The entry of `shape` in `_shapes`, one more slot using it: the newest result's
+        entry (the common case), else a free entry or a new one."""
+        if newest >= 0 and self._shapes[newest] is shape:
+            self._uses[newest] += 1
+            return newest
+        try:
+            index = self._shapes.index(None)
+        except ValueError:
+            index = len(self._shapes)
+            self._shapes.append(None)
+            self._uses.append(0)
+        self._shapes[index], self._uses[index] = shape, 1
+        return index
+
+    def _release(self, index: int) -> None:
+        self._uses[index] -= 1
+        if not self._uses[index]:
+            self._shapes[index] = None
+
+    def _shape(self, slot: int) -> _Shape | ProbeResult:
+        shape = self._shapes[self._shape_at[slot]]
+        assert shape is not None  # slots below the count are written
+        return shape
+
     def _shape_for(self, result: ProbeResult) -> tuple[_Shape | ProbeResult, tuple[int, ...] | None]:
         """The shape to keep and the result's ticks; (result, None) when it is kept whole."""
-        newest = self._shapes[(self._start + self._count - 1) % self.maxlen] if self._count else None
+        newest = self._shape((self._start + self._count - 1) % self.maxlen) if self._count else None
         shape = newest if isinstance(newest, _Shape) and newest.fits(result) else _Shape.of(result)
         if len(shape.phase_names) > self.tick_width - 2 or shape.floats > self.float_width:
             self._widen(max(self.tick_width, 2 + len(shape.phase_names)), max(self.float_width, shape.floats))
@@ -220,10 +253,9 @@ class History:
         self.tick_width, self.float_width = tick_width, float_width
 
     def _result(self, slot: int) -> ProbeResult:
-        shape = self._shapes[slot]
+        shape = self._shape(slot)
         if isinstance(shape, ProbeResult):
             return shape
-        assert shape is not None  # slots below the count are written
         at = slot * self.tick_width
         duration, latency, *phases = self._ticks[at : at + 2 + len(shape.phase_names)]
         at = slot * self.float_width
@@ -270,7 +302,7 @@ class History:
     def copy(self) -> HistoryCopy:
         """An immutable copy (shapes and results are immutable; the arrays are copied)."""
         count, ticks, floats = self._count, self.tick_width, self.float_width
-        shapes = tuple(shape for shape in self._shapes[:count] if shape is not None)
+        shapes = tuple(map(self._shape, range(count)))
         return HistoryCopy(
             self.maxlen,
             ticks,
@@ -297,13 +329,14 @@ class History:
         )
         for kept, source, width in columns:
             kept[: count * width] = source[start * width :] + source[: start * width]
-        history._shapes[:count] = [*copy.shapes[start:], *copy.shapes[:start]]
+        for slot, shape in enumerate((*copy.shapes[start:], *copy.shapes[:start])):
+            history._shape_at[slot] = history._index_of(shape, history._shape_at[slot - 1] if slot else -1)
         history._count = count
         return history
 
     def arrays(self) -> Iterator[array[Any]]:
         """Every array held, for measuring memory."""
-        yield from (self._times, self._ticks, self._floats)
+        yield from (self._times, self._ticks, self._floats, self._shape_at)
 
 
 def _ticks_of(result: ProbeResult, width: int) -> tuple[int, ...] | None:

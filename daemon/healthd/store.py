@@ -70,10 +70,10 @@ class CheckState:
     """One check's debounced state. Read it; only `Store.record` changes it."""
 
     __slots__ = (
+        "_failures",
         "changes",
         "counts",
         "duration_histogram",
-        "failures",
         "history",
         "info",
         "last",
@@ -102,11 +102,20 @@ class CheckState:
         self.last: ProbeResult | None = None
         self.duration_histogram = Histogram(PROBE_DURATION_BUCKETS) if with_histogram else None
         self.task_restarts = 0  # times the check's task died of a bug and was started again
-        self.failures = History(FAILURES_KEPT)
+        self._failures: History | None = None  # most checks never fail: allocated at the first failure
         self.last_success: float | None = None
         self.last_failure: float | None = None
         self.uptime = Uptime()
         self.changes = 0  # results applied: readers that keep what they read compare it
+
+    @property
+    def failures(self) -> History:
+        """The last FAILURES_KEPT failures (an empty history, not kept, until the first)."""
+        return self._failures if self._failures is not None else History(FAILURES_KEPT)
+
+    @failures.setter
+    def failures(self, failures: History) -> None:
+        self._failures = failures if len(failures) else None
 
     def apply(self, result: ProbeResult) -> Transition | None:
         self.changes += 1
@@ -136,7 +145,9 @@ class CheckState:
             self.last_success = result.time
         else:
             self.last_failure = result.time
-            self.failures.append(result)
+            if self._failures is None:
+                self._failures = History(FAILURES_KEPT)
+            self._failures.append(result)
         label = result.result_label
         self.counts[label] = self.counts.get(label, 0) + 1
         if self.duration_histogram is not None:

@@ -8,7 +8,7 @@ check was `down` (from the debounced state, not from failed probes) and the sum
 of the latencies of its successful probes. Two more rings hold latency
 histograms in fixed buckets, 12 x 5 minutes for the 1 h percentiles and 24 x 1
 hour for 24 h, so percentiles are estimated without keeping samples. All of it
-sits in compact arrays (healthd.uptime_rings): about 5.3 KB per check never down, whatever
+sits in compact arrays (healthd.uptime_rings): about 4.9 KB per check never down, whatever
 the uptime (down seconds are kept once a check is first down: 1.6 KB more).
 """
 
@@ -66,12 +66,12 @@ class Uptime:
     __slots__ = ("_day", "_down_since", "_hist_5m", "_hist_hour", "_hour", "_minute", "observed")
 
     def __init__(self) -> None:
-        # uint16 counts hold an hour of probes 55 ms apart (a fuller bucket widens the ring's, Ring._widen);
-        # float32 sums would drift over a day of 100 ms probes.
+        # uint16 counts hold an hour of probes 55 ms apart, a day of probes 1.4 s apart (a fuller
+        # bucket widens the ring's, Ring._widen); float32 sums would drift over a day of 100 ms probes.
         # spans: the windows' lengths in buckets (see _window_parts), kept as running counts
         self._minute = Ring(MINUTE, 60, "H", "f", spans=(60,))
         self._hour = Ring(HOUR, 168, "H", "f", spans=(24, 168))
-        self._day = Ring(DAY, 90, "I", "d", spans=(30,))
+        self._day = Ring(DAY, 90, "H", "d", spans=(30,))
         self._hist_5m = HistogramRing(5 * MINUTE, 12)
         self._hist_hour = HistogramRing(HOUR, 24)
         self._down_since: float | None = None  # start of the down stretch not yet counted
@@ -166,7 +166,8 @@ class Uptime:
     def load(cls, data: dict[str, Any]) -> Uptime:
         """The inverse of `dump`; raises ValueError if the layout does not match.
 
-        Snapshots of format 1 held the hourly counts as uint32: read by their size."""
+        Snapshots of format 1 held the hourly counts as uint32, and format 2 the daily ones
+        until 2026-12: read by their size."""
         uptime = cls()
         rings, hists = data["rings"], data["histograms"]
         if len(rings) != 3 or len(hists) != 2:

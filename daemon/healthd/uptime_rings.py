@@ -153,21 +153,24 @@ class Ring(Timeline):
             self.down[slot] = 0.0
 
     def add_probe(self, time: float, ok: bool, latency: float | None) -> None:
-        slot = self.slot(int(time // self.step))
+        index = int(time // self.step)
+        # most probes land in the newest bucket: nothing rolls over, nothing leaves a span
+        slot = index % self.size if index == self.head else self.slot(index)
         if slot is None:
             return
         if self.counts[slot] == self.cap and not self._widen():
             return  # a bucket of 4 billion probes: saturated rather than wrapped
-        self.counts[slot] += 1
+        counts = self.counts
+        counts[slot] += 1
         if ok:
-            self.counts[self.size + slot] += 1
+            counts[self.size + slot] += 1
             if latency is not None:
                 self.latency[slot] += latency
-        index = int(time // self.step)
+        running, head = self._running, self.head
         for which, span in enumerate(self.spans):
-            if index > self.head - span:  # inside the span ending at the head
-                self._running[2 * which] += 1
-                self._running[2 * which + 1] += ok
+            if index > head - span:  # inside the span ending at the head
+                running[2 * which] += 1
+                running[2 * which + 1] += ok
 
     def add_down(self, start: float, end: float) -> None:
         step = self.step
