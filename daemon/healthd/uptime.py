@@ -66,7 +66,7 @@ class Uptime:
     __slots__ = ("_day", "_down_since", "_hist_5m", "_hist_hour", "_hour", "_minute", "observed")
 
     def __init__(self) -> None:
-        # uint16 counts hold an hour of probes 55 ms apart, a day of probes 1.4 s apart (a fuller
+        # uint16 counts hold an hour of probes 55 ms apart, a day of probes 1.3 s apart (a fuller
         # bucket widens the ring's, Ring._widen); float32 sums would drift over a day of 100 ms probes.
         # spans: the windows' lengths in buckets (see _window_parts), kept as running counts
         self._minute = Ring(MINUTE, 60, "H", "f", spans=(60,))

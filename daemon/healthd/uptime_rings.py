@@ -125,8 +125,8 @@ class Ring(Timeline):
             self._running[2 * which], self._running[2 * which + 1] = probes, successes
 
     def _widen(self) -> bool:
-        """uint16 counts to uint32, once a bucket is full (an hour of probes < 55 ms apart);
-        False if they are uint32 already."""
+        """uint16 counts to uint32, once a bucket is full (an hour of probes < 55 ms apart, a day
+        of probes < 1.3 s apart); False if they are uint32 already."""
         if self.counts.typecode != "H":
             return False
         self.counts = array("I", self.counts)
