@@ -135,7 +135,7 @@ def detail_dict(state: CheckState, now: float) -> dict[str, Any]:
         "consecutive_failures": state.streak_fail,
         "counters": dict(state.counts),
         "transitions": dict(state.transitions),
-        "settings": dict(info.settings),
+        "settings": dict(info.settings.items()),  # one dump of the model, not one per key
         "windows": {name: window_dict(state.uptime.window(name, now)) for name in WINDOW_NAMES},
         "failures": [result_dict(result) for result in reversed(state.failures)],
     }

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import ItemsView, Iterator, Mapping
 from typing import Any
 
 from healthd.config import CheckBase, Config
@@ -31,6 +31,10 @@ class Settings(Mapping[str, Any]):
 
     def __len__(self) -> int:
         return len(self._dumped())
+
+    def items(self) -> ItemsView[str, Any]:
+        """All of them from one dump (Mapping's own would dump once per key)."""
+        return self._dumped().items()
 
 
 def service_infos(config: Config) -> list[ServiceInfo]:
