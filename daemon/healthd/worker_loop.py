@@ -15,7 +15,6 @@ import sys
 
 from healthd.config import CheckKey, Config, diff_configs, format_check_id
 from healthd.histogram import LAG_BUCKETS, Histogram
-from healthd.history import History
 from healthd.infos import service_infos
 from healthd.probes import PROBES, SPECS, ProbeResources
 from healthd.results import ErrorKind, ProbeResult
@@ -28,8 +27,10 @@ HEARTBEAT = 1.0  # seconds: a batch leaves at least this often, empty if need be
 
 
 class DebounceState(CheckState):
-    """A worker's check: its status and streaks, which its next interval depends on, and its
-    newest result. History, uptime (~9 KB a check) and counters live in the main process."""
+    """A worker's check: its status and streaks, which its next interval depends on. The result
+    itself, history, uptime (~9 KB a check) and counters live in the main process; `changes`
+    counts the results that reached the debounce here (0: not yet probed, `seed` may resume).
+    `history` is left unset: the lean infos all keep 1, so `Store.apply` never resizes it."""
 
     __slots__ = ()
 
@@ -39,15 +40,14 @@ class DebounceState(CheckState):
         self.last_seen = created
         self.status = Status.UNKNOWN
         self.since: float | None = None
-        self.streak_ok = self.streak_fail = 0
-        self.last: ProbeResult | None = None
-        self.history = History(1)  # Store.apply resizes it on a reload; never appended to
+        self.streak_ok = self.streak_fail = self.changes = 0
+        self.last = None  # never kept: ~0.5 KB a check that only main reads
 
     def apply(self, result: ProbeResult) -> Transition | None:
         self.last_seen = result.time if self.last_seen is None else max(self.last_seen, result.time)
         if result.error_kind is ErrorKind.LOCAL:  # says nothing of the target, as in CheckState
             return None
-        self.last = result
+        self.changes += 1
         return self._debounce(result)
 
 
@@ -110,7 +110,7 @@ def _lean(info: CheckInfo) -> CheckInfo:
 def seed(store: Store, seeds: dict[str, Seed]) -> None:
     for state in store.all_states():
         found = seeds.get(format_check_id(state.info.key))
-        if found is not None and state.last is None:  # not yet probed here: take main's state
+        if found is not None and state.changes == 0:  # not yet probed here: take main's state
             status, streak_ok, streak_fail = found
             state.resume(Status(status), streak_ok, streak_fail)
 

@@ -10,6 +10,7 @@ one per few milliseconds: results as flat rows plus the scheduler's counters
 
 from __future__ import annotations
 
+import io
 import math
 import pickle
 import struct
@@ -20,7 +21,7 @@ from typing import Any
 import msgpack
 
 from healthd.cluster import shard_of
-from healthd.config import CheckKey, Config, format_check_id
+from healthd.config import CheckBase, CheckKey, Config, format_check_id
 from healthd.results import ErrorKind, ProbeResult
 
 HEADER = struct.Struct(">I")
@@ -60,7 +61,37 @@ def frame(payload: bytes) -> bytes:
 
 def control(config: Config, seeds: Mapping[str, Seed]) -> bytes:
     """The frame that (re)configures a worker."""
-    return frame(pickle.dumps({"config": config, "seeds": dict(seeds)}, protocol=pickle.HIGHEST_PROTOCOL))
+    out = io.BytesIO()
+    _SharingPickler(out).dump({"config": config, "seeds": dict(seeds)})
+    return frame(out.getvalue())
+
+
+class _SharingPickler(pickle.Pickler):
+    """Pickles the checks with one `__pydantic_fields_set__` per distinct set and one object per
+    equal field value, so the worker's checks share them (pickle memoizes by identity): a check's
+    own set is ~730 B, most of its model. Nothing mutates them in place: `model_copy` copies the
+    set first, and a worker never assigns to its config."""
+
+    def __init__(self, file: io.BytesIO) -> None:
+        super().__init__(file, protocol=pickle.HIGHEST_PROTOCOL)
+        self._sets: dict[frozenset[str], set[str]] = {}
+        self._values: dict[tuple[type, object], object] = {}
+
+    def reducer_override(self, obj: Any) -> Any:
+        if not isinstance(obj, CheckBase):
+            return NotImplemented
+        reduced: Any = obj.__reduce_ex__(pickle.HIGHEST_PROTOCOL)  # a model reduces to a tuple
+        func, args, state, *rest = reduced
+        fields = frozenset(state["__pydantic_fields_set__"])
+        values = {name: self._shared(value) for name, value in state["__dict__"].items()}
+        shared_set = self._sets.setdefault(fields, set(fields))
+        state = {**state, "__dict__": values, "__pydantic_fields_set__": shared_set}
+        return (func, args, state, *rest)
+
+    def _shared(self, value: object) -> object:
+        if type(value) not in (str, int, float, bool) and value is not None:
+            return value
+        return self._values.setdefault((type(value), value), value)
 
 
 def read_control(payload: bytes) -> tuple[Config, dict[str, Seed]]:

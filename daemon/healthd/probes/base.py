@@ -42,12 +42,16 @@ class ProbeLog(logging.LoggerAdapter[logging.Logger]):
     and carries `service`, `check` and `target` as record attributes for structured handlers."""
 
     def __init__(self, logger: logging.Logger, key: CheckKey, check: CheckBase) -> None:
-        super().__init__(logger, {"service": key.service, "check": key.check, "target": check.display_target})
-        self._prefix = f"{format_check_id(key)} ({check.type} {check.display_target})"
+        # the fields and the prefix are made per line logged, not kept: a worker has one of
+        # these per check (~300 B each kept), and probes log rarely
+        super().__init__(logger)
+        self._key, self._check = key, check
 
     def process(self, msg: Any, kwargs: MutableMapping[str, Any]) -> tuple[Any, MutableMapping[str, Any]]:
-        kwargs["extra"] = {**(self.extra or {}), **kwargs.get("extra", {})}
-        return f"{self._prefix}: {msg}", kwargs
+        key, check = self._key, self._check
+        fields = {"service": key.service, "check": key.check, "target": check.display_target}
+        kwargs["extra"] = {**fields, **kwargs.get("extra", {})}
+        return f"{format_check_id(key)} ({check.type} {check.display_target}): {msg}", kwargs
 
     @classmethod
     def of(cls, key: CheckKey, check: CheckBase) -> ProbeLog:
