@@ -81,6 +81,33 @@ def test_the_control_frame_carries_the_config_with_its_secrets() -> None:
     assert seeds == {"svc0/c0": ("down", 0, 3)}
 
 
+def test_the_checks_share_their_fields_set_and_a_copy_does_not_leak_into_the_others() -> None:
+    config = config_of(6)
+    got, _ = read_control(control(config, {})[HEADER.size :])
+    first, second = got.services[0].checks[0], got.services[0].checks[1]
+    assert first.__pydantic_fields_set__ is second.__pydantic_fields_set__
+    assert got == config
+    changed = first.model_copy(update={"rise": 5})
+    assert changed.rise == 5 and "rise" in changed.model_fields_set
+    assert "rise" not in second.model_fields_set and second.rise == config.services[0].checks[1].rise
+
+
+def test_a_worker_state_keeps_no_result_and_takes_a_seed_only_before_its_first() -> None:
+    from healthd.worker_loop import DebounceState, lean_infos, seed
+
+    config = config_of(3)
+    store = Store(probe_histograms=False, state_type=DebounceState)
+    store.apply(lean_infos(config))
+    key = CheckKey("svc0", "c0")
+    seed(store, {"svc0/c0": ("down", 0, 3)})
+    state = store.check(key)
+    assert state is not None and state.status.value == "down"
+    store.record(key, ProbeResult(time=1.0, ok=True, duration=0.1, latency=0.1))
+    assert state.last is None and state.streak_ok == 1
+    seed(store, {"svc0/c0": ("down", 0, 3)})  # probed here since: its own state wins
+    assert state.streak_ok == 1 and state.streak_fail == 0
+
+
 def test_results_and_counters_survive_the_batch_frame() -> None:
     failed = ProbeResult(
         time=1.5, ok=False, duration=0.25, latency=None, error_kind=ErrorKind.REFUSED,
